@@ -1,0 +1,188 @@
+"""The one-shot super-network of the DARTS space with Gumbel-softmax architecture weights (paper Eq. 2).
+
+``SuperNet`` holds the shared operation weights and the architecture weights ``A`` (``alpha``, shape
+``(2, E, K)``: normal and reduction cells, ``E`` edges, ``K`` primitives). ``H = GumbelSoftmax(A, xi, tau)`` weighs
+the ops on every edge; a one-hot ``H`` (``sample()``) is a discrete sub-network, and the forward pass then runs only
+the chosen op of each edge. ``genotype()`` derives the final cell the DARTS way. Compact on purpose, in the spirit of
+DARTS' ``cnn/model_search.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wsr_bench.search_space.genotype import Genotype
+from wsr_bench.search_space.ops import PRIMITIVES, FactorizedReduce, Normalize, ReLUConvBN, make_op
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2471, 0.2435, 0.2616)
+
+
+def num_edges(steps: int) -> int:
+    """Edges in a cell with ``steps`` intermediate nodes (node j has j+2 inputs)."""
+    return sum(2 + i for i in range(steps))
+
+
+def edge_index(steps: int) -> list[tuple[int, int]]:
+    """``(source, target)`` node of every edge, in the order rows of ``H`` use."""
+    return [(src, node + 2) for node in range(steps) for src in range(node + 2)]
+
+
+class MixedOp(nn.Module):
+    """All primitives on one edge; output ``sum_k h_k * O_k(x)`` over the ops whose weight is non-zero."""
+
+    def __init__(self, channels: int, stride: int):
+        super().__init__()
+        self.ops = nn.ModuleList()
+        for name in PRIMITIVES:
+            op = make_op(name, channels, stride, affine=False)
+            if "pool" in name:
+                op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+            self.ops.append(op)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, active: list[int]) -> torch.Tensor:
+        return sum(weights[k] * self.ops[k](x) for k in active)
+
+
+class SearchCell(nn.Module):
+    """A cell of the super-network: every node sums the mixed ops on all its incoming edges (Eq. 2)."""
+
+    def __init__(self, steps: int, multiplier: int, c_pp: int, c_p: int, c: int, reduction: bool,
+                 reduction_prev: bool):
+        super().__init__()
+        self.reduction = reduction
+        self.steps, self.multiplier = steps, multiplier
+        self.preprocess0 = FactorizedReduce(c_pp, c, affine=False) if reduction_prev else ReLUConvBN(
+            c_pp, c, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList(
+            MixedOp(c, 2 if reduction and src < 2 else 1) for src, _ in edge_index(steps))
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
+                active: list[list[int]]) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        offset = 0
+        for _ in range(self.steps):
+            n_in = len(states)
+            states.append(sum(self.edges[offset + j](h, weights[offset + j], active[offset + j])
+                              for j, h in enumerate(states)))
+            offset += n_in
+        return torch.cat(states[-self.multiplier:], dim=1)
+
+
+class SuperNet(nn.Module):
+    """DARTS-space one-shot super-network taking images in [0,1].
+
+    Args:
+        C: initial channels (the stem has ``3 * C``).
+        num_classes: classifier outputs.
+        layers: number of cells; reduction cells sit at 1/3 and 2/3 depth.
+        steps: intermediate nodes per cell (4 gives the paper's 7-node cells).
+        in_chans: input channels.
+        mean, std: input normalisation applied inside the model.
+    """
+
+    def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8, steps: int = 4, in_chans: int = 3,
+                 mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD):
+        super().__init__()
+        if C < 2 or C % 2 or layers < 3 or steps < 2:
+            raise ValueError(f"SuperNet needs an even C >= 2, layers >= 3, steps >= 2; got C={C}, "
+                             f"layers={layers}, steps={steps}")
+        self.steps, self.num_classes = steps, num_classes
+        self.normalize = Normalize(mean, std)
+        c_curr = 3 * C
+        self.stem = nn.Sequential(nn.Conv2d(in_chans, c_curr, 3, padding=1, bias=False), nn.BatchNorm2d(c_curr))
+        c_pp, c_p, c_curr = c_curr, c_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in (layers // 3, 2 * layers // 3)
+            c_curr = c_curr * 2 if reduction else c_curr
+            self.cells.append(SearchCell(steps, steps, c_pp, c_p, c_curr, reduction, reduction_prev))
+            reduction_prev = reduction
+            c_pp, c_p = c_p, steps * c_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_p, num_classes)
+        self.alpha = nn.Parameter(1e-3 * torch.randn(2, num_edges(steps), len(PRIMITIVES)))
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """The architecture weights A (kept apart from the operation weights, as in DARTS)."""
+        return [self.alpha]
+
+    def weights(self) -> list[nn.Parameter]:
+        """The shared operation weights (everything but A)."""
+        return [p for name, p in self.named_parameters() if name != "alpha"]
+
+    def gumbel_softmax(self, tau: float = 1.0, hard: bool = False,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """``H = GumbelSoftmax(A, xi, tau)``; with ``hard`` a one-hot H that still carries A's gradient."""
+        return gumbel_softmax(self.alpha, tau, hard, generator)
+
+    @torch.no_grad()
+    def sample(self, tau: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw a discrete sub-architecture: a one-hot H (one op per edge) sampled from GumbelSoftmax(A)."""
+        return gumbel_softmax(self.alpha, tau, hard=True, generator=generator).detach()
+
+    def forward(self, x: torch.Tensor, H: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits for images ``x`` in [0,1]. ``H`` defaults to softmax(A); zero entries of H are skipped."""
+        if H is None:
+            H = F.softmax(self.alpha, dim=-1)
+        if H.shape != self.alpha.shape:
+            raise ValueError(f"H must have shape {tuple(self.alpha.shape)}, got {tuple(H.shape)}")
+        active = [[[k for k in torch.nonzero(row).flatten().tolist()] for row in cell] for cell in (H != 0).cpu()]
+        s0 = s1 = self.stem(self.normalize(x))
+        for cell in self.cells:
+            kind = 1 if cell.reduction else 0
+            s0, s1 = s1, cell(s0, s1, H[kind], active[kind])
+        return self.classifier(self.global_pooling(s1).flatten(1))
+
+    def genotype(self) -> Genotype:
+        """The final cells: per node the two strongest non-``none`` inputs, each with its best non-``none`` op."""
+        w = F.softmax(self.alpha.detach(), dim=-1).cpu()
+        return Genotype(normal=_derive(w[0], self.steps), normal_concat=tuple(range(2, 2 + self.steps)),
+                        reduce=_derive(w[1], self.steps), reduce_concat=tuple(range(2, 2 + self.steps)))
+
+
+def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gumbel-softmax over the last axis with an explicit generator (``F.gumbel_softmax`` takes none)."""
+    if tau <= 0:
+        raise ValueError(f"Gumbel-softmax temperature must be > 0, got {tau}")
+    u = torch.rand(logits.shape, generator=generator, device="cpu").to(logits.device)
+    xi = -torch.log(-torch.log(u.clamp_min(1e-20)).clamp_min(1e-20))
+    soft = F.softmax((logits + xi) / tau, dim=-1)
+    if not hard:
+        return soft
+    one_hot = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
+    return one_hot - soft.detach() + soft
+
+
+def _derive(weights: torch.Tensor, steps: int) -> tuple[tuple[str, int], ...]:
+    none = PRIMITIVES.index("none")
+    gene, start = [], 0
+    for node in range(steps):
+        n_in = node + 2
+        rows = weights[start:start + n_in].clone()
+        rows[:, none] = -1.0
+        best_src = sorted(range(n_in), key=lambda i: -float(rows[i].max()))[:2]
+        gene.extend((PRIMITIVES[int(rows[i].argmax())], i) for i in sorted(best_src))
+        start += n_in
+    return tuple(gene)
+
+
+class FixedArchitecture(nn.Module):
+    """A super-network seen through a fixed H: ``forward(x) = supernet(x, H)``.
+
+    Lets a sampled sub-network be trained, attacked (torchattacks wants an ``nn.Module``) and evaluated like any
+    model while sharing the super-network's weights.
+    """
+
+    def __init__(self, supernet: SuperNet, H: torch.Tensor):
+        super().__init__()
+        self.supernet = supernet
+        self.register_buffer("H", H.detach().clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.supernet(x, self.H)
