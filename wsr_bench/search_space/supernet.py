@@ -151,7 +151,7 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool,
     if tau <= 0:
         raise ValueError(f"Gumbel-softmax temperature must be > 0, got {tau}")
     u = torch.rand(logits.shape, generator=generator, device="cpu").to(logits.device)
-    xi = -torch.log(-torch.log(u.clamp_min(1e-20)).clamp_min(1e-20))
+    xi = -torch.log((-torch.log(u.clamp(1e-20, 1.0 - 1e-7))).clamp_min(1e-20))
     soft = F.softmax((logits + xi) / tau, dim=-1)
     if not hard:
         return soft
