@@ -71,9 +71,182 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- train
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="adversarially train a model (PGD-k, TRADES, FGSM-RS, multi-strength); "
+                                     "DDP under torchrun")
+    p.add_argument("config", help="experiment YAML (train/data/model sections), e.g. configs/retrain_pgd7.yaml")
+    p.add_argument("--out", required=True, help="run folder (checkpoint.pt, metrics.jsonl, train.log, model/)")
+    p.add_argument("--model", help="registered model name or a genotype.json (default: OUT/genotype.json when "
+                                   "present, else wsrnet_basic)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set train.epochs=2 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: the config's device)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from wsr_bench.config import load_config
+    from wsr_bench.train import run_training
+
+    cfg = load_config(args.config, args.overrides)
+    s = run_training(cfg, args.out, model_name=args.model, resume=args.resume, device=args.device,
+                     progress=not args.no_progress)
+    if s["rank"] != 0:
+        return 0
+    f = s["final"] or {}
+    print(f"trained {s['model']} ({s['params'] / 1e6:.3f}M params) with {s['recipe']} for {s['epochs']} epochs "
+          f"(from epoch {s['start_epoch']}, {s['world_size']} process(es)) in {s['seconds']:.1f}s")
+    if "clean_acc" in f:
+        print(f"test (first {f['eval_n']} images): clean {f['clean_acc']:.4f}  PGD-{f['eval_steps']}@"
+              f"{f['eval_eps']:g} {f['robust_acc']:.4f}")
+    print(f"run folder: {s['out_dir']}/ (config.yaml, checkpoint.pt, metrics.jsonl, train.log, model/)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- search
+def _add_search_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search an architecture: Wsr-NAS (AN-Estimator + EWSS) or the naive "
+                                      "multi-strength baseline, as the config's search.method says")
+    p.add_argument("config", help="experiment YAML (data/search sections), e.g. configs/demo.yaml")
+    p.add_argument("--out", required=True, help="run folder (genotype.json, alpha.safetensors, metrics.jsonl, "
+                                                "search.log, arch_weights.png, checkpoint.pt)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set search.steps=2 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: the config's device)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_search)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from wsr_bench.config import load_config
+    from wsr_bench.search import run_search
+
+    overrides = args.overrides + (["search.progress=false"] if args.no_progress else [])
+    cfg = load_config(args.config, overrides)
+    genotype = run_search(cfg, args.out, resume=args.resume, device=args.device)
+    s = cfg.search
+    print(f"{s.method} search ({s.n1} PGD + {s.n2} estimated strengths, {s.population} warm-up architectures, "
+          f"{s.steps} search steps) -> {args.out}/genotype.json")
+    for kind, edges in (("normal", genotype.normal), ("reduce", genotype.reduce)):
+        print(f"  {kind:<6} " + "  ".join(f"{op}<-{src}" for op, src in edges))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- run
+def _add_run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="the whole job: search -> WsrNet -> adversarial training -> spectrum "
+                                   "evaluation of it and the baselines -> leaderboard (resumes where it stopped)")
+    p.add_argument("config", help="experiment YAML (e.g. configs/demo.yaml)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=2 (repeatable)")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: the config's device)")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import time
+
+    from wsr_bench.config import load_config
+    from wsr_bench.leaderboard.io import load_entries
+    from wsr_bench.pipeline import run_pipeline
+
+    t0 = time.perf_counter()
+    res = run_pipeline(load_config(args.config, args.overrides), args.out, device=args.device)
+    entries = sorted(load_entries(res.leaderboard), key=lambda e: -(e.avg_robust_accuracy or 0.0))
+    eps = entries[0].worst_case().eps if entries else []
+    print(f"\n{'model':<12} {'clean':>6} " + " ".join(f"{e:>6.3f}" for e in eps) + f" {'avg':>6}")
+    for e in entries:
+        acc = [e.worst_case().at(v) for v in eps]
+        print(f"{e.model:<12} {e.clean_accuracy:>6.1%} " + " ".join(f"{a:>6.1%}" for a in acc)
+              + f" {(e.avg_robust_accuracy or float('nan')):>6.1%}")
+    print(f"\ndone in {time.perf_counter() - t0:.0f}s. Look at:\n  {res.genotype}\n  {res.model_dir}/\n"
+          f"  {res.leaderboard}/README.md, index.html, curves.png")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- eval
+def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="robust accuracy over an eps spectrum; writes a leaderboard entry")
+    p.add_argument("--model", required=True, help="timm name (wsrnet_basic, ...), robustbench:<Name>, or an "
+                                                  "exported model folder")
+    p.add_argument("--checkpoint", help="weights to load (.safetensors, or a torch file read weights_only)")
+    p.add_argument("--model-dir", default="models", help="RobustBench checkpoint root (<dir>/<dataset>/<threat>/)")
+    p.add_argument("--dataset", default="digits", help="digits (default), synthetic, cifar10, cifar100, svhn")
+    p.add_argument("--data-root", default="data", help="folder of local datasets")
+    p.add_argument("--eps", default="0.03,0.10,0.17,0.25", help="comma list on the [0,1] scale, e.g. 0.03,8/255")
+    p.add_argument("--attack", default="pgd", help="pgd, fgsm, apgd-ce, apgd-t, fab-t, square, autoattack, "
+                                                   "minnorm, or a comma list (worst case per sample)")
+    p.add_argument("--threat-model", default="Linf", help="Linf (default) or L2")
+    p.add_argument("--steps", type=int, default=20, help="PGD/APGD iterations (PGD step eps*2.5/steps)")
+    p.add_argument("--n-examples", type=int, default=256, help="first N test images")
+    p.add_argument("--out", help="leaderboard entry JSON to write (refused if it exists, unless --force)")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.add_argument("--name", help="display name in the leaderboard (default: the model spec)")
+    p.add_argument("--recipe", default="", help="training recipe recorded in the entry")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-sanity", action="store_true", help="skip the sanity checks")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from wsr_bench.evaluate import run_eval
+
+    entry = run_eval(args.model, dataset=args.dataset, eps=args.eps, attacks=args.attack, n_examples=args.n_examples,
+                     out=args.out, force=args.force, checkpoint=args.checkpoint, model_dir=args.model_dir,
+                     data_root=args.data_root, threat_model=args.threat_model, name=args.name, recipe=args.recipe,
+                     steps=args.steps, batch_size=args.batch_size, device=args.device, seed=args.seed,
+                     sanity=not args.no_sanity, progress=not args.no_progress)
+    labels = entry.worst_case.eps_label
+    print(f"{entry.model} on {entry.dataset} ({entry.threat_model}, n={entry.n_examples}): "
+          f"clean {100 * entry.clean_accuracy:.1f}%")
+    print(f"{'attack':<12}" + "".join(f"{lab:>9}" for lab in labels))
+    for name, curve in entry.curves.items():
+        print(f"{name:<12}" + "".join(f"{100 * a:>8.1f}%" for a in curve.accuracy))
+    avg = "n/a" if entry.avg_robust_accuracy is None else f"{100 * entry.avg_robust_accuracy:.1f}%"
+    print(f"avg over 0.03/0.10/0.17/0.25: {avg}   AUC: {100 * (entry.auc or 0):.1f}%   "
+          f"passes: {entry.evaluation['passes']['total']}")
+    print("sanity: " + ("ok" if not entry.flags else "FLAGGED " + ", ".join(entry.flags)))
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- leaderboard
+def _add_leaderboard_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("leaderboard", help="render the leaderboard (README.md, index.html, curves.png, CSV)")
+    lsub = p.add_subparsers(dest="leaderboard_command", metavar="ACTION", required=True)
+    b = lsub.add_parser("build", help="read ROOT/entries/**/*.json and write ROOT/README.md, index.html, "
+                                      "curves.png, leaderboard.csv")
+    b.add_argument("root", nargs="?", default="leaderboard", help="leaderboard folder (default: leaderboard)")
+    b.add_argument("--reference-top", type=int, default=10, help="RobustBench rows per dataset/threat model")
+    b.set_defaults(func=_cmd_leaderboard_build)
+
+
+def _cmd_leaderboard_build(args: argparse.Namespace) -> int:
+    from wsr_bench.leaderboard import build_leaderboard
+
+    res = build_leaderboard(args.root, reference_top=args.reference_top)
+    print(f"{res.n_entries} entries, {res.n_references} RobustBench rows -> {res.readme}, {res.index}, "
+          f"{res.curves}, {res.csv}")
+    return 0
+
+
 _PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_models_parser,
     _add_export_parser,
+    _add_train_parser,
+    _add_search_parser,
+    _add_run_parser,
+    _add_eval_parser,
+    _add_leaderboard_parser,
 )
 
 

@@ -60,42 +60,157 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
+    RECIPES: typing.ClassVar[tuple[str, ...]] = ("pgd", "trades", "fgsm_rs", "multi", "clean")
+    AUGMENTS: typing.ClassVar[tuple[str, ...]] = ("none", "crop", "crop_flip")
+
     recipe: str = "pgd"             # pgd (Madry PGD-k) | trades | fgsm_rs (fast AT) | multi (multi-strength) | clean
     epochs: int = 10                # training epochs
     lr: float = 0.1                 # SGD learning rate (cosine schedule)
+    lr_min: float = 0.0             # learning rate at the end of the cosine schedule (stepped every batch)
     momentum: float = 0.9           # SGD momentum
     weight_decay: float = 5e-4      # SGD weight decay (official retraining: 5e-4)
     grad_clip: float = 5.0          # gradient-norm clipping (0 disables)
     eps: float = 0.031              # training Linf strength (official: 0.031)
     steps: int = 7                  # attack steps during training (PGD-7; TRADES uses 10)
+    step_size: float | None = None  # attack step; null = eps*2.5/steps (FGSM-RS: 1.25*eps, Wong et al.)
     trades_beta: float = 6.0        # TRADES trade-off beta
     multi_eps: list[float] = field(default_factory=lambda: [0.03, 0.045, 0.06, 0.075, 0.09, 0.105])  # recipe multi
+    augment: str = "none"           # none | crop (random crop, 4-pixel zero padding) | crop_flip (+ horizontal flip)
     cutout: int = 0                 # cutout side length in pixels (0 disables)
+    eval_examples: int = 256        # test images for the end-of-epoch clean / PGD check (0 skips it)
+    eval_steps: int = 10            # PGD steps of the end-of-epoch check (at train.eps)
+    sync_bn: bool = False           # under DDP on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm)
 
     def validate(self) -> None:
+        _check(self.recipe in self.RECIPES,
+               f"unknown training recipe train.recipe={self.recipe!r}; expected one of {', '.join(self.RECIPES)}")
         _check(self.epochs >= 1 and self.steps >= 1, "train.epochs and train.steps must be >= 1")
-        _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        _check(self.lr > 0 and 0 <= self.lr_min <= self.lr, f"train.lr must be > 0 and 0 <= train.lr_min <= lr, "
+               f"got lr {self.lr}, lr_min {self.lr_min}")
+        _check(0 <= self.momentum < 1 and self.weight_decay >= 0 and self.grad_clip >= 0,
+               "train.momentum must be in [0,1), train.weight_decay and train.grad_clip >= 0")
         _check(0 < self.eps <= 1, f"train.eps {self.eps} is outside (0, 1]; eps is on the [0,1] scale (8/255)")
+        _check(self.step_size is None or 0 < self.step_size <= 1, f"train.step_size must be in (0, 1] or null, "
+               f"got {self.step_size}")
+        _check(self.trades_beta >= 0, f"train.trades_beta must be >= 0, got {self.trades_beta}")
+        _check(len(self.multi_eps) > 0 and all(0 < float(e) <= 1 for e in self.multi_eps),
+               f"train.multi_eps must list strengths in (0, 1], got {self.multi_eps}")
+        _check(self.augment in self.AUGMENTS,
+               f"train.augment must be one of {', '.join(self.AUGMENTS)}, got {self.augment!r}")
+        _check(self.cutout >= 0 and self.eval_examples >= 0 and self.eval_steps >= 1,
+               "train.cutout and train.eval_examples must be >= 0, train.eval_steps >= 1")
 
 
 @dataclass
 class SearchConfig:
+    METHODS: typing.ClassVar[tuple[str, ...]] = ("wsr", "naive")
+    ESTIMATORS: typing.ClassVar[tuple[str, ...]] = ("wa", "a", "e", "e_minus", "none")
+
     method: str = "wsr"             # wsr (Algorithm 1: AN-Estimator + EWSS) | naive (PGD at every strength)
     init_channels: int = 8          # super-network C (official search: 16)
     layers: int = 5                 # super-network cells (official search: 8)
     n1: int = 3                     # strengths attacked by PGD (anchors); naive: all strengths
     n2: int = 3                     # strengths estimated by the AN-Estimator (0 for naive)
-    strengths: list[float] = field(default_factory=lambda: [0.03, 0.045, 0.06, 0.075, 0.09, 0.105])
+    strengths: list[float] = field(default_factory=lambda: [0.03, 0.045, 0.06, 0.075, 0.09, 0.105])  # increasing
     objective_weights: list[float] = field(default_factory=lambda: [1, 2, 3, 5, 7, 10])  # beta_i, normalised
     alpha: float = 0.8              # weight of the natural loss in Eq. 10
     beta: float = 0.2               # weight of the robust losses in Eq. 10 (alpha + beta = 1)
-    estimator: str = "a"            # AN-Estimator: wa | a | e | e_minus
+    estimator: str = "a"            # AN-Estimator: wa | a | e | e_minus | none (only with n2 = 0)
+    strength_feed: str = "l2"       # strength fed to the AN-Estimator's encoders: l2 (noise RMS, official) | linf
     population: int = 4             # N: warm-up architecture population
     steps: int = 4                  # T: search steps after warm-up
+    warmup_epochs: int = 1          # epochs each population architecture is warmed up for (Alg. 1 line 4)
+    warmup_recipe: str = "clean"    # warm-up training: clean | pgd
+    train_eps: float = 0.03         # Linf strength of the super-network's adversarial training (PGD-k)
+    train_steps: int = 7            # PGD steps of that training (PGD-7 as the official search)
+    attack_steps: int = 7           # PGD steps of the validation noises (anchors; every strength for naive)
+    train_limit: int | None = None  # at most this many D_t images per search epoch (null: all of D_t)
+    val_limit: int | None = None    # at most this many D_v images for noise generation and evaluation (null: all)
+    weight_lr: float = 0.025        # SGD learning rate of the shared weights (cosine over all search epochs)
+    weight_lr_min: float = 0.001    # learning rate at the end of the cosine
+    weight_momentum: float = 0.9    # SGD momentum of the shared weights
+    weight_decay: float = 3e-4      # SGD weight decay of the shared weights (DARTS)
+    grad_clip: float = 5.0          # gradient-norm clipping of the shared weights (0 disables)
+    arch_lr: float = 0.01           # Adam learning rate of the architecture weights A
+    arch_weight_decay: float = 1e-3  # Adam weight decay of A (DARTS)
+    arch_samples: int = 8           # Gumbel draws of H averaged in one EWSS update of A
+    tau: float = 1.0                # Gumbel-softmax temperature (sampling and EWSS)
+    naive_gradient: str = "hard"    # naive's H for the gradient through the super-network: hard (straight-through
+                                    # Gumbel sample, only sampled ops run) | soft (every op runs, DARTS' mixture)
+    ane_memory: int = 600           # M_a capacity (paper: 600)
+    ane_batch: int = 10             # B: D_t images pushed into M_a per iteration (paper: 10)
+    ane_iters: int = 1              # K_a: AN-Estimator training iterations per iteration (paper: 1)
+    ane_train_batch: int = 32       # M_a entries per AN-Estimator training iteration
+    ane_lr: float = 5e-4            # AdamW learning rate of the AN-Estimator (official: 5e-4)
+    ane_weight_decay: float = 1e-4  # AdamW weight decay of the AN-Estimator (official: 1e-4)
+    ane_target_range: list[float] = field(default_factory=lambda: [0.0, 0.15])  # M_a target eps drawn in (lo, hi)
+    vle_memory: int = 64            # T of M_v: (H, losses) pairs kept for the validation-loss estimator
+    vle_hidden: int = 64            # VLE LSTM / head width
+    vle_lr: float = 1e-3            # Adam learning rate of the VLE
+    vle_weight_decay: float = 1e-4  # Adam weight decay of the VLE
+    vle_warmup_iters: int = 200     # K_v: VLE iterations after the warm-up population (Alg. 1 line 18)
+    vle_iters: int = 20             # VLE iterations per search step (Alg. 1 line 23)
+    vle_batch: int = 64             # M_v entries per VLE iteration
+    progress: bool = True           # tqdm bars on the long phases
 
     def validate(self) -> None:
-        _check(self.method in ("wsr", "naive"), f"search.method must be wsr or naive, got {self.method!r}")
-        _check(len(self.strengths) > 0, "search.strengths must not be empty")
+        _check(self.method in self.METHODS, f"search.method must be wsr or naive, got {self.method!r}")
+        _check(self.estimator in self.ESTIMATORS,
+               f"search.estimator must be one of {', '.join(self.ESTIMATORS)}, got {self.estimator!r}")
+        _check(self.strength_feed in ("l2", "linf"), f"search.strength_feed must be l2 or linf, got "
+               f"{self.strength_feed!r}")
+        _check(self.naive_gradient in ("hard", "soft"), f"search.naive_gradient must be hard or soft, got "
+               f"{self.naive_gradient!r}")
+        _check(self.warmup_recipe in ("clean", "pgd"), f"search.warmup_recipe must be clean or pgd, got "
+               f"{self.warmup_recipe!r}")
+        self._validate_strengths()
+        self._validate_objective()
+        self._validate_sizes()
+
+    def _validate_strengths(self) -> None:
+        s = [float(e) for e in self.strengths]
+        _check(len(s) > 0, "search.strengths is empty: list at least one Linf strength, e.g. [0.03, 0.06, 0.09]")
+        _check(all(0 < e <= 1 for e in s), f"search.strengths {s} must lie in (0, 1] (eps on the [0,1] scale)")
+        _check(all(s[i] < s[i + 1] for i in range(len(s) - 1)), f"search.strengths {s} must be strictly increasing")
+        _check(self.n1 >= 1 and self.n2 >= 0, f"search.n1 must be >= 1 and n2 >= 0, got n1={self.n1}, n2={self.n2}")
+        _check(self.n1 + self.n2 == len(s), f"search.n1 + search.n2 = {self.n1 + self.n2} but search.strengths "
+               f"lists {len(s)} strengths; they must match (n1 by PGD, n2 by the AN-Estimator)")
+        _check(not (self.n2 > 0 and self.estimator == "none"), f"search.n2 = {self.n2} strengths need an "
+               f"AN-Estimator, but search.estimator is none; choose wa | a | e | e_minus or set n2: 0")
+        _check(self.method != "naive" or self.n2 == 0, f"search.method naive runs PGD at every strength: set "
+               f"search.n2: 0 and search.n1: {len(s)}, got n2={self.n2}")
+        lo, hi = (list(self.ane_target_range) + [None, None])[:2]
+        _check(len(self.ane_target_range) == 2 and 0 <= lo < hi <= 1,
+               f"search.ane_target_range must be [lo, hi] with 0 <= lo < hi <= 1, got {self.ane_target_range}")
+        _check(0 < self.train_eps <= 1, f"search.train_eps {self.train_eps} is outside (0, 1]")
+
+    def _validate_objective(self) -> None:
+        _check(self.alpha > 0 and self.beta > 0, f"search.alpha and search.beta must be > 0, got alpha="
+               f"{self.alpha}, beta={self.beta}")
+        _check(abs(self.alpha + self.beta - 1.0) < 1e-6, f"search.alpha + search.beta must equal 1 (Eq. 10), got "
+               f"{self.alpha} + {self.beta} = {self.alpha + self.beta:g}")
+        _check(len(self.objective_weights) == len(self.strengths), f"search.objective_weights has "
+               f"{len(self.objective_weights)} entries but search.strengths has {len(self.strengths)}; give one "
+               f"weight beta_i per strength")
+        _check(all(float(w) > 0 for w in self.objective_weights), f"search.objective_weights must all be > 0 "
+               f"(they are normalised to sum to 1), got {self.objective_weights}")
+
+    def _validate_sizes(self) -> None:
+        positive = ("init_channels", "population", "warmup_epochs", "train_steps", "attack_steps", "arch_samples",
+                    "ane_memory", "ane_batch", "ane_iters", "ane_train_batch", "vle_memory", "vle_hidden",
+                    "vle_warmup_iters", "vle_iters", "vle_batch")
+        for name in positive:
+            _check(getattr(self, name) >= 1, f"search.{name} must be >= 1, got {getattr(self, name)}")
+        _check(self.layers >= 3 and self.steps >= 0, f"search.layers must be >= 3 and search.steps >= 0, got "
+               f"layers={self.layers}, steps={self.steps}")
+        for name in ("train_limit", "val_limit"):
+            _check(getattr(self, name) is None or getattr(self, name) >= 1, f"search.{name} must be >= 1 or null")
+        for name in ("weight_lr", "arch_lr", "ane_lr", "vle_lr", "tau"):
+            _check(getattr(self, name) > 0, f"search.{name} must be > 0, got {getattr(self, name)}")
+        _check(0 <= self.weight_lr_min <= self.weight_lr, f"search.weight_lr_min must be in [0, weight_lr], got "
+               f"{self.weight_lr_min}")
+        _check(self.grad_clip >= 0 and 0 <= self.weight_momentum < 1, "search.grad_clip must be >= 0 and "
+               "search.weight_momentum in [0, 1)")
 
 
 @dataclass
@@ -115,6 +230,18 @@ class EvalConfig:
 
 
 @dataclass
+class RunConfig:
+    baselines: list[str] = field(default_factory=lambda: ["darts_v2", "racl", "advrush"])  # trained like the WsrNet
+    leaderboard_reference: bool = True  # place RobustBench's published numbers beside ours in the leaderboard
+
+    def validate(self) -> None:
+        from wsr_bench.models.wsrnet import GENOTYPE_OF
+
+        for name in self.baselines:
+            _check(name in GENOTYPE_OF, f"run.baselines: unknown model {name!r}; known: {', '.join(GENOTYPE_OF)}")
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "experiment"        # run name, used in logs and leaderboard entries
     seed: int = 0                   # master seed: data splits, initialisation, sampling
@@ -124,6 +251,7 @@ class ExperimentConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
 
     def validate(self) -> None:
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),

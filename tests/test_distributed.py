@@ -1,0 +1,189 @@
+"""DDP through torchrun on 2 CPU processes (gloo) equals a single process with the same global batch.
+
+The equality run uses a BatchNorm-free network (per-rank BN statistics would differ; SyncBatchNorm needs CUDA) and
+PGD without random start (each rank draws its own random start): then the ranks' strided shares of each global
+batch, equal per-rank means and DDP's gradient averaging give the single process's update up to float rounding.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from torch.utils.data import TensorDataset
+
+from wsr_bench.distributed import (
+    DistInfo,
+    all_reduce_stats,
+    is_main_process,
+    set_epoch,
+    setup_distributed,
+    shard_loader,
+    unwrap_model,
+    wrap_ddp,
+)
+
+WORKER = '''
+import json, sys
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from wsr_bench.data import get_synthetic
+from wsr_bench.distributed import (cleanup, is_main_process, set_epoch, setup_distributed, shard_loader,
+                                   unwrap_model, wrap_ddp)
+from wsr_bench.search_space.ops import Normalize
+from wsr_bench.train import TrainRecipe, eval_epoch, train_epoch
+
+
+def trades_with_aux_head():
+    """TRADES (two forwards through DDP before one backward) with DARTS' auxiliary head (through TrainView), BN
+    model: the ranks' weights must stay identical. Returns every rank's parameter checksum."""
+    import timm
+
+    import wsr_bench.models  # noqa: F401
+    from wsr_bench.distributed import all_gather_object
+
+    torch.manual_seed(0)
+    model = timm.create_model("darts_v2", init_channels=4, layers=3, num_classes=10, auxiliary=True)
+    net = wrap_ddp(model)
+    x, y = get_synthetic(n=16, image_size=32, seed=2)
+    loader = shard_loader(TensorDataset(x, y), batch_size_global=8, seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    train_epoch(net, loader, opt, TrainRecipe("trades", eps=0.03, steps=2), aux_weight=0.4)
+    return all_gather_object(float(sum(p.detach().double().sum() for p in model.parameters())))
+
+
+def run(out):
+    torch.set_num_threads(1)
+    info = setup_distributed("cpu")
+    torch.manual_seed(0)
+    model = nn.Sequential(Normalize((0.5,) * 3, (0.25,) * 3), nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                          nn.Flatten(), nn.Linear(32, 10))
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    net = wrap_ddp(model)
+    x, y = get_synthetic(n=96, image_size=8, seed=1)
+    loader = shard_loader(TensorDataset(x[:64], y[:64]), batch_size_global=16, seed=3, shuffle=True)
+    opt = torch.optim.SGD(unwrap_model(net).parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    recipe = TrainRecipe("pgd", eps=0.05, steps=3, random_start=False)
+    for epoch in range(2):
+        set_epoch(loader, epoch)
+        stats = train_epoch(net, loader, opt, recipe, grad_clip=1.0)
+    test = shard_loader(TensorDataset(x[64:], y[64:]), batch_size_global=8, shuffle=False)
+    ev = eval_epoch(net, test, attack=TrainRecipe(eps=0.05, steps=2, random_start=False))
+    sync = trades_with_aux_head()
+    if is_main_process():
+        Path(out).mkdir(parents=True, exist_ok=True)
+        torch.save(unwrap_model(net).state_dict(), Path(out) / "weights.pt")
+        torch.save(init, Path(out) / "init.pt")
+        (Path(out) / "stats.json").write_text(json.dumps({"train": stats, "eval": ev, "world": info.world_size,
+                                                          "sync": sync}))
+    cleanup()
+
+
+if __name__ == "__main__":
+    run(sys.argv[1])
+    if len(sys.argv) > 2:  # then the real command, in the same launch (saves a second torchrun start-up)
+        from wsr_bench.cli import main
+
+        sys.exit(main(sys.argv[2:]))
+'''
+
+
+def _torchrun(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory):
+    """One 2-process torchrun launch: the equality experiment, then ``wsr-bench train`` on a tiny config."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    script = tmp / "ddp_worker.py"
+    script.write_text(WORKER)
+    cfg = tmp / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({"device": "cpu", "data": {"name": "synthetic", "batch_size": 64},
+                                   "model": {"init_channels": 4, "layers": 3},
+                                   "train": {"epochs": 2, "steps": 1, "eval_examples": 16, "eval_steps": 1}}))
+    proc = _torchrun([str(script), str(tmp / "ddp"), "train", str(cfg), "--out", str(tmp / "run"), "--model",
+                      "darts_v2", "--no-progress"], cwd=tmp)
+    return tmp, script, proc
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_equals_one_process(launched):
+    tmp, script, _ = launched
+    spec = importlib.util.spec_from_file_location("ddp_worker", script)
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)
+    threads = torch.get_num_threads()
+    worker.run(tmp / "single")  # same code, no torchrun: one process, same global batch
+    torch.set_num_threads(threads)
+    ddp, single = (torch.load(tmp / d / "weights.pt", weights_only=True) for d in ("ddp", "single"))
+    for key in single:
+        assert torch.allclose(ddp[key], single[key], rtol=1e-4, atol=1e-5), key
+    init = torch.load(tmp / "ddp" / "init.pt", weights_only=True)
+    assert all(not torch.allclose(init[k], ddp[k]) for k in init if k.endswith("weight"))  # training moved them
+    s_ddp, s_one = (json.loads((tmp / d / "stats.json").read_text()) for d in ("ddp", "single"))
+    assert (s_ddp["world"], s_one["world"]) == (2, 1)
+    assert s_ddp["train"]["n"] == s_one["train"]["n"] == 64 and s_ddp["eval"]["n"] == s_one["eval"]["n"] == 32
+    assert s_ddp["train"]["steps"] == s_one["train"]["steps"] == 4
+    assert len(s_ddp["sync"]) == 2 and s_ddp["sync"][0] == s_ddp["sync"][1]
+    for part, key in (("train", "loss"), ("train", "acc"), ("eval", "loss"), ("eval", "acc")):
+        assert s_ddp[part][key] == pytest.approx(s_one[part][key], rel=1e-4, abs=1e-5), (part, key)
+
+
+@pytest.mark.slow
+def test_wsr_bench_train_under_torchrun_writes_once_from_rank_zero(launched):
+    tmp, _, proc = launched
+    out = tmp / "run"
+    assert proc.stdout.count("trained darts_v2") == 1 and "2 process(es)" in proc.stdout
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2] and records[-1]["train_n"] == 206  # 205 images, 103 per rank
+    assert len((out / "train.log").read_text().splitlines()) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl", "model",
+                                                     "train.log"]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # each rank has its own stream
+
+
+def test_single_process_helpers_are_identities(monkeypatch):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    assert setup_distributed("cpu") == DistInfo(rank=0, world_size=1, local_rank=0, device="cpu")
+    assert is_main_process()
+    stats = {"loss": 0.5, "acc": 0.25, "n": 8, "seconds": 1.0, "name": "x"}
+    assert all_reduce_stats(stats) == stats
+    model = torch.nn.Linear(2, 2)
+    assert wrap_ddp(model) is model and unwrap_model(model) is model
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="WORLD_SIZE='two' must be an integer"):
+        setup_distributed("cpu")
+
+
+def test_shard_loader_orders_by_seed_and_epoch():
+    ds = TensorDataset(torch.arange(20).float(), torch.arange(20))
+    loader = shard_loader(ds, batch_size_global=5, seed=7)
+    first = torch.cat([y for _, y in loader])
+    assert sorted(first.tolist()) == list(range(20)) and torch.equal(first, torch.cat([y for _, y in loader]))
+    set_epoch(loader, 1)
+    assert not torch.equal(first, torch.cat([y for _, y in loader]))
+    assert torch.equal(torch.cat([y for _, y in shard_loader(ds, 4, shuffle=False)]), torch.arange(20))
+    with pytest.raises(ValueError, match="positive multiple of the world size"):
+        shard_loader(ds, batch_size_global=0)
+    with pytest.raises(ValueError, match="empty dataset"):
+        shard_loader(TensorDataset(torch.zeros(0)), batch_size_global=2)

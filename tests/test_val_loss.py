@@ -1,0 +1,90 @@
+"""Validation-loss estimator (EWSS, Eq. 8-9) and its memory M_v."""
+
+import pytest
+import torch
+from scipy.stats import kendalltau
+
+from wsr_bench.estimators.val_loss import LossMemory, ValLossEstimator, train_vle
+
+E, K = 14, 8
+
+
+def _one_hot_archs(n: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, K, (n, 2, E), generator=gen)
+    return torch.nn.functional.one_hot(idx, K).float()
+
+
+def _losses(H: torch.Tensor) -> torch.Tensor:
+    """A known landscape: parameter-free ops (indices 0-3) hurt, more so at higher strength; reduction edges
+    matter half as much. Three outputs: natural, eps_1, eps_2."""
+    bad = H[..., 0, :, :4].sum((-1, -2)) + 0.5 * H[..., 1, :, :4].sum((-1, -2))
+    return torch.stack([1.0 + 0.05 * bad, 1.5 + 0.08 * bad, 2.0 + 0.1 * bad], dim=-1)
+
+
+def test_shapes_and_gradient_reaches_H():
+    vle = ValLossEstimator(E, K, num_outputs=3, hidden=16)
+    H = torch.softmax(torch.randn(2, E, K), -1).requires_grad_(True)
+    out = vle(H)
+    assert out.shape == (3,)
+    assert vle(torch.stack([H, H])).shape == (2, 3)
+    out.sum().backward()
+    assert H.grad is not None and H.grad.abs().sum() > 0
+
+
+def test_bad_shape_is_a_clear_error():
+    vle = ValLossEstimator(E, K, num_outputs=3)
+    with pytest.raises(ValueError, match=r"H must have shape \(2, 14, 8\)"):
+        vle(torch.rand(2, 10, K))
+    with pytest.raises(ValueError, match="sizes must be >= 1"):
+        ValLossEstimator(E, K, num_outputs=0)
+
+
+def test_memory_is_a_bounded_fifo_and_round_trips():
+    mem = LossMemory(capacity=3)
+    archs = _one_hot_archs(5)
+    for i in range(5):
+        mem.push(archs[i], torch.tensor([float(i), 0.0, 0.0]))
+    H, L = mem.tensors()
+    assert len(mem) == 3 and L[:, 0].tolist() == [2.0, 3.0, 4.0]
+    assert torch.equal(H, archs[2:])
+    other = LossMemory(capacity=1)
+    other.load_state_dict(mem.state_dict())
+    assert other.capacity == 3 and torch.equal(other.tensors()[1], L)
+    with pytest.raises(ValueError, match="memory holds H"):
+        mem.push(archs[0], torch.zeros(4))
+    with pytest.raises(ValueError, match="finite"):
+        mem.push(archs[0], torch.tensor([float("nan"), 0.0, 0.0]))
+    with pytest.raises(ValueError, match="empty"):
+        LossMemory(2).tensors()
+
+
+def test_learns_a_loss_landscape_and_ranks_unseen_architectures():
+    torch.manual_seed(0)
+    train, test = _one_hot_archs(96, seed=1), _one_hot_archs(32, seed=2)
+    mem = LossMemory(capacity=96)
+    for H in train:
+        mem.push(H, _losses(H))
+    vle = ValLossEstimator(E, K, num_outputs=3, hidden=32)
+    opt = torch.optim.Adam(vle.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    first = train_vle(vle, mem, opt, iters=5, batch_size=32, generator=gen)
+    last = train_vle(vle, mem, opt, iters=400, batch_size=32, generator=gen)
+    assert last < 0.5 * first
+    with torch.no_grad():
+        pred = vle(test)
+    tau, _ = kendalltau(pred[:, 2].numpy(), _losses(test)[:, 2].numpy())
+    assert tau > 0.5
+    # outputs are in loss units (the standardisation is undone)
+    assert abs(float(pred[:, 0].mean()) - float(_losses(test)[:, 0].mean())) < 0.1
+
+
+def test_train_vle_checks_its_input():
+    vle = ValLossEstimator(E, K, num_outputs=3)
+    opt = torch.optim.Adam(vle.parameters())
+    mem = LossMemory(4)
+    mem.push(_one_hot_archs(1)[0], torch.zeros(5))
+    with pytest.raises(ValueError, match="5 outputs, the VLE predicts 3"):
+        train_vle(vle, mem, opt)
+    with pytest.raises(ValueError, match="iters and batch_size"):
+        train_vle(vle, mem, opt, iters=0)

@@ -1,0 +1,161 @@
+"""Evaluation -> leaderboard entry, as one call for the pipeline (``evaluate_to_entry``) and for the CLI
+(``run_eval``: resolve the model spec, load the dataset, refuse to overwrite, evaluate, write the entry atomically).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import platform
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from wsr_bench.epsilon import PAPER_SPECTRUM
+from wsr_bench.evaluate.model_loading import check_model_spec, load_eval_model
+from wsr_bench.evaluate.spectrum import SpectrumResult, evaluate_spectrum
+from wsr_bench.leaderboard.io import check_writable, save_entry
+from wsr_bench.leaderboard.schema import WORST_CASE, Curve, LeaderboardEntry
+
+logger = logging.getLogger(__name__)
+
+_VERSIONED = ("wsr-bench", "torch", "timm", "torchattacks", "pyautoattack", "robustbench", "numpy")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape an evaluation (recorded in every entry)."""
+    out = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def result_to_entry(result: SpectrumResult, *, model_name: str, architecture: str, dataset: str,
+                    recipe: str = "", params: int | None = None, date: str | None = None,
+                    notes: str = "") -> LeaderboardEntry:
+    """Turn a :class:`SpectrumResult` into a :class:`LeaderboardEntry` (curves per attack plus worst case)."""
+    curves = {name: Curve(name, result.eps, [c[e] for e in result.eps]) for name, c in result.per_attack.items()}
+    curves[WORST_CASE] = Curve(WORST_CASE, result.eps, [result.robust_accuracy[e] for e in result.eps])
+    evaluation = {
+        "attacks": result.attacks, "steps": result.steps, "sweep": "attack-all" if result.attack_all else "survivors",
+        "chain_attacks": result.chain_attacks, "passes": result.passes.to_dict(), "n_verified": result.n_verified,
+        "wall_time_s": round(result.wall_time_s, 3), "settings": result.settings,
+    }
+    if result.sanity is not None:
+        evaluation["sanity_checks"] = result.sanity.to_dict()["checks"]
+    return LeaderboardEntry(
+        model=model_name, architecture=architecture, dataset=dataset, threat_model=result.norm,
+        clean_accuracy=result.clean_accuracy, curves=curves, n_examples=result.n_examples, seed=result.seed,
+        params=params, training=recipe, sanity=result.sanity.as_flags() if result.sanity is not None else {},
+        versions=package_versions(), date=date or _dt.date.today().isoformat(), evaluation=evaluation, notes=notes)
+
+
+def evaluate_to_entry(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    model_name: str,
+    architecture: str,
+    dataset: str,
+    recipe: str = "",
+    eps: Sequence[float | str] | str = PAPER_SPECTRUM,
+    attacks: str | Sequence[str] = ("pgd",),
+    threat_model: str = "Linf",
+    steps: int = 20,
+    batch_size: int = 128,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    sanity: bool = True,
+    progress: bool = False,
+    date: str | None = None,
+    notes: str = "",
+    **spectrum_options: Any,
+) -> LeaderboardEntry:
+    """Evaluate ``model`` over the spectrum (with sanity checks) and return its leaderboard entry.
+
+    Extra keyword arguments go to :func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum` (``attack_all``,
+    ``chain_attacks``, ``n_queries``, ``surrogate``...). The pipeline (``wsr-bench run``) calls this after training.
+    """
+    result = evaluate_spectrum(model, x, y, eps=eps, attack=attacks, steps=steps, batch_size=batch_size,
+                               device=device, norm=threat_model, seed=seed, sanity=sanity, progress=progress,
+                               **spectrum_options)
+    params = sum(p.numel() for p in model.parameters())
+    return result_to_entry(result, model_name=model_name, architecture=architecture, dataset=dataset,
+                           recipe=recipe, params=params, date=date, notes=notes)
+
+
+def load_eval_data(dataset: str, n_examples: int | None, *, data_root: str | Path = "data",
+                   image_size: int = 16, seed: int = 0):
+    """The first ``n_examples`` test images of ``dataset`` (via :mod:`wsr_bench.data`) and the dataset splits."""
+    from wsr_bench.data import as_tensors, load_dataset
+
+    if n_examples is not None and int(n_examples) < 1:
+        raise ValueError(f"--n-examples must be >= 1, got {n_examples}")
+    splits = load_dataset(dataset, root=data_root, image_size=image_size, seed=seed)
+    x, y = as_tensors(splits.test, n_examples)
+    return x, y, splits
+
+
+def run_eval(
+    model: str,
+    *,
+    dataset: str = "digits",
+    eps: Sequence[float | str] | str = PAPER_SPECTRUM,
+    attacks: str | Sequence[str] = ("pgd",),
+    n_examples: int | None = 256,
+    out: str | Path | None = None,
+    force: bool = False,
+    checkpoint: str | Path | None = None,
+    model_dir: str | Path = "models",
+    data_root: str | Path = "data",
+    threat_model: str = "Linf",
+    name: str | None = None,
+    recipe: str = "",
+    steps: int = 20,
+    batch_size: int = 128,
+    device: str | None = None,
+    seed: int = 0,
+    sanity: bool = True,
+    progress: bool = True,
+) -> LeaderboardEntry:
+    """``wsr-bench eval``: load ``model`` (timm name, ``robustbench:<Name>`` or exported folder) and ``dataset``,
+    evaluate the spectrum and write the entry to ``out`` (refused if it exists, unless ``force``).
+
+    Every argument is validated before the (long) evaluation starts.
+    """
+    if out is not None:
+        check_writable(out, force)
+    from wsr_bench.attacks import normalize_attack_name, normalize_norm
+    from wsr_bench.epsilon import parse_eps_list
+
+    norm = normalize_norm(threat_model)
+    parse_eps_list(eps, max_eps=1.0 if norm == "Linf" else 1e3)
+    for a in [attacks] if isinstance(attacks, str) else attacks:
+        for part in str(a).split(","):
+            normalize_attack_name(part) if part.strip() else None
+    check_model_spec(model, model_dir=model_dir, dataset=dataset, threat_model=norm)
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} not found")
+    x, y, splits = load_eval_data(dataset, n_examples, data_root=data_root, seed=seed)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    loaded = load_eval_model(model, checkpoint=checkpoint, model_dir=model_dir, dataset=dataset,
+                             threat_model=norm, num_classes=splits.num_classes, in_chans=splits.in_chans,
+                             mean=splits.mean, std=splits.std, device=device)
+    entry = evaluate_to_entry(loaded.model, x, y, model_name=name or loaded.name, architecture=loaded.architecture,
+                              dataset=dataset, recipe=recipe, eps=eps, attacks=attacks, threat_model=norm,
+                              steps=steps, batch_size=batch_size, device=device, seed=seed, sanity=sanity,
+                              progress=progress)
+    entry.evaluation["model_spec"] = str(model)
+    if checkpoint is not None:
+        entry.evaluation["checkpoint"] = str(checkpoint)
+    if out is not None:
+        save_entry(entry, out, force=force)
+    return entry

@@ -1,0 +1,234 @@
+"""Sanity checks reported with every spectrum result: signs that the evaluation, not the model, is weak.
+
+In the spirit of AutoAttack's ``checks.py`` and Carlini et al., "On Evaluating Adversarial Robustness" (2019):
+a robustness curve must not rise with eps; at eps 0.5 every image can be moved to the same grey image, so
+accuracy must fall to about the majority-class rate; a one-step attack (FGSM) or a gradient-free one (Square)
+beating PGD means the gradients mislead; zero input gradients, probability outputs instead of logits and a
+randomised forward pass all make gradient attacks unreliable. The checks run on a small probe subset
+(``n_examples``) with their own independent (non-cumulative) PGD sweep, so a check can actually fail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import pairwise
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from wsr_bench.attacks import build_attack, model_device, normalize_norm, validate_images
+from wsr_bench.epsilon import eps_label, parse_eps_list
+
+logger = logging.getLogger(__name__)
+
+#: Names of all checks, in report order.
+CHECK_NAMES: tuple[str, ...] = (
+    "logits_not_probabilities", "deterministic_forward", "nonzero_gradients", "monotone_curve",
+    "chance_at_large_eps", "fgsm_not_stronger_than_pgd", "square_not_stronger_than_white_box",
+)
+
+
+@dataclass
+class SanityCheck:
+    """One check: ``passed`` False means the evaluation of this model is suspicious (see ``message``)."""
+
+    name: str
+    passed: bool
+    message: str
+    value: float | None = None
+
+
+@dataclass
+class SanityReport:
+    """All checks of one model; ``flags`` lists the failed ones."""
+
+    checks: list[SanityCheck] = field(default_factory=list)
+    probe: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flags(self) -> list[str]:
+        """Names of failed checks."""
+        return [c.name for c in self.checks if not c.passed]
+
+    @property
+    def passed(self) -> bool:
+        """True when no check failed."""
+        return not self.flags
+
+    def as_flags(self) -> dict[str, bool]:
+        """``{check name: passed}``, the form stored in leaderboard entries."""
+        return {c.name: c.passed for c in self.checks}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready report."""
+        return {"passed": self.passed, "flags": self.flags, "checks": [asdict(c) for c in self.checks],
+                "probe": self.probe}
+
+
+def run_sanity_checks(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: Sequence[float | str] = (0.03, 0.10, 0.17, 0.25),
+    result: Any = None,
+    n_examples: int = 64,
+    steps: int = 10,
+    square_queries: int = 150,
+    chance_eps: float = 0.5,
+    tolerance: float = 0.03,
+    square_margin: float = 0.002,
+    norm: str = "Linf",
+    device: str | torch.device | None = None,
+    seed: int = 0,
+) -> SanityReport:
+    """Run every check on the first ``n_examples`` samples (the attack probes on those the model gets right).
+
+    Args:
+        model: the evaluated classifier ([0,1] inputs, logits out).
+        x, y: evaluation data; only the first ``n_examples`` are used.
+        eps: the spectrum; the probe attacks each strength independently (plus ``chance_eps``).
+        result: an optional :class:`~wsr_bench.evaluate.spectrum.SpectrumResult` whose raw (attack-all) curves
+            are also checked for monotonicity.
+        steps: PGD steps of the probe; square_queries: Square's budget.
+        tolerance: slack (fraction of samples) for the monotone, chance and FGSM checks.
+        square_margin: Square may beat the white-box attacks by at most this (0.002 = 0.2 points, as AutoAttack).
+        norm, device, seed: threat model, device and seed of the probe attacks.
+
+    Returns:
+        A :class:`SanityReport`.
+    """
+    validate_images(x, y)
+    norm = normalize_norm(norm)
+    eps_list = parse_eps_list(list(eps), max_eps=1.0 if norm == "Linf" else 1e3)
+    device = torch.device(device) if device is not None else model_device(model)
+    was_training = model.training
+    model.to(device).eval()
+    xs, ys = x[:n_examples].to(device), y[:n_examples].to(device)
+    try:
+        report = SanityReport()
+        report.checks += [_check_probabilities(model, xs), _check_deterministic(model, xs),
+                          _check_gradients(model, xs, ys)]
+        with torch.no_grad():
+            keep = model(xs).argmax(1) == ys
+        xp, yp = (xs[keep], ys[keep]) if keep.any() else (xs, ys)
+        probe = _probe(model, xp, yp, eps_list, chance_eps, steps, square_queries, norm, seed)
+        report.probe = _probe_json(probe)
+        report.checks += [_check_monotone(probe, result, tolerance), _check_chance(probe, yp, tolerance),
+                          _check_fgsm(probe, tolerance), _check_square(probe, square_margin)]
+    finally:
+        model.train(was_training)
+    for c in report.checks:
+        if not c.passed:
+            logger.warning("sanity check %s failed: %s", c.name, c.message)
+    return report
+
+
+def _check_probabilities(model, x) -> SanityCheck:
+    with torch.no_grad():
+        out = model(x)
+    looks_prob = bool(out.min() > -1e-5 and out.max() < 1 + 1e-5 and ((out.sum(1) - 1).abs() < 1e-4).all())
+    msg = ("outputs are a probability distribution (softmax applied inside the model?): attacks need logits"
+           if looks_prob else "outputs look like logits")
+    return SanityCheck("logits_not_probabilities", not looks_prob, msg)
+
+
+def _check_deterministic(model, x, repeats: int = 3) -> SanityCheck:
+    with torch.no_grad():
+        outs = [model(x) for _ in range(repeats)]
+    diff = max(float((o - outs[0]).abs().max()) for o in outs[1:])
+    scale = float(outs[0].abs().max()) + 1e-12
+    same_pred = all(bool((o.argmax(1) == outs[0].argmax(1)).all()) for o in outs[1:])
+    ok = same_pred and diff <= 1e-5 * max(1.0, scale)
+    msg = (f"forward passes on the same input differ (max |diff| {diff:.3g}): a randomised model needs EOT attacks"
+           if not ok else "forward pass is deterministic")
+    return SanityCheck("deterministic_forward", ok, msg, diff)
+
+
+def _check_gradients(model, x, y) -> SanityCheck:
+    xg = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        loss = F.cross_entropy(model(xg), y, reduction="sum")
+        grad = torch.autograd.grad(loss, xg, allow_unused=True)[0]
+    if grad is None:
+        grad = torch.zeros_like(x)
+    zero = (grad.reshape(len(x), -1).abs().sum(1) == 0).float()
+    frac = float(zero.mean())
+    msg = (f"{int(zero.sum())} of {len(x)} inputs have an all-zero loss gradient (gradient masking): "
+           "gradient attacks cannot move them" if frac > 0 else "input gradients are non-zero")
+    return SanityCheck("nonzero_gradients", frac == 0, msg, frac)
+
+
+def _probe(model, x, y, eps, chance_eps, steps, queries, norm, seed) -> dict[str, Any]:
+    """Independent per-eps PGD and FGSM accuracies, PGD at ``chance_eps``, and Square at the mid-curve eps."""
+    def acc(name: str, e: float, **kw) -> tuple[float, torch.Tensor]:
+        atk = build_attack(name, model, e, norm=norm, steps=steps, seed=seed, **kw)
+        adv = atk(x, y, torch.arange(len(x)))
+        with torch.no_grad():
+            ok = model(adv).argmax(1) == y
+        return float(ok.float().mean()), ok
+
+    pgd = {e: acc("pgd", e) for e in eps}
+    fgsm = {e: acc("fgsm", e) for e in eps}
+    big = max(chance_eps if norm == "Linf" else chance_eps * x[0].numel() ** 0.5, eps[-1])
+    pgd_big = acc("pgd", big)[0]
+    with torch.no_grad():
+        clean = float((model(x).argmax(1) == y).float().mean())
+    mid = min(eps, key=lambda e: (abs(pgd[e][0] - clean / 2), e))
+    square_ok = acc("square", mid, n_queries=queries)[1]
+    white_ok = pgd[mid][1] & fgsm[mid][1]
+    return {"eps": eps, "clean": clean, "pgd": {e: v[0] for e, v in pgd.items()},
+            "fgsm": {e: v[0] for e, v in fgsm.items()},
+            "chance_eps": big, "pgd_chance": pgd_big, "square_eps": mid,
+            "square": float(square_ok.float().mean()), "white_box_at_square_eps": float(white_ok.float().mean()),
+            "square_only": float((~square_ok & white_ok).float().mean()), "n": len(x)}
+
+
+def _probe_json(p: dict[str, Any]) -> dict[str, Any]:
+    out = dict(p)
+    out["eps_label"] = [eps_label(e) for e in p["eps"]]
+    out["pgd"] = [p["pgd"][e] for e in p["eps"]]
+    out["fgsm"] = [p["fgsm"][e] for e in p["eps"]]
+    return out
+
+
+def _check_monotone(p, result, tol) -> SanityCheck:
+    curves = {"probe pgd": [p["clean"]] + [p["pgd"][e] for e in p["eps"]]}
+    for name, curve in (getattr(result, "raw_accuracy", None) or {}).items():
+        curves[f"{name} (attack-all)"] = [getattr(result, "clean_accuracy", 1.0)] + list(curve.values())
+    rises = {k: max((b - a for a, b in pairwise(c)), default=0.0) for k, c in curves.items()}
+    worst = max(rises, key=rises.get)
+    ok = rises[worst] <= tol
+    msg = (f"robust accuracy rises with eps ({worst}: +{rises[worst]:.3f}): the attack is not converging"
+           if not ok else "robust accuracy does not rise with eps")
+    return SanityCheck("monotone_curve", ok, msg, rises[worst])
+
+
+def _check_chance(p, y, tol) -> SanityCheck:
+    majority = float(torch.bincount(y.cpu()).max()) / len(y)
+    ok = p["pgd_chance"] <= majority + tol
+    msg = (f"accuracy {p['pgd_chance']:.3f} at eps {eps_label(p['chance_eps'])} is above chance ({majority:.3f}): "
+           "an unbounded-looking attack should win" if not ok else
+           f"accuracy at eps {eps_label(p['chance_eps'])} is near chance")
+    return SanityCheck("chance_at_large_eps", ok, msg, p["pgd_chance"])
+
+
+def _check_fgsm(p, tol) -> SanityCheck:
+    gaps = {e: p["pgd"][e] - p["fgsm"][e] for e in p["eps"]}
+    e = max(gaps, key=gaps.get)
+    ok = gaps[e] <= tol
+    msg = (f"FGSM beats PGD at eps {eps_label(e)} by {gaps[e]:.3f}: PGD is being misled (gradient masking)"
+           if not ok else "FGSM is not stronger than PGD")
+    return SanityCheck("fgsm_not_stronger_than_pgd", ok, msg, gaps[e])
+
+
+def _check_square(p, margin) -> SanityCheck:
+    gap = p["white_box_at_square_eps"] - p["square"]
+    ok = gap <= margin
+    msg = (f"black-box Square beats PGD at eps {eps_label(p['square_eps'])} by {gap:.3f}: gradients are masked"
+           if not ok else "Square is not stronger than the white-box attack")
+    return SanityCheck("square_not_stronger_than_white_box", ok, msg, gap)

@@ -1,0 +1,61 @@
+"""``curves.png``: one robustness curve (worst case, eps 0 = clean) per model, one panel per dataset/threat model,
+with RobustBench's published single points as crosses at their eps. Drawn on a bare ``matplotlib.figure.Figure``
+(Agg canvas), so no display, no pyplot global state and no backend switch in the caller's process.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from wsr_bench.io import atomic_write_with
+from wsr_bench.leaderboard.reference import ReferenceEntry
+from wsr_bench.leaderboard.schema import LeaderboardEntry
+from wsr_bench.leaderboard.tables import section_name
+
+MAX_REFERENCE_POINTS = 8
+
+
+def plot_curves(entries: Sequence[LeaderboardEntry], references: Sequence[ReferenceEntry] = ()) -> bytes:
+    """Render the curves figure and return it as PNG bytes."""
+    keys = sorted({(e.dataset, e.threat_model) for e in entries}) or [("", "")]
+    fig = Figure(figsize=(6.4 * len(keys), 4.4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(keys), squeeze=False)
+    for ax, (ds, tm) in zip(axes[0], keys, strict=True):
+        _panel(ax, [e for e in entries if (e.dataset, e.threat_model) == (ds, tm)],
+               [r for r in references if (r.dataset, r.threat_model) == (ds, tm)][:MAX_REFERENCE_POINTS],
+               section_name(ds, tm) if ds else "no entries yet")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
+
+
+def _panel(ax, entries: Sequence[LeaderboardEntry], refs: Sequence[ReferenceEntry], title: str) -> None:
+    for e in entries:
+        wc = e.worst_case
+        xs = ([0.0] if not wc.eps or wc.eps[0] > 0 else []) + wc.eps
+        ys = ([e.clean_accuracy] if not wc.eps or wc.eps[0] > 0 else []) + wc.accuracy
+        ax.plot(xs, [100 * v for v in ys], marker="o", markersize=3, label=e.model)
+    for r in refs:
+        ax.scatter([r.eps], [100 * r.robust_accuracy], marker="x", s=30, label=f"{r.model} (RobustBench)")
+    ax.set_title(title)
+    ax.set_xlabel("eps (Linf, [0,1] scale)" if "Linf" in title else "eps")
+    ax.set_ylabel("robust accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    if entries or refs:
+        ax.legend(fontsize=6, loc="best")
+
+
+def write_curves(path: str | Path, entries: Sequence[LeaderboardEntry],
+                 references: Sequence[ReferenceEntry] = ()) -> Path:
+    """Write ``curves.png`` atomically."""
+    png = plot_curves(entries, references)
+    atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(png))
+    return Path(path)

@@ -1,0 +1,65 @@
+"""``index.html``: the leaderboard page, rendered with Jinja2 (autoescape on: every entry field is escaped).
+
+Each section's table sorts by any eps column, the paper-spectrum average or the AUC when its header is clicked
+(a few lines of inline JavaScript reading numeric ``data-v`` attributes); ``curves.png`` is embedded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from wsr_bench.leaderboard.reference import SOURCE_LABEL
+from wsr_bench.leaderboard.tables import AVG_HEADER, EPS_PREFIX, eps_columns, is_missing, percent, sections
+
+TEMPLATE = "index.html.j2"
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("wsr_bench.leaderboard", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def _num(value: Any) -> str:
+    if is_missing(value):
+        return ""
+    return repr(float(value))
+
+
+def _cell(text: Any, sort: Any = None, *, is_text: bool = False, flag: bool = False) -> dict[str, Any]:
+    shown = "" if is_missing(text) else str(text)
+    return {"text_value": shown, "sort": _num(sort), "text": is_text, "flag": flag}
+
+
+def _section_view(name: str, part: pd.DataFrame) -> dict[str, Any]:
+    cols = eps_columns(part)
+    columns = [{"label": x, "sortable": False, "text": True} for x in ("model", "source", "architecture", "training")]
+    columns += [{"label": "params (M)", "sortable": True, "text": False}, {"label": "clean", "sortable": True,
+                                                                          "text": False}]
+    columns += [{"label": c[len(EPS_PREFIX):], "sortable": True, "text": False} for c in cols]
+    columns += [{"label": label, "sortable": True, "text": False} for label in (AVG_HEADER, "AUC", "n")]
+    columns += [{"label": "sanity", "sortable": False, "text": True}]
+    rows = []
+    for r in part.to_dict("records"):
+        params = None if is_missing(r["params"]) else float(r["params"]) / 1e6
+        cells = [_cell(r["model"], is_text=True), _cell(r["source"], is_text=True),
+                 _cell(r["architecture"], is_text=True), _cell(r["training"], is_text=True),
+                 _cell("" if params is None else f"{params:.3g}", params), _cell(percent(r["clean"]), r["clean"])]
+        cells += [_cell(percent(r[c]), r[c]) for c in cols]
+        n = r["n_examples"]
+        cells += [_cell(percent(r["avg"]), r["avg"]), _cell(percent(r["auc"]), r["auc"]),
+                  _cell("" if is_missing(n) else int(n), n)]
+        flagged = not is_missing(r["sanity"]) and r["sanity"] not in ("ok", "")
+        cells.append(_cell(r["sanity"], is_text=True, flag=flagged))
+        rows.append({"cells": cells, "reference": r["source"] == SOURCE_LABEL, "title": r["provenance"] or ""})
+    return {"name": name, "columns": columns, "rows": rows}
+
+
+def render_index(df: pd.DataFrame, *, title: str = "wsr-bench wide-spectrum leaderboard",
+                 curves_png: str = "curves.png", provenance: str = "", version: str = "") -> str:
+    """The HTML page for the leaderboard frame ``df`` (see :func:`wsr_bench.leaderboard.tables.leaderboard_frame`)."""
+    views = [_section_view(name, part) for name, part in sections(df)] if not df.empty else []
+    return _env().get_template(TEMPLATE).render(title=title, sections=views, curves_png=curves_png,
+                                                avg_header=AVG_HEADER, provenance=provenance, version=version)

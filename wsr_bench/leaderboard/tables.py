@@ -1,0 +1,135 @@
+"""Leaderboard tables (pandas): one row per evaluated model, one column per eps, RobustBench rows beside ours.
+
+Accuracy columns are named ``acc@<eps label>`` (``acc@8/255``, ``acc@0.03``) and ordered by eps. Our rows carry the
+worst-case curve; RobustBench's published rows carry their single robust accuracy in the column of their eps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import pandas as pd
+
+from wsr_bench.epsilon import PAPER_SPECTRUM, eps_label, parse_eps
+from wsr_bench.leaderboard.reference import SOURCE_LABEL, ReferenceEntry
+from wsr_bench.leaderboard.schema import LeaderboardEntry
+
+EPS_PREFIX = "acc@"
+INFO_COLUMNS = ["section", "dataset", "threat_model", "model", "source", "architecture", "params", "training",
+                "n_examples", "clean"]
+TAIL_COLUMNS = ["avg", "auc", "sanity", "date", "provenance"]
+AVG_HEADER = "avg(" + ",".join(f"{e:g}" for e in PAPER_SPECTRUM) + ")"
+
+
+def section_name(dataset: str, threat_model: str) -> str:
+    """Section title of one dataset/threat-model pair."""
+    return f"{dataset} / {threat_model}"
+
+
+def _entry_row(e: LeaderboardEntry) -> dict:
+    row = {"section": section_name(e.dataset, e.threat_model), "dataset": e.dataset, "threat_model": e.threat_model,
+           "model": e.model, "source": e.source, "architecture": e.architecture, "params": e.params,
+           "training": e.training, "n_examples": e.n_examples, "clean": e.clean_accuracy,
+           "avg": e.avg_robust_accuracy, "auc": e.auc, "sanity": ", ".join(e.flags) if e.flags else "ok",
+           "date": e.date, "provenance": ""}
+    for eps, acc in zip(e.worst_case.eps, e.worst_case.accuracy, strict=True):
+        row[EPS_PREFIX + eps_label(eps)] = acc
+    return row
+
+
+def _reference_row(r: ReferenceEntry) -> dict:
+    return {"section": section_name(r.dataset, r.threat_model), "dataset": r.dataset, "threat_model": r.threat_model,
+            "model": r.model, "source": SOURCE_LABEL, "architecture": r.architecture, "params": None,
+            "training": r.paper, "n_examples": None, "clean": r.clean_accuracy, "avg": None, "auc": None,
+            "sanity": "", "date": "", "provenance": r.provenance, EPS_PREFIX + r.eps_label: r.robust_accuracy}
+
+
+def select_references(entries: Sequence[LeaderboardEntry], references: Iterable[ReferenceEntry],
+                      top: int = 10) -> list[ReferenceEntry]:
+    """RobustBench rows worth showing: for each dataset/threat model we have entries for, the ``top`` most robust
+    published models plus every model we evaluated ourselves through ``robustbench:<Name>``."""
+    sections = {(e.dataset, e.threat_model) for e in entries}
+    ours = {e.model.removeprefix("robustbench:") for e in entries}
+    by_section: dict[tuple[str, str], list[ReferenceEntry]] = {}
+    for r in references:
+        if (r.dataset, r.threat_model) in sections:
+            by_section.setdefault((r.dataset, r.threat_model), []).append(r)
+    chosen: list[ReferenceEntry] = []
+    for rows in by_section.values():
+        rows.sort(key=lambda r: (-r.robust_accuracy, r.model))
+        chosen += [r for i, r in enumerate(rows) if i < top or r.model in ours]
+    return chosen
+
+
+def eps_columns(df: pd.DataFrame) -> list[str]:
+    """The ``acc@...`` columns of ``df``, ordered by eps."""
+    cols = [c for c in df.columns if str(c).startswith(EPS_PREFIX)]
+    return sorted(cols, key=lambda c: parse_eps(c[len(EPS_PREFIX):], max_eps=1e3))
+
+
+def leaderboard_frame(entries: Sequence[LeaderboardEntry], references: Iterable[ReferenceEntry] = ()) -> pd.DataFrame:
+    """One row per entry and reference, sorted by section, then ours (best average first), then RobustBench's."""
+    rows = [_entry_row(e) for e in entries] + [_reference_row(r) for r in references]
+    df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=INFO_COLUMNS + TAIL_COLUMNS)
+    for col in INFO_COLUMNS + TAIL_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    df = df[INFO_COLUMNS + eps_columns(df) + TAIL_COLUMNS]
+    df = df.astype({"params": "Int64", "n_examples": "Int64"})
+    if df.empty:
+        return df
+    is_ref = df["source"] == SOURCE_LABEL
+    ref_acc = df[eps_columns(df)].max(axis=1, skipna=True).where(is_ref)
+    key = df["avg"].fillna(df["auc"]).where(~is_ref, ref_acc).fillna(-1.0)
+    df = df.assign(_ref=is_ref, _key=-key).sort_values(["section", "_ref", "_key", "model"], kind="stable")
+    return df.drop(columns=["_ref", "_key"]).reset_index(drop=True)
+
+
+def sections(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """``[(section, rows)]`` with the eps columns nobody in that section filled dropped."""
+    out = []
+    for name, part in df.groupby("section", sort=True):
+        empty = [c for c in eps_columns(part) if part[c].isna().all()]
+        out.append((str(name), part.drop(columns=empty).reset_index(drop=True)))
+    return out
+
+
+def is_missing(value: object) -> bool:
+    """None, NaN or pandas' NA."""
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def percent(value: object, digits: int = 1) -> str:
+    """Fraction -> ``"85.2"``; missing -> ``"–"``."""
+    if is_missing(value):
+        return "–"
+    return f"{100 * float(value):.{digits}f}"
+
+
+def _params(value: object) -> str:
+    if is_missing(value):
+        return "–"
+    return f"{float(value) / 1e6:.3g}M"
+
+
+def _md(text: object) -> str:
+    """A Markdown table cell: pipes, newlines and HTML metacharacters escaped (entry fields are untrusted)."""
+    s = "" if is_missing(text) else str(text)
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(part: pd.DataFrame) -> str:
+    """A GitHub Markdown table of one section (accuracies in %, paper-spectrum average, AUC, sanity flags)."""
+    cols = eps_columns(part)
+    header = ["#", "model", "source", "architecture", "params", "training", "clean (%)"]
+    header += [c[len(EPS_PREFIX):] for c in cols] + [AVG_HEADER, "AUC", "n", "sanity"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for i, r in enumerate(part.to_dict("records"), start=1):
+        cells = [str(i), _md(r["model"]), _md(r["source"]), _md(r["architecture"]), _params(r["params"]),
+                 _md(r["training"]), percent(r["clean"])]
+        cells += [percent(r[c]) for c in cols]
+        n = r["n_examples"]
+        cells += [percent(r["avg"]), percent(r["auc"]), "–" if is_missing(n) else str(int(n)), _md(r["sanity"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,157 @@
+"""The files of a search run folder, and the checkpoint that lets a search resume exactly.
+
+A run folder holds ``config.yaml`` (resolved config), ``search.log`` (human readable), ``metrics.jsonl`` (one record
+per task of Algorithm 1), ``checkpoint.pt`` (everything needed to continue: super-network, optimizers, ``A``, the
+estimators and their memories, RNG states, task counter; rewritten atomically after every task) and, when the
+search ends, ``genotype.json``, ``alpha.safetensors`` and ``arch_weights.png``.
+
+Resuming loads the checkpoint and drops metric records of tasks after it (a run killed between writing a record and
+its checkpoint would otherwise log that task twice), so a resumed run leaves the same files as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wsr_bench.checkpoint import load_checkpoint, save_checkpoint
+from wsr_bench.io import append_jsonl, atomic_write_text, atomic_write_with
+from wsr_bench.search_space.genotype import Genotype
+from wsr_bench.search_space.ops import PRIMITIVES
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CHECKPOINT_VERSION", "RunFolder", "SearchCheckpointError", "plot_arch_weights"]
+
+CHECKPOINT_VERSION = 1
+# Keys of the search config that may change between a run and its resume (everything else must match).
+RESUMABLE_CHANGES = ("steps", "progress")
+
+
+class SearchCheckpointError(ValueError):
+    """A run folder that cannot be used as asked: an existing search without ``--resume``, or a mismatch."""
+
+
+class RunFolder:
+    """Paths and writers of one search run folder (see module docstring)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.config = self.root / "config.yaml"
+        self.log = self.root / "search.log"
+        self.metrics = self.root / "metrics.jsonl"
+        self.checkpoint = self.root / "checkpoint.pt"
+        self.genotype = self.root / "genotype.json"
+        self.alpha = self.root / "alpha.safetensors"
+        self.plot = self.root / "arch_weights.png"
+
+    def check_fresh(self) -> None:
+        """Refuse to start over a folder that already holds a search (``--resume`` continues it)."""
+        if self.checkpoint.exists() or self.genotype.exists():
+            raise SearchCheckpointError(f"{self.root} already holds a search (checkpoint.pt/genotype.json); pass "
+                                        f"--resume to continue it or choose another --out folder")
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        append_jsonl(self.metrics, record)
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """All metric records (empty when none were written)."""
+        if not self.metrics.exists():
+            return []
+        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+
+    def truncate_metrics(self, next_task: int) -> None:
+        """Keep only records of tasks before ``next_task`` (those the checkpoint already covers)."""
+        if not self.metrics.exists():
+            return
+        keep = [r for r in self.read_metrics() if int(r.get("task", -1)) < next_task]
+        atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in keep))
+
+    @contextmanager
+    def logging_to_file(self, name: str = "wsr_bench") -> Iterator[None]:
+        """Copy the package's log records into ``search.log`` while the search runs."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.log, mode="a")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        pkg = logging.getLogger(name)
+        old_level = pkg.level
+        if pkg.getEffectiveLevel() > logging.INFO:
+            pkg.setLevel(logging.INFO)
+        pkg.addHandler(handler)
+        try:
+            yield
+        finally:
+            pkg.removeHandler(handler)
+            pkg.setLevel(old_level)
+            handler.close()
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        save_checkpoint(self.checkpoint, {"version": CHECKPOINT_VERSION, **state})
+
+    def load_checkpoint(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Read the checkpoint and check it was written by a search with the same settings as ``config``."""
+        state = load_checkpoint(self.checkpoint)
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise SearchCheckpointError(f"{self.checkpoint} has version {state.get('version')}, expected "
+                                        f"{CHECKPOINT_VERSION}; start a new search in another folder")
+        diff = _config_difference(state.get("config", {}), config)
+        if diff:
+            raise SearchCheckpointError(f"cannot resume {self.root}: config key {diff} differs from the checkpoint's "
+                                        f"(only search.{' / search.'.join(RESUMABLE_CHANGES)} may change)")
+        return state
+
+    def write_results(self, genotype: Genotype, alpha: torch.Tensor, history: torch.Tensor) -> None:
+        """Write ``genotype.json``, ``alpha.safetensors`` and ``arch_weights.png`` (each atomically)."""
+        from safetensors.torch import save_file
+
+        atomic_write_text(self.genotype, genotype.to_json() + "\n")
+        tensors = {"alpha": alpha.detach().float().cpu().contiguous(),
+                   "probabilities": torch.softmax(alpha.detach().float().cpu(), -1).contiguous()}
+        atomic_write_with(self.alpha, lambda tmp: save_file(tensors, str(tmp), metadata={
+            "primitives": ",".join(PRIMITIVES), "layout": "(cell: normal|reduce, edge, primitive)"}))
+        atomic_write_with(self.plot, lambda tmp: plot_arch_weights(history, tmp))
+
+
+def _config_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str | None:
+    """The first dotted key whose value differs between two config dicts (ignoring resumable changes)."""
+    for key in sorted(set(old) | set(new)):
+        dotted = f"{prefix}{key}"
+        if prefix == "search." and key in RESUMABLE_CHANGES:
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = _config_difference(a, b, dotted + ".")
+            if found:
+                return found
+        elif a != b:
+            return dotted
+    return None
+
+
+def plot_arch_weights(history: torch.Tensor, path: str | Path) -> None:
+    """Plot the architecture weights over the search: for each cell type, the mean softmax(A) weight of every
+    primitive over the edges, one point per task. ``history`` is ``(tasks+1, 2, E, K)`` raw ``A`` snapshots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    probs = torch.softmax(history.float(), -1).mean(2).numpy()  # (T, 2, K)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for c, (ax, title) in enumerate(zip(axes, ("normal cell", "reduction cell"), strict=True)):
+        for k, name in enumerate(PRIMITIVES):
+            ax.plot(range(len(probs)), probs[:, c, k], label=name, lw=1.5)
+        ax.set_title(title)
+        ax.set_xlabel("task (warm-up, population, search steps)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean softmax(A) over edges")
+    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,229 @@
+"""Wsr-NAS (paper Algorithm 1): a one-shot search over many adversarial strengths, made cheap by the AN-Estimator
+(noise at ``N2`` strengths estimated from PGD anchors at ``N1``) and the EWSS (architecture gradient through a
+validation-loss estimator instead of through the super-network on the adversarial validation sets).
+
+Tasks (each followed by a checkpoint):
+
+1. ``warmup`` x N: train population architecture ``H_i`` for ``warmup_epochs`` (lines 3-5).
+2. ``population`` x N: adversarially train ``H_i`` one epoch on D_t (line 8); push ``B`` D_t images with PGD
+   anchors and a PGD target at a random strength into M_a and train the AN-Estimator ``K_a`` iterations (9-10);
+   on D_v generate PGD anchors at the ``N1`` PGD strengths and estimated noise at the ``N2`` others, measure the
+   clean and per-strength validation losses (11-15) and push ``(H_i, L)`` into M_v (16).
+3. ``vle_warmup``: train the VLE ``vle_warmup_iters`` (= K_v) iterations on M_v (18).
+4. ``search`` x T: sample ``H`` from GumbelSoftmax(A), do step 2 for it (20-22), train the VLE ``vle_iters``
+   iterations (23) and update ``A`` with the EWSS (24).
+
+Before ``H`` is trained, the VLE's prediction of its objective is recorded (``objective_pred``) beside the
+measured one (``objective``): a running out-of-sample check of the estimator.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from wsr_bench.config import ExperimentConfig, resolve_device
+from wsr_bench.distributed import setup_distributed
+from wsr_bench.estimators.noise import NoiseMemory, build_estimator, pgd_noise, train_estimator
+from wsr_bench.estimators.val_loss import LossMemory, ValLossEstimator, train_vle
+from wsr_bench.search.engine import SearchEngine, Task, TaskCallback, autocast
+from wsr_bench.search.objective import ewss_step
+from wsr_bench.search_space.genotype import Genotype
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["WsrSearch", "run_search"]
+
+
+class WsrSearch(SearchEngine):
+    """Algorithm 1 with the AN-Estimator and the EWSS (see module docstring)."""
+
+    method = "wsr"
+
+    def build(self) -> None:
+        s, sp = self.scfg, self.splits
+        self.vle = ValLossEstimator(self.supernet.alpha.shape[1], self.supernet.alpha.shape[2],
+                                    len(self.strengths) + 1, hidden=s.vle_hidden).to(self.device)
+        self.vle_opt = torch.optim.Adam(self.vle.parameters(), lr=s.vle_lr, weight_decay=s.vle_weight_decay)
+        self.vle_memory = LossMemory(s.vle_memory)
+        self.vle_ready = False
+        self.ane, self.ane_opt, self.ane_memory = None, None, None
+        if self.est_eps:
+            self.ane = build_estimator(s.estimator, in_chans=sp.in_chans, image_size=sp.image_size,
+                                       strength=s.strength_feed).to(self.device)
+            if self.ane.param_count():
+                self.ane_opt = torch.optim.AdamW(self.ane.parameters(), lr=s.ane_lr, weight_decay=s.ane_weight_decay)
+            self.ane_memory = NoiseMemory(s.ane_memory)
+        # position of every (sorted) strength in cat([pgd noises, estimated noises])
+        order = self.pgd_eps + self.est_eps
+        self.perm = [order.index(e) for e in self.strengths]
+
+    def tasks(self) -> list[Task]:
+        n, t = self.scfg.population, self.scfg.steps
+        return ([Task("warmup", i) for i in range(n)] + [Task("population", i) for i in range(n)]
+                + [Task("vle_warmup", 0)] + [Task("search", i) for i in range(t)])
+
+    def run_task(self, task: Task) -> dict[str, Any]:
+        if task.phase == "warmup":
+            return self.warmup(task.index)
+        if task.phase == "vle_warmup":
+            t0 = time.perf_counter()
+            loss = train_vle(self.vle, self.vle_memory, self.vle_opt, self.scfg.vle_warmup_iters, self.scfg.vle_batch,
+                             self.generator)
+            self.vle_ready = True
+            return {"vle_loss": loss, "seconds": {"vle_train": time.perf_counter() - t0}}
+        H = self.population[task.index] if task.phase == "population" else self.sample_arch()
+        return self.iteration(H, search=task.phase == "search")
+
+    def iteration(self, H: torch.Tensor, search: bool) -> dict[str, Any]:
+        """Lines 8-16 (and 23-24 when ``search``) for architecture ``H``."""
+        times: dict[str, float] = {}
+        pred = self.predict(H) if self.vle_ready else None
+        t0 = time.perf_counter()
+        train = self.train_arch(H, self.pgd_recipe(), desc="adv. train")
+        times["adv_train"] = time.perf_counter() - t0
+        ane_loss = self.update_ane(H, times)
+        losses = self.measure(H, times)
+        self.vle_memory.push(H, losses)
+        record: dict[str, Any] = {"train": train, "losses": self.loss_dict(losses),
+                                  "objective": float(self.objective(losses)), "objective_pred": pred,
+                                  "ane_loss": ane_loss, "ane_memory": len(self.ane_memory or ())}
+        if search:
+            t0 = time.perf_counter()
+            record["vle_loss"] = train_vle(self.vle, self.vle_memory, self.vle_opt, self.scfg.vle_iters,
+                                           self.scfg.vle_batch, self.generator)
+            times["vle_train"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            record["arch_objective"] = ewss_step(self.supernet.alpha, self.vle, self.objective, self.a_opt,
+                                                 self.scfg.tau, self.scfg.arch_samples, self.generator)
+            self.sync_alpha()
+            times["arch_update"] = time.perf_counter() - t0
+        record["seconds"] = times
+        return record
+
+    @torch.no_grad()
+    def predict(self, H: torch.Tensor) -> float:
+        """The VLE's estimate of the objective of ``H`` (before ``H`` is trained and measured)."""
+        return float(self.objective(self.vle(H.to(self.device))))
+
+    def update_ane(self, H: torch.Tensor, times: dict[str, float]) -> float | None:
+        """Lines 9-10: push ``B`` random D_t images with their PGD anchors and a PGD target at a random strength
+        (official: uniform in [0, 0.15)) into M_a, then train the AN-Estimator ``K_a`` iterations."""
+        if self.ane is None:
+            return None
+        t0, s = time.perf_counter(), self.scfg
+        idx = torch.randperm(len(self.train_set), generator=self.generator)[:s.ane_batch].tolist()
+        x, y = (torch.stack([torch.as_tensor(self.train_set[i][j]) for i in idx]).to(self.device) for j in (0, 1))
+        lo, hi = s.ane_target_range
+        target = max(lo + (hi - lo) * float(torch.rand(1, generator=self.generator)), 1e-3)
+        with autocast(self.device):
+            noise = pgd_noise(self.view(H), x, y, self.pgd_eps + [target], steps=s.attack_steps)
+        n1 = len(self.pgd_eps)
+        self.ane_memory.push(x, noise[:, :n1], self.pgd_eps, [target], noise[:, n1:])
+        loss = train_estimator(self.ane, self.ane_memory, self.ane_opt, iters=s.ane_iters,
+                               batch_size=s.ane_train_batch, generator=self.generator)
+        times["ane"] = times.get("ane", 0.0) + time.perf_counter() - t0
+        return loss
+
+    def measure(self, H: torch.Tensor, times: dict[str, float]) -> torch.Tensor:
+        """Lines 11-15: PGD anchors and estimated noises on D_v, then the mean clean and per-strength CE losses
+        ``(N+1,)`` of sub-network ``H`` (eval mode, as the attacks)."""
+        model = self.view(H)
+        n_out = len(self.strengths) + 1
+        sums, n = torch.zeros(n_out, dtype=torch.float64), 0
+        for key in ("noise_gen", "ane", "eval"):
+            times.setdefault(key, 0.0)
+        for x, y in self.val_batches("noise + eval"):
+            t0 = time.perf_counter()
+            with autocast(self.device):
+                noise = pgd_noise(model, x, y, self.pgd_eps, steps=self.scfg.attack_steps)
+            t1 = time.perf_counter()
+            if self.ane is not None:
+                with torch.no_grad():
+                    noise = torch.cat([noise, self.ane(x, noise, self.pgd_eps, self.est_eps)], dim=1)
+            t2 = time.perf_counter()
+            sums += self.batch_losses(model, x, y, noise[:, self.perm])
+            n += len(y)
+            times["noise_gen"] += t1 - t0
+            times["ane"] += t2 - t1
+            times["eval"] += time.perf_counter() - t2
+        return (sums / max(n, 1)).float()
+
+    @torch.no_grad()
+    def batch_losses(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     noise: torch.Tensor) -> torch.Tensor:
+        """Summed CE of the clean batch and of ``x + noise[:, i]`` for each strength -> ``(N+1,)`` float64."""
+        model.eval()
+        inputs = torch.cat([x.unsqueeze(1), (x.unsqueeze(1) + noise).clamp(0, 1)], dim=1)  # (B, N+1, C, H, W)
+        with autocast(self.device):
+            logits = model(inputs.transpose(0, 1).flatten(0, 1))
+        ce = F.cross_entropy(logits.float(), y.repeat(inputs.shape[1]), reduction="none")
+        return ce.view(inputs.shape[1], -1).sum(1).double().cpu()
+
+    def extra_state(self) -> dict[str, Any]:
+        state = {"vle": self.vle.state_dict(), "vle_opt": self.vle_opt.state_dict(),
+                 "vle_memory": self.vle_memory.state_dict(), "vle_ready": self.vle_ready}
+        if self.ane is not None:
+            state.update(ane=self.ane.state_dict(), ane_memory=_noise_memory_state(self.ane_memory))
+            if self.ane_opt is not None:
+                state["ane_opt"] = self.ane_opt.state_dict()
+        return state
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.vle.load_state_dict(state["vle"])
+        self.vle_opt.load_state_dict(state["vle_opt"])
+        self.vle_memory.load_state_dict(state["vle_memory"])
+        self.vle_ready = bool(state["vle_ready"])
+        if self.ane is not None:
+            self.ane.load_state_dict(state["ane"])
+            _load_noise_memory_state(self.ane_memory, state["ane_memory"])
+            if self.ane_opt is not None:
+                self.ane_opt.load_state_dict(state["ane_opt"])
+
+
+def _noise_memory_state(memory: NoiseMemory) -> dict[str, Any]:
+    """M_a as plain tensors (entries oldest first) for a ``weights_only`` checkpoint."""
+    if hasattr(memory, "state_dict"):
+        return memory.state_dict()
+    # NoiseMemory without a state_dict: read its entries (x, anchors, anchor_eps, target_eps, target_noise)
+    items = list(memory._items)
+    if not items:
+        return {"capacity": memory.capacity}
+    x, anchors, a_eps, t_eps, t_noise = (torch.stack(parts) for parts in zip(*items, strict=True))
+    return {"capacity": memory.capacity, "x": x, "anchors": anchors, "anchor_eps": a_eps, "target_eps": t_eps,
+            "target_noise": t_noise}
+
+
+def _load_noise_memory_state(memory: NoiseMemory, state: dict[str, Any]) -> None:
+    """Refill ``memory`` from :func:`_noise_memory_state` (same entries, same order)."""
+    if hasattr(memory, "load_state_dict"):
+        memory.load_state_dict(state)
+        return
+    memory.clear()
+    if "x" in state:
+        memory.push(state["x"], state["anchors"], state["anchor_eps"], state["target_eps"], state["target_noise"])
+
+
+def run_search(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
+               callback: TaskCallback | None = None) -> Genotype:
+    """Run the search ``cfg.search.method`` describes (``wsr`` or ``naive``) into ``out_dir``; return the genotype.
+
+    Args:
+        cfg: a validated experiment config (``data`` and ``search`` sections are used).
+        out_dir: run folder (see :mod:`wsr_bench.search.state` for what it receives).
+        resume: continue from the folder's checkpoint; without it an existing search there is an error.
+        device: ``cpu``/``cuda[:N]``; ``None`` resolves ``cfg.device``.
+        callback: ``callback(task_index, record)`` after each task's checkpoint (e.g. to stop a run).
+    """
+    from wsr_bench.search.naive import NaiveSearch
+
+    engines = {"wsr": WsrSearch, "naive": NaiveSearch}
+    if cfg.search.method not in engines:
+        raise ValueError(f"unknown search method {cfg.search.method!r}; expected one of {', '.join(engines)}")
+    info = setup_distributed(resolve_device(device or cfg.device))  # one process unless launched by torchrun
+    return engines[cfg.search.method](cfg, out_dir, info.device).run(resume=resume, callback=callback)

@@ -1,0 +1,179 @@
+"""Adversarial training recipes: what batch a training step learns from, and the loss it minimises.
+
+* ``pgd`` -- Madry et al. 2018: cross-entropy on PGD-k examples (random start, step eps*2.5/k).
+* ``trades`` -- Zhang et al. 2019: CE(f(x), y) + beta * KL(f(x) || f(x')) with x' from the KL-PGD attack
+  (torchattacks' ``TPGD``, the official TRADES inner maximisation: 0.001*N(0,1) start, 10 steps, beta 6).
+* ``fgsm_rs`` -- Wong et al. 2020 ("Fast is better than free"): one FGSM step of 1.25*eps from a uniform random
+  start (torchattacks' ``FFGSM``).
+* ``multi`` -- the paper's multi-strength baseline: the batch is attacked with PGD at every eps in ``multi_eps``
+  and the adversarial copies are concatenated.
+* ``clean`` -- plain training (the lower bound of every cost comparison).
+
+Attacks run on the bare network (never through a DDP wrapper) in eval mode, torchattacks' default, so attack
+generation neither updates BatchNorm running statistics nor depends on the batch composition; the network's
+previous train/eval mode is restored afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torchattacks
+from torch import nn
+
+from wsr_bench.config import TrainConfig
+
+RECIPES: tuple[str, ...] = TrainConfig.RECIPES
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """One adversarial training recipe (validated on construction; bad values raise ``ValueError``).
+
+    Attributes:
+        name: ``pgd`` | ``trades`` | ``fgsm_rs`` | ``multi`` | ``clean``.
+        eps: Linf strength on the [0,1] scale (0.031 = 8/255); ignored by ``clean`` and ``multi``.
+        steps: attack steps (PGD-k, TRADES' KL-PGD, and each strength of ``multi``); FGSM-RS takes one.
+        step_size: attack step; ``None`` = eps*2.5/steps, or 1.25*eps for ``fgsm_rs``.
+        trades_beta: TRADES trade-off beta.
+        multi_eps: strengths of the ``multi`` recipe.
+        random_start: random initialisation of PGD/``multi`` (off only for exactness tests).
+    """
+
+    name: str = "pgd"
+    eps: float = 0.031
+    steps: int = 7
+    step_size: float | None = None
+    trades_beta: float = 6.0
+    multi_eps: tuple[float, ...] = field(default=(0.03, 0.045, 0.06, 0.075, 0.09, 0.105))
+    random_start: bool = True
+
+    def __post_init__(self) -> None:
+        if self.name not in RECIPES:
+            raise ValueError(f"unknown training recipe {self.name!r}; expected one of {', '.join(RECIPES)}")
+        object.__setattr__(self, "multi_eps", tuple(float(e) for e in self.multi_eps))
+        _check_eps(self.eps, "eps", allow_zero=self.name == "clean")
+        if int(self.steps) != self.steps or self.steps < 1:
+            raise ValueError(f"recipe steps must be an integer >= 1, got {self.steps}")
+        if self.step_size is not None and not 0 < self.step_size <= 1:
+            raise ValueError(f"recipe step_size must be in (0, 1] or None, got {self.step_size}")
+        if self.trades_beta < 0:
+            raise ValueError(f"trades_beta must be >= 0, got {self.trades_beta}")
+        if self.name == "multi" and not self.multi_eps:
+            raise ValueError("recipe multi needs at least one strength in multi_eps")
+        for e in self.multi_eps:
+            _check_eps(e, "multi_eps entry")
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> TrainRecipe:
+        """The recipe a ``TrainConfig`` describes."""
+        return cls(name=cfg.recipe, eps=cfg.eps, steps=cfg.steps, step_size=cfg.step_size,
+                   trades_beta=cfg.trades_beta, multi_eps=tuple(cfg.multi_eps))
+
+    def alpha(self, eps: float | None = None) -> float:
+        """Attack step size for strength ``eps`` (default: the recipe's)."""
+        eps = self.eps if eps is None else eps
+        if self.step_size is not None:
+            return self.step_size
+        return 1.25 * eps if self.name == "fgsm_rs" else eps * 2.5 / self.steps
+
+    @property
+    def label(self) -> str:
+        """Short human label, e.g. ``PGD-7 (eps 0.031)``."""
+        names = {"pgd": f"PGD-{self.steps}", "trades": f"TRADES-{self.steps} (beta {self.trades_beta:g})",
+                 "fgsm_rs": "FGSM-RS", "multi": f"multi-strength PGD-{self.steps}", "clean": "clean"}
+        if self.name == "multi":
+            return f"{names['multi']} (eps {', '.join(f'{e:g}' for e in self.multi_eps)})"
+        return names[self.name] if self.name == "clean" else f"{names[self.name]} (eps {self.eps:g})"
+
+    def with_(self, **changes: Any) -> TrainRecipe:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+
+def _check_eps(eps: float, what: str, allow_zero: bool = False) -> None:
+    lo_ok = eps >= 0 if allow_zero else eps > 0
+    if not (lo_ok and eps <= 1):
+        raise ValueError(f"recipe {what} {eps} is outside (0, 1]; eps is on the [0,1] image scale (8/255 = 0.031)")
+
+
+def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
+                         step_size: float | None = None, random_start: bool = True) -> torch.Tensor:
+    """Linf PGD examples (torchattacks ``PGD``; CE loss; step ``eps*2.5/steps`` unless given).
+
+    The attack runs with the model in eval mode (torchattacks' default) and puts it back into its previous
+    train/eval mode. ``eps == 0`` returns a copy of ``x``.
+
+    Args:
+        model: any ``nn.Module`` mapping [0,1] images to logits (e.g. a ``FixedArchitecture`` view).
+        x: images in [0,1], shape (B,C,H,W); y: int64 labels (B,).
+        eps: Linf radius on the [0,1] scale; steps: PGD iterations (>= 1).
+        step_size: PGD step; ``None`` = eps*2.5/steps.
+        random_start: uniform start in the eps ball (Madry et al.).
+    """
+    _check_eps(eps, "eps", allow_zero=True)
+    if steps < 1:
+        raise ValueError(f"PGD steps must be >= 1, got {steps}")
+    if eps == 0:
+        return x.detach().clone()
+    alpha = eps * 2.5 / steps if step_size is None else step_size
+    return _run_attack(torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start), x, y)
+
+
+def _run_attack(attack: torchattacks.attack.Attack, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """Call a torchattacks attack with ``x``'s device and return detached examples."""
+    attack.set_device(x.device)
+    return (attack(x, y) if y is not None else attack(x)).detach()
+
+
+def attack_batch(recipe: TrainRecipe, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs and labels a training step learns from under ``recipe`` (``model`` is the bare network).
+
+    ``trades`` returns the KL-PGD examples (the clean batch is used as well, by ``recipe_loss``); ``multi``
+    returns ``len(multi_eps)`` attacked copies of the batch, concatenated, with the labels repeated.
+    """
+    if recipe.name == "clean":
+        return x, y
+    if recipe.name == "pgd":
+        return adversarial_examples(model, x, y, recipe.eps, recipe.steps, recipe.step_size, recipe.random_start), y
+    if recipe.name == "fgsm_rs":
+        return _run_attack(torchattacks.FFGSM(model, eps=recipe.eps, alpha=recipe.alpha()), x, y), y
+    if recipe.name == "trades":
+        return _run_attack(torchattacks.TPGD(model, eps=recipe.eps, alpha=recipe.alpha(), steps=recipe.steps),
+                           x, None), y
+    xs = [adversarial_examples(model, x, y, e, recipe.steps, recipe.step_size, recipe.random_start)
+          for e in recipe.multi_eps]
+    return torch.cat(xs), y.repeat(len(xs))
+
+
+def recipe_loss(recipe: TrainRecipe, forward, x: torch.Tensor, y: torch.Tensor, x_train: torch.Tensor,
+                y_train: torch.Tensor, aux_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training loss of one step and the logits accuracy is measured on.
+
+    Args:
+        recipe: the recipe.
+        forward: ``forward(inputs, aux) -> (logits, aux_logits or None)`` of the model in training mode.
+        x, y: the clean batch (TRADES' natural term); x_train, y_train: what ``attack_batch`` returned.
+        aux_weight: weight of the auxiliary-head CE loss (0 disables the auxiliary forward).
+
+    Returns:
+        ``(loss, logits)``; for TRADES the logits are those of the adversarial examples.
+    """
+    want_aux = aux_weight > 0
+    if recipe.name != "trades":
+        logits, aux = forward(x_train, want_aux)
+        loss = F.cross_entropy(logits, y_train)
+        if aux is not None:
+            loss = loss + aux_weight * F.cross_entropy(aux, y_train)
+        return loss, logits
+    logits_nat, aux = forward(x, want_aux)
+    logits_adv, _ = forward(x_train, False)
+    robust = F.kl_div(F.log_softmax(logits_adv, dim=1), F.softmax(logits_nat, dim=1), reduction="batchmean")
+    loss = F.cross_entropy(logits_nat, y) + recipe.trades_beta * robust
+    if aux is not None:
+        loss = loss + aux_weight * F.cross_entropy(aux, y)
+    return loss, logits_adv
