@@ -158,12 +158,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = run_pipeline(load_config(args.config, args.overrides), args.out, device=args.device)
     entries = sorted(load_entries(res.leaderboard), key=lambda e: -(e.avg_robust_accuracy or 0.0))
-    eps = entries[0].worst_case().eps if entries else []
+    eps = entries[0].worst_case.eps if entries else []
     print(f"\n{'model':<12} {'clean':>6} " + " ".join(f"{e:>6.3f}" for e in eps) + f" {'avg':>6}")
     for e in entries:
-        acc = [e.worst_case().at(v) for v in eps]
-        print(f"{e.model:<12} {e.clean_accuracy:>6.1%} " + " ".join(f"{a:>6.1%}" for a in acc)
-              + f" {(e.avg_robust_accuracy or float('nan')):>6.1%}")
+        acc = [e.worst_case.at(v) for v in eps]
+        avg = "-" if e.avg_robust_accuracy is None else f"{e.avg_robust_accuracy:.1%}"
+        print(f"{e.model:<12} {e.clean_accuracy:>6.1%} " + " ".join("     -" if a is None else f"{a:>6.1%}"
+                                                                   for a in acc) + f" {avg:>6}")
     print(f"\ndone in {time.perf_counter() - t0:.0f}s. Look at:\n  {res.genotype}\n  {res.model_dir}/\n"
           f"  {res.leaderboard}/README.md, index.html, curves.png")
     return 0
