@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import platform
@@ -70,7 +71,7 @@ VICTIMS = (
     Victim("mlp128-nat-e5", "mlp", {"hidden": 128}, 5),
     Victim("cnn16bn-at.03-e3", "cnn_bn", {"width": 16}, 3, 0.03),
     Victim("cnn16-at.06-e3", "cnn", {"width": 16}, 3, 0.06),
-    Victim("darts_v2-c8l3-nat-e3", "timm:darts_v2", {"init_channels": 8, "layers": 3}, 3),
+    Victim("darts_v2-c4l3-nat-e3", "timm:darts_v2", {"init_channels": 4, "layers": 3}, 3),
     Victim("pc_darts-c4l3-at.03-e2", "timm:pc_darts", {"init_channels": 4, "layers": 3}, 2, 0.03),
 )
 
@@ -232,6 +233,14 @@ class Clock:
         self.cpu += time.process_time() - self._c
 
 
+def noise_shape_stats(noise: Tensor, target: Tensor, eps: tuple[float, ...]) -> dict[str, float]:
+    """Fraction of pixels at the ball's edge, and of pixels whose sign matches the PGD target's (where it is != 0)."""
+    e = torch.tensor(eps, dtype=noise.dtype).view(1, -1, 1, 1, 1)
+    moved = target != 0
+    return {"saturated": float((noise.abs() >= 0.99 * e).float().mean()),
+            "sign_agreement": float((noise.sign() == target.sign())[moved].float().mean())}
+
+
 def attack_accs(model: nn.Module, x: Tensor, y: Tensor, noise: Tensor) -> list[float]:
     """Accuracy under each of the ``N`` noises ``(B, N, C, H, W)``."""
     return [accuracy(model, x + noise[:, j], y) for j in range(noise.shape[1])]
@@ -259,8 +268,13 @@ def evaluate_victim(model: nn.Module, x: Tensor, y: Tensor, ests: dict[str, Nois
         est_noise = torch.cat(chunks)
         res["est"][name] = attack_accs(model, x, y, est_noise)
         res["mse"][name] = float((est_noise - targets_t).pow(2).flatten(2).sum(-1).mean())
+        res.setdefault("shape", {})[name] = noise_shape_stats(est_noise, targets_t, cfg.target_eps)
+    res["shape"]["pgd"] = noise_shape_stats(targets_t, targets_t, cfg.target_eps)
     res["est"]["wa_eq6_printed"] = attack_accs(model, x, y, wa_as_printed(x, anchors_t, cfg.anchor_eps,
                                                                           cfg.target_eps))
+    ends = [0, len(cfg.anchor_eps) - 1]  # WA from the outermost anchors only: how fast does interpolation decay?
+    sparse = ests["wa"](x, anchors_t[:, ends], [cfg.anchor_eps[i] for i in ends], cfg.target_eps)
+    res["est"]["wa_two_end_anchors"] = attack_accs(model, x, y, sparse)
     return res
 
 
@@ -281,6 +295,8 @@ def summarise(per_victim: dict[str, dict], ests: dict[str, NoiseEstimator], flop
                "wall_ms_per_noise": {k: _mean([r["wall_ms_per_noise"][k] for r in rv]) for k in ["pgd", *ests]},
                "flops_per_noise": {"pgd": pgd_flops, **flops},
                "flops_vs_pgd": {k: v / pgd_flops for k, v in flops.items()},
+               "saturated": {k: _mean([r["shape"][k]["saturated"] for r in rv]) for k in ["pgd", *ests]},
+               "sign_agreement": {k: _mean([r["shape"][k]["sign_agreement"] for r in rv]) for k in ests},
                "training": train_info, "per_victim": per_victim}
     for name, est in ests.items():
         acc = _mean([_mean(r["est"][name]) for r in rv])
@@ -289,9 +305,10 @@ def summarise(per_victim: dict[str, dict], ests: dict[str, NoiseEstimator], flop
         details["retained_drop"][name] = (clean - acc) / max(clean - pgd, 1e-12)
         details["cost_vs_pgd"][name] = ms / out["pgd_ms_per_noise"]
         details["mse"][name] = _mean([r["mse"][name] for r in rv])
-    acc_printed = _mean([_mean(r["est"]["wa_eq6_printed"]) for r in rv])
-    out["ablations"] = {"wa_eq6_printed": {"acc": acc_printed,
-                                           "retained_drop": (clean - acc_printed) / max(clean - pgd, 1e-12)}}
+    out["ablations"] = {}
+    for name in ("wa_eq6_printed", "wa_two_end_anchors"):
+        acc = _mean([_mean(r["est"][name]) for r in rv])
+        out["ablations"][name] = {"acc": acc, "retained_drop": (clean - acc) / max(clean - pgd, 1e-12)}
     out["paper_table5"] = PAPER
     out["machine"], out["config"], out["details"] = machine, dataclasses.asdict(cfg), details
     return out
@@ -318,13 +335,20 @@ def render_markdown(res: dict) -> str:
         lines.append(f"| {labels[name]} | {r['acc']:.3f} | {PAPER[name]:.3f} | {d['retained_drop'][name]:.2f} | "
                      f"{r['ms_per_noise']:.3f} | {d['cost_vs_pgd'][name]:.3f} | {d['flops_vs_pgd'][name]:.3f} | "
                      f"{r['params']:,} |")
-    abl = res["ablations"]["wa_eq6_printed"]
-    lines.append(f"| WA, Eq. 6 as printed (ablation) | {abl['acc']:.3f} | | {abl['retained_drop']:.2f} | | | | 0 |")
+    ablation_labels = {"wa_eq6_printed": "WA, Eq. 6 as printed (ablation)",
+                       "wa_two_end_anchors": "WA from the two end anchors only (ablation)"}
+    for key, label in ablation_labels.items():
+        abl = res["ablations"][key]
+        lines.append(f"| {label} | {abl['acc']:.3f} | | {abl['retained_drop']:.2f} | | | | 0 |")
     order = sorted(res["estimators"], key=lambda n: res["estimators"][n]["acc"])
     lines += ["", f"Attack strength, strongest first: {' > '.join(labels[n] for n in order)} "
               "(paper, Table 5: A-ANE > E-ANE > WA-ANE > E-ANE⁻).", "",
               "MSE to the PGD-7 noise (Eq. 5, per image): "
-              + ", ".join(f"{labels[n]} {d['mse'][n]:.3f}" for n in res["estimators"]), "",
+              + ", ".join(f"{labels[n]} {d['mse'][n]:.3f}" for n in res["estimators"]) + ". Pixels at the eps "
+              f"ball's edge: PGD-7 {d['saturated']['pgd']:.2f}, "
+              + ", ".join(f"{labels[n]} {d['saturated'][n]:.2f}" for n in res["estimators"])
+              + ". Sign agreement with PGD-7 (moved pixels): "
+              + ", ".join(f"{labels[n]} {d['sign_agreement'][n]:.2f}" for n in res["estimators"]) + ".", "",
               "| victim | clean | PGD-7 | " + " | ".join(labels[n] for n in res["estimators"]) + " | PGD MFLOP/noise |",
               "|---|---|---|" + "---|" * (len(res["estimators"]) + 1)]
     for vname, r in d["per_victim"].items():
@@ -382,12 +406,21 @@ def main(argv: list[str] | None = None) -> int:
                         "written next to it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strength", choices=("linf", "l2"), default="linf", help="strength fed to the encoders")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the per-noise CPU "
+                        "times then measure compute, not thread contention; 0 = torch's default)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--render", action="store_true", help="only rewrite FILE.md from an existing FILE.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    if args.render:
+        if not out.is_file():
+            print(f"error: {out} does not exist; run the benchmark first", file=sys.stderr)
+            return 2
+        atomic_write_text(out.with_suffix(".md"), render_markdown(json.loads(out.read_text())))
+        return 0
     cfg = Config.quick() if args.quick else Config()
     cfg.seed, cfg.strength = args.seed, args.strength
     try:
@@ -395,7 +428,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
     atomic_write_json(out, res)
     atomic_write_text(out.with_suffix(".md"), render_markdown(res))
     print(render_markdown(res))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -34,7 +35,7 @@ def tiny_cnn(in_chans: int = 3, num_classes: int = 10, seed: int = 0) -> nn.Modu
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def digits(image_size: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x_train, y_train, x_test, y_test) of scikit-learn digits at ``image_size``, fixed split."""
     x, y = get_digits(image_size)
@@ -74,7 +75,7 @@ def _train(model: nn.Module, adv_eps: float, epochs: int, seed: int) -> nn.Modul
     return model.eval()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trained_model(adv_eps: float = 0.0, epochs: int = 6, seed: int = 0) -> nn.Module:
     """A tiny CNN trained on digits (adversarially with PGD-3 at ``adv_eps`` when > 0); cached.
 
@@ -86,3 +87,10 @@ def trained_model(adv_eps: float = 0.0, epochs: int = 6, seed: int = 0) -> nn.Mo
         return _train(tiny_cnn(seed=seed), adv_eps, epochs, seed)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def one_thread(_seed_and_threads):
+    """Tiny models run fastest on one thread, and a busy 2-core CI box punishes two (imported by the eval tests)."""
+    torch.set_num_threads(1)
+    yield

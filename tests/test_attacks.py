@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _wsr_eval_fixtures import digits, trained_model
+from _wsr_eval_fixtures import digits, one_thread, trained_model  # noqa: F401  (one_thread: autouse)
 
 from wsr_bench.attacks import (
     ATTACK_NAMES,
@@ -68,6 +68,8 @@ def test_images_in_0_255_are_refused_with_a_hint(batch):
         validate_images(torch.full_like(x, float("nan")), y)
     with pytest.raises(ValueError, match="labels"):
         validate_images(x, y[:3])
+    with pytest.raises(ValueError, match="empty"):
+        validate_images(x[:0], y[:0])
 
 
 def test_unknown_attack_is_refused(model):

@@ -24,6 +24,12 @@ TINY = {
 NAIVE = ["search.method=naive", "search.n1=6", "search.n2=0", "search.estimator=none"]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The tiny super-network gains nothing from intra-op threads, and on a shared box they spin-wait (10x CPU)."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="module")
 def tiny_yaml(tmp_path_factory):
     path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
@@ -34,6 +40,7 @@ def tiny_yaml(tmp_path_factory):
 @pytest.fixture(scope="module")
 def wsr_run(tiny_yaml, tmp_path_factory):
     out = tmp_path_factory.mktemp("wsr")
+    torch.set_num_threads(1)
     genotype = run_search(load_config(tiny_yaml), out)
     return out, genotype
 

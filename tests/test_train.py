@@ -245,6 +245,15 @@ def test_bad_resumes_and_nan_keep_the_checkpoint(tmp_path, splits):
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.jsonl", "train.log"]
 
 
+def test_resume_with_a_new_lr_scales_the_rest_of_the_schedule(tmp_path, splits):
+    cfg = tiny_cfg(steps=1, eval_examples=0, epochs=3, lr=0.05)
+    _train(cfg, splits, tmp_path, stop_after=1)
+    cfg.train.lr = 0.01  # e.g. after a divergence
+    summary = _train(cfg, splits, tmp_path, resume=True, stop_after=2)
+    assert summary["final"]["epoch"] == 2
+    assert summary["final"]["lr"] == pytest.approx(0.01 * 0.25)  # cosine at 2/3 of the run, from the new lr
+
+
 def test_cli_train_runs_and_reports_errors(tmp_path, capsys):
     import yaml
 
@@ -264,5 +273,8 @@ def test_cli_train_runs_and_reports_errors(tmp_path, capsys):
     assert main(args) == 2
     assert "already holds a training checkpoint" in capsys.readouterr().err
     assert main(args + ["--resume"]) == 0  # finished run: nothing to train, export refreshed
+    assert main(args + ["--resume", "--set", "model.init_channels=6"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+    assert load_config(out / "config.yaml").model.init_channels == 4  # a refused resume changes nothing
     assert main(["train", str(cfg_path), "--out", str(tmp_path / "x"), "--set", "train.recipe=bogus"]) == 2
     assert "error: unknown training recipe train.recipe='bogus'" in capsys.readouterr().err

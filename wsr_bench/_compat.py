@@ -47,7 +47,7 @@ class AutoAttack:
         attacks_to_run: attacks for ``version="custom"`` (e.g. ``["apgd-ce", "square"]``).
         version: "standard", "plus", "rand" or "custom".
         is_tf_model: TensorFlow models are not supported by this bridge.
-        device: device the attacks run on.
+        device: device the attacks run on (default: CUDA when available, else CPU; upstream always said "cuda").
         log_path: file that receives the attack log (the original wrote its prints there).
 
     Attributes such as ``apgd``, ``fab``, ``square``, ``apgd_targeted`` and ``attacks_to_run`` are those of the
@@ -56,11 +56,14 @@ class AutoAttack:
 
     def __init__(self, model: Any, norm: str = "Linf", eps: float = 0.3, seed: int | None = None,
                  verbose: bool = True, attacks_to_run: Sequence[str] = (), version: str = "standard",
-                 is_tf_model: bool = False, device: Any = "cuda", log_path: str | None = None) -> None:
+                 is_tf_model: bool = False, device: Any = None, log_path: str | None = None) -> None:
         if is_tf_model:
             raise ValueError("TensorFlow models are not supported by the pyautoattack bridge (is_tf_model=True)")
+        import torch
         from pyautoattack import AutoAttack as _PyAutoAttack
 
+        if device is None:  # upstream defaults to "cuda"; we pick it only when there is one
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         attacks = list(attacks_to_run) or None
         object.__setattr__(self, "_aa", _PyAutoAttack(model, attacks=attacks, device=device, eps=eps, norm=norm,
                                                       seed=seed, version=version))

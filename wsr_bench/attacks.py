@@ -73,6 +73,8 @@ def validate_images(x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         raise ValueError(f"images must be a (B,C,H,W) tensor, got {type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
     if not x.is_floating_point():
         raise ValueError(f"images must be float tensors in [0,1], got dtype {x.dtype} (convert with x.float() / 255)")
+    if x.shape[0] == 0:
+        raise ValueError("no images given (empty batch)")
     if not torch.isfinite(x).all():
         raise ValueError("images contain NaN or inf values")
     lo, hi = float(x.min()), float(x.max())

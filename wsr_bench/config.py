@@ -126,6 +126,8 @@ class SearchConfig:
     attack_steps: int = 7           # PGD steps of the validation noises (anchors; every strength for naive)
     train_limit: int | None = None  # at most this many D_t images per search epoch (null: all of D_t)
     val_limit: int | None = None    # at most this many D_v images for noise generation and evaluation (null: all)
+    bn_batches: int = 4             # D_t batches that re-estimate BatchNorm statistics of a sampled sub-network
+                                    # before it is attacked in eval mode (one-shot NAS practice; 0 disables)
     weight_lr: float = 0.025        # SGD learning rate of the shared weights (cosine over all search epochs)
     weight_lr_min: float = 0.001    # learning rate at the end of the cosine
     weight_momentum: float = 0.9    # SGD momentum of the shared weights
@@ -203,6 +205,7 @@ class SearchConfig:
             _check(getattr(self, name) >= 1, f"search.{name} must be >= 1, got {getattr(self, name)}")
         _check(self.layers >= 3 and self.steps >= 0, f"search.layers must be >= 3 and search.steps >= 0, got "
                f"layers={self.layers}, steps={self.steps}")
+        _check(self.bn_batches >= 0, f"search.bn_batches must be >= 0, got {self.bn_batches}")
         for name in ("train_limit", "val_limit"):
             _check(getattr(self, name) is None or getattr(self, name) >= 1, f"search.{name} must be >= 1 or null")
         for name in ("weight_lr", "arch_lr", "ane_lr", "vle_lr", "tau"):

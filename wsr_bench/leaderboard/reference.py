@@ -62,7 +62,11 @@ def _percent(value: Any) -> float | None:
 
 
 def parse_reference(d: dict[str, Any], model: str, dataset: str, threat_model: str, where: str) -> ReferenceEntry:
-    """Turn one RobustBench ``model_info`` dict into a :class:`ReferenceEntry` (``external`` wins over AA)."""
+    """Turn one RobustBench ``model_info`` dict into a :class:`ReferenceEntry` (``external`` wins over AA).
+
+    The dataset comes from the folder, not the file's ``dataset`` field (cifar100/Linf/Hendrycks2019Using.json
+    says "cifar10" at commit 78fcc9e; RobustBench itself goes by the folder too).
+    """
     aa = _percent(d.get("autoattack_acc"))
     robust = _percent(d.get("external"))
     robust = aa if robust is None else robust
@@ -70,7 +74,7 @@ def parse_reference(d: dict[str, Any], model: str, dataset: str, threat_model: s
     if robust is None or clean is None:
         raise ValueError(f"{where}: needs numeric clean_acc and autoattack_acc")
     return ReferenceEntry(
-        model=model, dataset=str(d.get("dataset", dataset)), threat_model=threat_model,
+        model=model, dataset=dataset, threat_model=threat_model,  # the folder decides (as in RobustBench)
         eps=parse_eps(d.get("eps", "nan"), max_eps=1e3), clean_accuracy=clean, robust_accuracy=robust,
         autoattack_accuracy=aa, architecture=str(d.get("architecture", "")), paper=str(d.get("name", "")),
         link=str(d.get("link", "")), venue=str(d.get("venue", "")), additional_data=bool(d.get("additional_data")),

@@ -12,7 +12,6 @@ The accumulated gradient of the whole pass over D_v makes one Adam step on ``A``
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import torch
@@ -47,29 +46,29 @@ class NaiveSearch(SearchEngine):
         """Train ``H`` one epoch, attack D_v at every strength with PGD on ``H``, update ``A`` through the
         super-network."""
         times = {"noise_gen": 0.0, "arch_update": 0.0}
-        t0 = time.perf_counter()
+        t0 = self.now()
         train = self.train_arch(H, self.pgd_recipe(), desc="adv. train")
-        times["adv_train"] = time.perf_counter() - t0
+        times["adv_train"] = self.now() - t0
         model = self.view(H)
         alpha = self.supernet.alpha
         grad = torch.zeros_like(alpha)
         sums, n_total = torch.zeros(len(self.strengths) + 1, dtype=torch.float64), len(self.y_v)
         for x, y in self.val_batches("PGD + arch. gradient"):
-            t0 = time.perf_counter()
+            t0 = self.now()
             with autocast(self.device):
                 noise = pgd_noise(model, x, y, self.strengths, steps=self.scfg.attack_steps)
-            t1 = time.perf_counter()
+            t1 = self.now()
             batch_grad, losses = self.arch_gradient(x, y, noise, weight=len(y) / n_total)
             grad += batch_grad
             sums += losses * len(y)
             times["noise_gen"] += t1 - t0
-            times["arch_update"] += time.perf_counter() - t1
-        t0 = time.perf_counter()
+            times["arch_update"] += self.now() - t1
+        t0 = self.now()
         self.a_opt.zero_grad(set_to_none=True)
         alpha.grad = grad
         self.a_opt.step()
         self.sync_alpha()
-        times["arch_update"] += time.perf_counter() - t0
+        times["arch_update"] += self.now() - t0
         losses = (sums / n_total).float()
         return {"train": train, "losses": self.loss_dict(losses), "objective": float(self.objective(losses)),
                 "seconds": times}

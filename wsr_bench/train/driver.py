@@ -186,12 +186,29 @@ class _Run:
         self.scheduler.load_state_dict(state["scheduler"])
         rngs = state["rng"]
         set_rng_state(rngs[get_rank() % len(rngs)])
-        _warn_changes(state.get("train_config") or {}, config_to_dict(self.tc))
+        self._apply_config(state.get("train_config") or {})
         history = list(state.get("history", []))
         if is_main_process():  # the checkpoint is the truth: drop lines of an epoch that was never checkpointed
             atomic_write_text(self.out / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in history))
         logger.info("resumed %s after epoch %d/%d", self.path, state["epoch"], self.tc.epochs)
         return int(state["epoch"]), history
+
+    def _apply_config(self, saved: dict[str, Any]) -> None:
+        """On resume the config's hyper-parameters win; optimizer buffers and the schedule position come from the
+        checkpoint. A changed ``lr`` scales the rest of the cosine schedule; changed ``epochs`` stretch it."""
+        now = config_to_dict(self.tc)
+        changed = {k: (saved[k], v) for k, v in now.items() if k in saved and saved[k] != v}
+        if not changed:
+            return
+        logger.warning("train config differs from the checkpoint's (%s); continuing with the new values",
+                       ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items()))
+        factor = self.tc.lr / saved["lr"] if saved.get("lr") else 1.0
+        for group in self.optimizer.param_groups:
+            group.update(lr=group["lr"] * factor, initial_lr=group.get("initial_lr", self.tc.lr) * factor,
+                         momentum=self.tc.momentum, weight_decay=self.tc.weight_decay)
+        self.scheduler.base_lrs = [b * factor for b in self.scheduler.base_lrs]
+        self.scheduler.eta_min = self.tc.lr_min
+        self.scheduler.T_max = max(1, self.tc.epochs * len(self.loader))
 
     def train_one(self, epoch: int) -> dict[str, Any]:
         """Train epoch ``epoch`` (0-based), evaluate, and return its metrics record."""
@@ -208,7 +225,8 @@ class _Run:
                     else "no checkpoint had been written yet")
             raise TrainingDivergedError(
                 f"training diverged at epoch {epoch + 1}/{tc.epochs}, step {exc.step + 1}/{len(self.loader)}: the "
-                f"loss is {exc.value}; {kept}; lower train.lr or keep train.grad_clip > 0") from None
+                f"loss is {exc.value}; {kept}; resume it with a lower train.lr (--resume --set train.lr=...) or "
+                f"keep train.grad_clip > 0") from None
         record = {"epoch": epoch + 1, "epochs": tc.epochs, "recipe": tc.recipe,
                   "lr": self.optimizer.param_groups[0]["lr"],
                   "drop_path_prob": getattr(self.bare, "drop_path_prob", None), "train_loss": stats["loss"],
@@ -253,13 +271,6 @@ def _log_line(r: dict[str, Any], recipe: TrainRecipe) -> str:
     return line
 
 
-def _warn_changes(saved: dict[str, Any], now: dict[str, Any]) -> None:
-    changed = {k: (saved.get(k), v) for k, v in now.items() if k in saved and saved.get(k) != v}
-    if changed:
-        logger.warning("train config differs from the checkpoint's (%s); the optimizer and schedule continue from "
-                       "the checkpoint", ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items()))
-
-
 def _export(run: _Run, history: list[dict[str, Any]]) -> Path:
     """Write ``model/`` (timm-loadable export; bare safetensors weights for models outside the registry)."""
     from safetensors.torch import save_file
@@ -281,7 +292,7 @@ def _export(run: _Run, history: list[dict[str, Any]]) -> Path:
 
 def train_model(cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out_dir: str | Path,
                 resume: bool = False, device: str | None = None, progress: bool = True,
-                stop_after: int | None = None) -> dict[str, Any]:
+                stop_after: int | None = None, config_path: str | Path | None = None) -> dict[str, Any]:
     """Adversarially train ``model`` as ``cfg.train`` says, checkpointing into ``out_dir``; export at the end.
 
     Args:
@@ -297,6 +308,8 @@ def train_model(cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out
         progress: tqdm bars (rank 0).
         stop_after: stop once this many epochs are done (checkpointed, not exported; resume later), e.g. to
             spread a run over time-limited jobs.
+        config_path: write the resolved ``cfg`` there (rank 0) once the checkpoint checks have passed, so a refused
+            resume leaves the run folder as it was.
 
     Returns:
         A summary dict: ``epochs``, ``start_epoch``, ``epochs_done``, ``finished``, ``final`` (last metrics
@@ -313,6 +326,8 @@ def train_model(cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out
         out.mkdir(parents=True, exist_ok=True)
     run = _Run(cfg, model, splits, out, _pick_device(device or cfg.device), progress)
     start, history = run.restore(resume)
+    if config_path is not None and is_main_process():
+        dump_config(cfg, config_path)
     t0 = time.perf_counter()
     epochs = tqdm(range(start, cfg.train.epochs), desc=f"train {run.recipe.label}", initial=start,
                   total=cfg.train.epochs, disable=not (progress and is_main_process()), dynamic_ncols=True)
@@ -375,10 +390,8 @@ def run_training(cfg: ExperimentConfig, out_dir: str | Path, model_name: str | N
         name = model_name or default_model_name(out)
         _seed_all(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
         model = build_model(name, cfg, splits)
-        if info.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            dump_config(cfg, out / "config.yaml")
-        summary = train_model(cfg, model, splits, out, resume=resume, device=info.device, progress=progress)
+        summary = train_model(cfg, model, splits, out, resume=resume, device=info.device, progress=progress,
+                              config_path=out / "config.yaml")
         return {**summary, "model": name}
     finally:
         cleanup()

@@ -82,12 +82,14 @@ class TrainRecipe:
 
     @property
     def label(self) -> str:
-        """Short human label, e.g. ``PGD-7 (eps 0.031)``."""
-        names = {"pgd": f"PGD-{self.steps}", "trades": f"TRADES-{self.steps} (beta {self.trades_beta:g})",
-                 "fgsm_rs": "FGSM-RS", "multi": f"multi-strength PGD-{self.steps}", "clean": "clean"}
+        """Short human label, e.g. ``PGD-7 (eps 0.031)``, ``TRADES-10 (beta 6, eps 0.031)``."""
+        if self.name == "clean":
+            return "clean"
         if self.name == "multi":
-            return f"{names['multi']} (eps {', '.join(f'{e:g}' for e in self.multi_eps)})"
-        return names[self.name] if self.name == "clean" else f"{names[self.name]} (eps {self.eps:g})"
+            return f"multi-strength PGD-{self.steps} (eps {', '.join(f'{e:g}' for e in self.multi_eps)})"
+        if self.name == "trades":
+            return f"TRADES-{self.steps} (beta {self.trades_beta:g}, eps {self.eps:g})"
+        return f"{'FGSM-RS' if self.name == 'fgsm_rs' else f'PGD-{self.steps}'} (eps {self.eps:g})"
 
     def with_(self, **changes: Any) -> TrainRecipe:
         """A copy with some fields changed (validated again)."""
