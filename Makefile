@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/wsr-bench run configs/demo.yaml --out runs/demo
+	$(BIN)/wsr-bench --threads 1 run configs/demo.yaml --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

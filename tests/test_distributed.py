@@ -86,15 +86,17 @@ def run(out):
         torch.save(init, Path(out) / "init.pt")
         (Path(out) / "stats.json").write_text(json.dumps({"train": stats, "eval": ev, "world": info.world_size,
                                                           "sync": sync}))
-    cleanup()
 
 
 if __name__ == "__main__":
     run(sys.argv[1])
-    if len(sys.argv) > 2:  # then the real command, in the same launch (saves a second torchrun start-up)
+    code = 0
+    if len(sys.argv) > 2:  # then the real command in the same launch and process group (saves a torchrun start-up)
         from wsr_bench.cli import main
 
-        sys.exit(main(sys.argv[2:]))
+        code = main(sys.argv[2:])
+    cleanup()
+    sys.exit(code)
 '''
 
 

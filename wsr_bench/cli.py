@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "models, epsilon-spectrum evaluation and leaderboards.")
     parser.add_argument("--version", action="version", version=f"wsr-bench {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (default: torch's choice; 1 is fastest for tiny models)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in _PARSERS:
         add(sub)
@@ -272,6 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    if args.threads is not None:
+        if args.threads < 1:
+            print("error: --threads must be >= 1", file=sys.stderr)
+            return 2
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, KeyError) as exc:

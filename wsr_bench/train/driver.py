@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import ConcatDataset, Subset
 from tqdm.auto import tqdm
@@ -376,13 +377,16 @@ def default_model_name(out_dir: str | Path) -> str:
 def run_training(cfg: ExperimentConfig, out_dir: str | Path, model_name: str | None = None, resume: bool = False,
                  device: str | None = None, progress: bool = True) -> dict[str, Any]:
     """``wsr-bench train``: join torchrun's process group (if any), load the data, build the model, write
-    ``config.yaml``, ``train_model``, leave the group. Returns ``train_model``'s summary plus ``model``."""
+    ``config.yaml``, ``train_model``, leave the group (only if this call joined it: a caller that trains several
+    models in one torchrun launch sets the group up once and keeps it). Returns ``train_model``'s summary plus
+    ``model``."""
     from wsr_bench.data import load_dataset
 
     out = Path(out_dir)
     if (out / CHECKPOINT_NAME).is_file() and not resume:
         raise FileExistsError(f"{out} already holds a training checkpoint ({CHECKPOINT_NAME}); pass --resume to "
                               f"continue it, or choose another --out")
+    owns_group = not dist.is_initialized()  # keep a process group the caller set up (re-creating one is racy)
     info = setup_distributed(resolve_device(device or cfg.device))
     try:
         d = cfg.data
@@ -394,4 +398,5 @@ def run_training(cfg: ExperimentConfig, out_dir: str | Path, model_name: str | N
                               config_path=out / "config.yaml")
         return {**summary, "model": name}
     finally:
-        cleanup()
+        if owns_group:
+            cleanup()
