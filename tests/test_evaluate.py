@@ -241,6 +241,31 @@ def test_unknown_robustbench_names_and_datasets_are_clear_errors(tmp_path):
         load_robustbench_model("Carmon2019Unlabeled", tmp_path, "digits", "Linf")
 
 
+class _ModeRecorder(nn.Module):
+    """A BatchNorm model that records whether each forward ran in training mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(),
+                                 nn.Linear(8 * 8 * 8, 10))
+        self.modes: list[bool] = []
+
+    def forward(self, x):
+        self.modes.append(self.training)
+        return self.net(x)
+
+
+def test_batchnorm_models_are_attacked_and_verified_in_eval_mode(data):
+    """torchattacks calls model.train() after an attack when the model it was given looked like training."""
+    x, y = data
+    rec = _ModeRecorder().train()
+    kw = dict(eps=[0.01, 0.03], attack=["fgsm", "pgd", "apgd-ce"], steps=3, batch_size=16, device="cpu")
+    survivors = evaluate_spectrum(rec, x, y, **kw)
+    assert rec.modes and not any(rec.modes) and rec.training  # eval throughout, training mode restored after
+    everyone = evaluate_spectrum(rec.eval(), x, y, attack_all=True, **kw)
+    assert torch.equal(survivors.break_eps_per_attack["pgd"], everyone.break_eps_per_attack["pgd"])
+
+
 def test_model_is_left_in_its_original_mode(data):
     x, y = data
     net = tiny_cnn().train()

@@ -128,6 +128,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
     overrides = args.overrides + (["search.progress=false"] if args.no_progress else [])
     cfg = load_config(args.config, overrides)
     genotype = run_search(cfg, args.out, resume=args.resume, device=args.device)
+    from wsr_bench.distributed import is_main_process
+
+    if not is_main_process():
+        return 0
     s = cfg.search
     print(f"{s.method} search ({s.n1} PGD + {s.n2} estimated strengths, {s.population} warm-up architectures, "
           f"{s.steps} search steps) -> {args.out}/genotype.json")

@@ -260,7 +260,7 @@ class AttentionEstimator(NoiseEstimator):
 
     def __init__(self, in_chans: int = 3, image_size: int | tuple[int, int] = 32, strength: str = "linf",
                  hidden: int = 32, enc_channels: int = 8, pool: int = 4, norm_dim: int = 16, value_channels: int = 8,
-                 value_with_image: bool = False, value_kernel: int = 3):
+                 value_with_image: bool = False, value_kernel: int = 3, gate: bool = False):
         super().__init__(in_chans, image_size, strength)
         enc = enc_channels * pool * pool
         self.x_enc = nn.Sequential(_cpr(in_chans, enc_channels, pool), nn.Linear(enc, hidden), nn.Tanh())
@@ -274,6 +274,7 @@ class AttentionEstimator(NoiseEstimator):
                                                nn.Conv2d(value_channels, in_chans, value_kernel,
                                                          padding=value_kernel // 2)))
         self.enc_dim, self.value_with_image = enc, value_with_image
+        self.gate = nn.Linear(2 * hidden, in_chans) if gate else None
 
     def _step(self, cell: nn.Linear, h: Tensor, noise_code: Tensor, norm_code: Tensor) -> Tensor:
         return torch.tanh(cell(torch.cat([h, noise_code, norm_code], dim=-1)))
@@ -302,7 +303,10 @@ class AttentionEstimator(NoiseEstimator):
         if self.value_with_image:
             normed = torch.cat([normed, x.unsqueeze(1).expand_as(normed)], dim=2)
         values = self.values(normed.flatten(0, 1)).view_as(anchors)
-        return torch.einsum("bti,bichw->btchw", attn, values)
+        adj = torch.einsum("bti,bichw->btchw", attn, values)
+        if self.gate is not None:
+            adj = adj * (1 + torch.tanh(self.gate(query)))[..., None, None]
+        return adj
 
 
 class EncodingEstimator(NoiseEstimator):

@@ -45,13 +45,16 @@ class PassCount:
 class CountingModel(nn.Module):
     """Transparent wrapper around ``model`` that counts passes in ``self.count``.
 
-    It forwards ``train()``/``eval()`` and parameters, so torchattacks and pyautoattack treat it as the model.
+    It forwards ``train()``/``eval()`` and parameters, so torchattacks and pyautoattack treat it as the model. It
+    starts in the wrapped model's mode: torchattacks reads ``model.training`` before an attack and calls
+    ``model.train()`` afterwards when it was True, which would silently switch BatchNorm to batch statistics.
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
         self.count = PassCount()
+        self.train(model.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)

@@ -321,6 +321,7 @@ def _attack_indices(sweep: _Sweep, atk, idx: torch.Tensor) -> torch.Tensor:
     for chunk in idx.split(sweep.batch_size) if len(idx) else ():
         xb, yb = sweep.x[chunk].to(sweep.device), sweep.y[chunk].to(sweep.device)
         adv = atk(xb, yb, chunk)
+        sweep.model.eval()  # whatever the attack library did to the mode, verify with running BN statistics
         verify_adversarial(adv, xb, atk.eps, sweep.norm, atk.name)
         sweep.n_verified += len(chunk)
         with torch.no_grad():
