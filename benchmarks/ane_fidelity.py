@@ -93,7 +93,7 @@ class Config:
     memory: int = 600
     train_iters: int = 4
     train_batch: int = 32
-    lr: float = 2e-3
+    lr: float = 5e-4  # the official code's AdamW lr and weight decay
     weight_decay: float = 1e-4
     strength: str = "linf"
     test_images: int = 0  # 0 = the whole test split

@@ -69,8 +69,9 @@ def test_shapes_and_projection(name: str, strength: str) -> None:
     assert (out.abs() <= targets.view(B, 4, 1, 1, 1)).all()
     adv = x.unsqueeze(1) + out
     assert adv.min() >= -1e-6 and adv.max() <= 1 + 1e-6
-    if name != "wa":  # a random learned branch pushes many pixels to the ball's edge
-        assert (out.abs() >= targets.view(B, 4, 1, 1, 1) * 0.999).float().mean() > 0.2
+    if name != "wa":  # the (randomised) learned branch is active, and the projection still holds
+        wa = build_estimator("wa", in_chans=C, image_size=S)(x, anchors, ANCHOR_EPS, targets)
+        assert (out - wa).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))

@@ -277,7 +277,7 @@ class SearchEngine:
             callback: called as ``callback(task_index, record)`` after each task's checkpoint is written (tests
                 use it to interrupt a run).
         """
-        with self.folder.logging_to_file():
+        with self.folder.logging_to_file() if is_main_process() else contextlib.nullcontext():
             self._start(resume)
             tasks = self.tasks()
             for k in range(self.next_task, len(tasks)):
@@ -296,7 +296,7 @@ class SearchEngine:
             genotype = Genotype(**{**self.supernet.genotype().to_dict(), "name": self.cfg.name})
             if is_main_process():
                 self.folder.write_results(genotype, self.supernet.alpha, torch.stack(self.history))
-            logger.info("search done in %.1fs: genotype written to %s", self.elapsed, self.folder.genotype)
+                logger.info("search done in %.1fs: genotype written to %s", self.elapsed, self.folder.genotype)
             return genotype
 
     def _start(self, resume: bool) -> None:
