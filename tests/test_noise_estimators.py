@@ -85,6 +85,15 @@ def test_untrained_estimators_equal_wa_and_param_counts(name: str) -> None:
     assert est.param_count() < 100_000  # "lightweight"
 
 
+@pytest.mark.parametrize("name", ["a", "e"])
+def test_paper_form_without_gate(name: str) -> None:
+    x, anchors = _batch(6)
+    est = _perturb_(build_estimator(name, in_chans=C, image_size=S, gate=False))
+    out = est(x, anchors, ANCHOR_EPS, [0.03, 0.12])
+    assert out.shape == (B, 2, C, S, S) and (out.abs() <= torch.tensor([0.03, 0.12]).view(1, 2, 1, 1, 1)).all()
+    assert est.param_count() < build_estimator(name, in_chans=C, image_size=S).param_count()
+
+
 def test_wa_reproduces_anchor_exactly_and_interpolates() -> None:
     x, anchors = _batch(3)
     wa = build_estimator("wa", in_chans=C, image_size=S)
@@ -116,6 +125,11 @@ def test_memory_is_a_bounded_fifo() -> None:
     assert batch.target_eps.shape == (10, 1) and batch.target_noise.shape == (10, 1, C, S, S)
     # the oldest push (value 0) was dropped; the latest pushes (values 1..3) remain, 2 + 4 + 4 entries
     assert sorted(batch.target_noise.flatten(1)[:, 0].tolist()) == [1.0] * 2 + [2.0] * 4 + [3.0] * 4
+    restored = NoiseMemory(capacity=10)
+    restored.load_state_dict(mem.state_dict())
+    assert len(restored) == 10
+    for got, want in zip(restored.state_dict().values(), mem.state_dict().values(), strict=True):
+        assert torch.equal(torch.as_tensor(got), torch.as_tensor(want))
     with pytest.raises(ValueError, match="anchors of shape"):
         mem.push(*_batch(0, b=2, eps=ANCHOR_EPS[:2]), ANCHOR_EPS[:2], [0.03], torch.zeros(2, 1, C, S, S))
 

@@ -9,7 +9,8 @@ running PGD at only a few. Four designs, all ``nn.Module``s with one call signat
 
 * ``"wa"``  WA-ANE: weight-free linear interpolation between the neighbouring anchors (Eq. 6).
 * ``"a"``   A-ANE: WA-ANE plus a trainable adjustment (Eq. 7): a bi-directional RNN with vector hidden states over
-  the anchor sequence and an attention stage whose values come from a shared conv module over the noises.
+  the anchor sequence and an attention stage whose values come from a shared conv module over the noises (plus a
+  per-sample gate from the query, our addition; ``gate=False`` removes it).
 * ``"e"``   E-ANE: the same with feature-map hidden states (conv RNN cells); keys and values from the state maps.
 * ``"e_minus"`` E-ANE without attention: the states queried at ``eps_hat`` are decoded directly.
 
@@ -30,7 +31,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -256,8 +257,9 @@ class AttentionEstimator(NoiseEstimator):
         gate: scale the attention output per sample, target and channel by ``1 + tanh(FC(query))``. Not in the
             paper: without it the values (one fixed conv per anchor) cannot change how strongly the correction acts
             for a given input, so a single estimator trained on several victims applies one average correction
-            and its attack strength swung with the order of the victims (ANE benchmark: 74-94% of PGD-7's drop
-            kept, 97-98% with the gate; see benchmarks/README.md).
+            and its attack strength swung with the order of the victims and the learning rate (Table 5
+            benchmark: 70-94% of PGD-7's accuracy drop kept; see benchmarks/README.md). ``gate=False`` is the
+            paper's form.
 
     Defaults (hidden 32, 8-channel CPR pooled to 4x4, 8-channel values) give ~20k parameters and ~0.4 MFLOP per
     estimated noise on 3x16x16 images with 4 anchors and 3 targets; the full-resolution value convs dominate.
@@ -475,6 +477,20 @@ class NoiseMemory:
         """Drop every entry."""
         self._items.clear()
         self._shape = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Entries (oldest first) as stacked plain tensors, for ``weights_only`` checkpoints."""
+        state: dict[str, Any] = {"capacity": self.capacity}
+        if self._items:
+            parts = (torch.stack(p) for p in zip(*self._items, strict=True))
+            state.update(zip(("x", "anchors", "anchor_eps", "target_eps", "target_noise"), parts, strict=True))
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace the entries with those of :meth:`state_dict` (same order; this memory's capacity applies)."""
+        self.clear()
+        if "x" in state:
+            self.push(state["x"], state["anchors"], state["anchor_eps"], state["target_eps"], state["target_noise"])
 
 
 def estimator_loss(est: NoiseEstimator, batch: MemoryBatch) -> Tensor:

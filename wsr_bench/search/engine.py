@@ -32,7 +32,7 @@ from wsr_bench.config import ExperimentConfig, config_to_dict, dump_config, reso
 from wsr_bench.data import as_tensors, load_dataset
 from wsr_bench.distributed import barrier, is_distributed, is_main_process, set_epoch, shard_loader, wrap_ddp
 from wsr_bench.search.objective import RobustObjective
-from wsr_bench.search.state import RunFolder
+from wsr_bench.search.state import RunFolder, SearchCheckpointError
 from wsr_bench.search_space.genotype import Genotype
 from wsr_bench.search_space.supernet import FixedArchitecture, SuperNet
 from wsr_bench.train import TrainRecipe, train_epoch
@@ -302,7 +302,14 @@ class SearchEngine:
     def _start(self, resume: bool) -> None:
         folder = self.folder
         if resume and folder.checkpoint.exists():
-            self.load_state_dict(folder.load_checkpoint(config_to_dict(self.cfg)))
+            state = folder.load_checkpoint(config_to_dict(self.cfg))
+            try:
+                self.load_state_dict(state)
+            except (RuntimeError, KeyError, ValueError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise SearchCheckpointError(f"{folder.checkpoint} does not fit this search's modules ({first} ...); "
+                                            f"it was written by another version: start over in another folder"
+                                            ) from None
             if is_main_process():
                 folder.truncate_metrics(self.next_task)
             logger.info("resuming %s search in %s at task %d/%d", self.method, folder.root, self.next_task,

@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["CHECKPOINT_VERSION", "RunFolder", "SearchCheckpointError", "plot_arch_weights"]
 
 CHECKPOINT_VERSION = 1
-# Keys of the search config that may change between a run and its resume (everything else must match).
+# What a resumed search must share with the run that wrote the checkpoint: the config sections the search reads
+# (model/train/eval/run sections belong to later stages and may change), except the keys below.
+SEARCH_SECTIONS = ("seed", "data", "search")
 RESUMABLE_CHANGES = ("steps", "progress")
 
 
@@ -100,7 +102,8 @@ class RunFolder:
         if state.get("version") != CHECKPOINT_VERSION:
             raise SearchCheckpointError(f"{self.checkpoint} has version {state.get('version')}, expected "
                                         f"{CHECKPOINT_VERSION}; start a new search in another folder")
-        diff = _config_difference(state.get("config", {}), config)
+        old = {k: v for k, v in state.get("config", {}).items() if k in SEARCH_SECTIONS}
+        diff = _config_difference(old, {k: v for k, v in config.items() if k in SEARCH_SECTIONS})
         if diff:
             raise SearchCheckpointError(f"cannot resume {self.root}: config key {diff} differs from the checkpoint's "
                                         f"(only search.{' / search.'.join(RESUMABLE_CHANGES)} may change)")

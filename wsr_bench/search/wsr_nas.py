@@ -113,8 +113,9 @@ class WsrSearch(SearchEngine):
 
     def update_ane(self, H: torch.Tensor, times: dict[str, float]) -> float | None:
         """Lines 9-10: push ``B`` random D_t images with their PGD anchors and a PGD target at a random strength
-        (official: uniform in [0, 0.15)) into M_a, then train the AN-Estimator ``K_a`` iterations."""
-        if self.ane is None:
+        (official: uniform in [0, 0.15)) into M_a, then train the AN-Estimator ``K_a`` iterations. WA-ANE has nothing
+        to train, so it skips the memory and its PGD."""
+        if self.ane is None or self.ane_opt is None:
             return None
         t0, s = self.now(), self.scfg
         idx = torch.randperm(len(self.train_set), generator=self.generator)[:s.ane_batch].tolist()
@@ -170,7 +171,7 @@ class WsrSearch(SearchEngine):
         state = {"vle": self.vle.state_dict(), "vle_opt": self.vle_opt.state_dict(),
                  "vle_memory": self.vle_memory.state_dict(), "vle_ready": self.vle_ready}
         if self.ane is not None:
-            state.update(ane=self.ane.state_dict(), ane_memory=_noise_memory_state(self.ane_memory))
+            state.update(ane=self.ane.state_dict(), ane_memory=self.ane_memory.state_dict())
             if self.ane_opt is not None:
                 state["ane_opt"] = self.ane_opt.state_dict()
         return state
@@ -182,32 +183,9 @@ class WsrSearch(SearchEngine):
         self.vle_ready = bool(state["vle_ready"])
         if self.ane is not None:
             self.ane.load_state_dict(state["ane"])
-            _load_noise_memory_state(self.ane_memory, state["ane_memory"])
+            self.ane_memory.load_state_dict(state["ane_memory"])
             if self.ane_opt is not None:
                 self.ane_opt.load_state_dict(state["ane_opt"])
-
-
-def _noise_memory_state(memory: NoiseMemory) -> dict[str, Any]:
-    """M_a as plain tensors (entries oldest first) for a ``weights_only`` checkpoint."""
-    if hasattr(memory, "state_dict"):
-        return memory.state_dict()
-    # NoiseMemory without a state_dict: read its entries (x, anchors, anchor_eps, target_eps, target_noise)
-    items = list(memory._items)
-    if not items:
-        return {"capacity": memory.capacity}
-    x, anchors, a_eps, t_eps, t_noise = (torch.stack(parts) for parts in zip(*items, strict=True))
-    return {"capacity": memory.capacity, "x": x, "anchors": anchors, "anchor_eps": a_eps, "target_eps": t_eps,
-            "target_noise": t_noise}
-
-
-def _load_noise_memory_state(memory: NoiseMemory, state: dict[str, Any]) -> None:
-    """Refill ``memory`` from :func:`_noise_memory_state` (same entries, same order)."""
-    if hasattr(memory, "load_state_dict"):
-        memory.load_state_dict(state)
-        return
-    memory.clear()
-    if "x" in state:
-        memory.push(state["x"], state["anchors"], state["anchor_eps"], state["target_eps"], state["target_noise"])
 
 
 def run_search(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
