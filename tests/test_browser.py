@@ -9,12 +9,11 @@ import shutil
 import subprocess
 
 import pytest
+from test_leaderboard import make_entry
 
 from wsr_bench.leaderboard import build_leaderboard
 from wsr_bench.leaderboard.browser import find_browser, rendered_dom, screenshot
 from wsr_bench.leaderboard.io import entry_path, save_entry
-
-from test_leaderboard import make_entry
 
 
 @pytest.fixture(scope="module")

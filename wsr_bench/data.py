@@ -160,5 +160,5 @@ def as_tensors(ds: Dataset, n: int | None = None) -> tuple[torch.Tensor, torch.T
     n = len(ds) if n is None else min(n, len(ds))
     if n <= 0:
         raise DataError("dataset is empty")
-    xs, ys = zip(*(ds[i] for i in range(n)))
+    xs, ys = zip(*(ds[i] for i in range(n)), strict=True)
     return torch.stack(list(xs)), torch.as_tensor([int(v) for v in ys], dtype=torch.long)

@@ -24,6 +24,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates 0600 files; results are meant to be shared, so keep an existing file's mode or use 0644.
+        os.chmod(tmp_path, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

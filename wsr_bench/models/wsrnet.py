@@ -9,8 +9,9 @@ three-line ``@register_model`` functions). Each entry defaults to the official w
     timm.create_model("wsrnet", genotype="runs/demo/genotype.json", init_channels=8, layers=5)
 
 The pretrained cfg's ``mean``/``std`` are (0,0,0)/(1,1,1): inputs are images in [0,1] and the model normalises
-inside with the dataset mean/std (``mean``/``std`` model arguments, stored as buffers), as RobustBench and torchattacks expect. Local weights are
-loaded by ``DartsNetwork.load_pretrained`` (``custom_load``): safetensors, or ``torch.load(weights_only=True)``.
+inside with the dataset mean/std (``mean``/``std`` model arguments, stored as buffers), as RobustBench and
+torchattacks expect. Local weights are loaded by ``DartsNetwork.load_pretrained`` (``custom_load``): safetensors,
+or ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
