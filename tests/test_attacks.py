@@ -8,6 +8,7 @@ from _wsr_eval_fixtures import digits, one_thread, trained_model  # noqa: F401  
 
 from wsr_bench.attacks import (
     ATTACK_NAMES,
+    PGD,
     build_attack,
     build_min_norm_attack,
     normalize_attack_name,
@@ -130,6 +131,19 @@ def test_pgd_result_of_a_sample_does_not_depend_on_its_batch(model, batch):
     assert torch.allclose(together[[0, 5, 11]], alone, atol=1e-6)
     other_seed = build_attack("pgd", model, 0.1, steps=5, seed=4)(x, y, ids)
     assert not torch.allclose(together, other_seed)
+
+
+def test_pgd_warm_start_is_projected_and_used(model, batch):
+    x, y = batch
+    eps = 0.05
+    far = (x + 0.5).clamp(0, 1)  # outside the ball: projected onto its surface before any step
+    adv = PGD(model, eps=eps, alpha=0.0, steps=1, random_start=False)(x, y, start=far)
+    assert torch.allclose(adv, torch.min(x + eps, far).clamp(0, 1), atol=1e-6)
+    cold = PGD(model, eps=eps, alpha=eps * 2.5 / 3, steps=3)(x, y)
+    warm = PGD(model, eps=eps, alpha=eps * 2.5 / 3, steps=3, random_start=False)(x, y, start=far)
+    assert not torch.equal(warm, cold) and perturbation_norm(warm - x).max() <= eps + 1e-6
+    with pytest.raises(ValueError, match="start has shape"):
+        PGD(model, eps=eps)(x, y, start=far[:3])
 
 
 def test_pgd_early_stop_is_at_least_as_strong(model, batch):

@@ -30,13 +30,14 @@ def test_eval_writes_an_entry_and_the_leaderboard_builds(exported, tmp_path, cap
     out = tmp_path / "lb" / "entries" / "digits" / "Linf" / "tiny.json"
     code, stdout, err = _run(capsys, "eval", "--model", str(exported), "--dataset", "digits", "--eps", "0.03,8/255",
                              "--attack", "fgsm,pgd", "--steps", "2", "--n-examples", "16", "--out", str(out),
-                             "--name", "tiny", "--recipe", "untrained", "--no-progress")
+                             "--name", "tiny", "--recipe", "untrained", "--no-progress", "--attack-all")
     assert code == 0, err
     assert "clean" in stdout and "8/255" in stdout and "worst_case" in stdout and f"wrote {out}" in stdout
     entry = load_entry(out)
     assert entry.model == "tiny" and entry.architecture == "wsrnet_basic" and entry.n_examples == 16
     assert entry.worst_case.eps_label == ["0.03", "8/255"] and set(entry.curves) == {"fgsm", "pgd", "worst_case"}
     assert entry.evaluation["model_spec"] == str(exported) and entry.sanity
+    assert entry.evaluation["sweep"] == "attack-all"
     assert isinstance(json.loads(out.read_text())["clean_accuracy"], float)
 
     code, stdout, err = _run(capsys, "leaderboard", "build", str(tmp_path / "lb"))
@@ -53,10 +54,12 @@ def test_existing_output_is_refused_without_force(exported, tmp_path, capsys):
     code, _, err = _run(capsys, "eval", "--model", str(exported), "--eps", "0.03", "--out", str(out))
     assert code == 2 and "already exists" in err and "--force" in err
     assert out.read_text() == "{}"
-    code, _, err = _run(capsys, "eval", "--model", str(exported), "--eps", "0.03", "--n-examples", "4",
-                        "--steps", "1", "--out", str(out), "--force", "--no-sanity", "--no-progress")
+    code, _, err = _run(capsys, "eval", "--model", str(exported), "--eps", "0.03,0.1", "--n-examples", "4",
+                        "--steps", "2", "--out", str(out), "--force", "--no-sanity", "--no-progress",
+                        "--warm-start-steps", "1")
     assert code == 0, err
-    assert load_entry(out).n_examples == 4
+    entry = load_entry(out)
+    assert entry.n_examples == 4 and entry.evaluation["settings"]["warm_start_steps"] == 1
 
 
 @pytest.mark.parametrize("args, message", [
@@ -66,6 +69,8 @@ def test_existing_output_is_refused_without_force(exported, tmp_path, capsys):
     (["--threat-model", "L7"], "unknown threat model"),
     (["--n-examples", "0"], "--n-examples must be >= 1"),
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
+    (["--warm-start-steps", "0"], "--warm-start-steps must be >= 1"),
+    (["--warm-start-steps", "2", "--attack-all"], "without --attack-all"),
 ])
 def test_bad_eval_arguments_are_one_line_errors(exported, capsys, args, message):
     code, _, err = _run(capsys, "eval", "--model", str(exported), *args)

@@ -105,20 +105,74 @@ def test_minnorm_gives_radii_and_the_hybrid_is_no_weaker(model, data):
     assert hybrid.passes_per_attack["pgd"].total < pgd.passes_per_attack["pgd"].total
 
 
-def test_our_pgd20_is_never_weaker_than_an_independent_pgd20():
-    """Adversarially trained tiny CNN: ours vs a hand-written PGD-20 at every eps, within sampling noise."""
+def _robust_model_and_images():
     robust = trained_model(adv_eps=0.1, epochs=4)
     _, _, x, y = digits()
-    x, y = x[:200], y[:200]
-    res = evaluate_spectrum(robust, x, y, eps=EPS, attack="pgd", steps=20, device="cpu", seed=0)
+    return robust, x[:200], y[:200]
+
+
+def _assert_no_weaker_than_handwritten_pgd20(res, model, x, y) -> None:
+    """At every eps of ``res``, its accuracy is at most a hand-written PGD-20's plus sampling noise."""
     gen = torch.Generator().manual_seed(1)
-    for e in EPS:
-        adv = handwritten_pgd(robust, x, y, e, 20, gen)
+    for e in res.eps:
+        adv = handwritten_pgd(model, x, y, e, 20, gen)
         with torch.no_grad():
-            theirs = (robust(adv).argmax(1) == y).float().mean().item()
+            theirs = (model(adv).argmax(1) == y).float().mean().item()
         noise = 2 * math.sqrt(max(theirs * (1 - theirs), 0.05) / len(x)) + 1 / len(x)
         assert res.robust_accuracy[e] <= theirs + noise, (e, res.robust_accuracy[e], theirs)
+
+
+def test_our_pgd20_is_never_weaker_than_an_independent_pgd20():
+    """Adversarially trained tiny CNN: ours vs a hand-written PGD-20 at every eps, within sampling noise."""
+    robust, x, y = _robust_model_and_images()
+    res = evaluate_spectrum(robust, x, y, eps=EPS, attack="pgd", steps=20, device="cpu", seed=0)
+    _assert_no_weaker_than_handwritten_pgd20(res, robust, x, y)
     assert 0.05 < res.robust_accuracy[0.10] < res.clean_accuracy  # the model is robust, so the test has teeth
+
+
+def test_warm_started_sweep_continues_survivors_with_fewer_steps(model, data):
+    x, y = data
+    k, kw = 6, 2
+    cold = evaluate_spectrum(model, x, y, eps=EPS, attack="pgd", steps=k, device="cpu", seed=3)
+    warm = evaluate_spectrum(model, x, y, eps=EPS, attack="pgd", steps=k, device="cpu", seed=3, warm_start_steps=kw,
+                             warm_restart_ratio=0.0)
+    assert warm.robust_accuracy[EPS[0]] == cold.robust_accuracy[EPS[0]]  # the first eps starts cold, as before
+    assert warm.settings["warm_start_steps"] == kw and warm.n_verified > 0
+    # exact pass count: at each eps the samples still standing are attacked, k steps cold at the first eps and
+    # kw continued steps after it, plus one verification forward each
+    correct = warm.break_eps > 0
+    attacked = [int((correct & (warm.break_eps >= e)).sum()) for e in EPS]
+    steps = [k] + [kw] * (len(EPS) - 1)
+    assert warm.passes.backward == sum(a * s for a, s in zip(attacked, steps, strict=True))
+    assert warm.passes.forward == len(x) + sum(a * (s + 1) for a, s in zip(attacked, steps, strict=True))
+    assert warm.passes.total < cold.passes.total
+    # restarting every survivor cold as well costs more and is at least as strong as the continuation alone
+    both = evaluate_spectrum(model, x, y, eps=EPS, attack="pgd", steps=k, device="cpu", seed=3, warm_start_steps=kw,
+                             warm_restart_ratio=1.0)
+    assert both.passes.total > warm.passes.total
+    assert all(both.robust_accuracy[e] <= min(warm.robust_accuracy[e], cold.robust_accuracy[e]) for e in EPS)
+
+
+def test_warm_started_sweep_is_no_weaker_than_an_independent_pgd20():
+    """The continuation attack (PGD-4 from the previous iterate) against a cold hand-written PGD-20 per eps."""
+    robust, x, y = _robust_model_and_images()
+    eps = [2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255, 64 / 255]
+    res = evaluate_spectrum(robust, x, y, eps=eps, attack="pgd", steps=20, device="cpu", warm_start_steps=4)
+    _assert_no_weaker_than_handwritten_pgd20(res, robust, x, y)
+    assert 0.05 < res.robust_accuracy[16 / 255] < res.clean_accuracy
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"warm_start_steps": 0}, ">= 1"),
+    ({"warm_start_steps": 3, "warm_restart_ratio": 1.5}, r"in \[0, 1\]"),
+    ({"warm_start_steps": 3, "attack_all": True}, "attack_all=False"),
+    ({"warm_start_steps": 3, "norm": "L2", "eps": [0.5]}, "norm 'Linf'"),
+    ({"warm_start_steps": 3, "attack": "fgsm"}, "attack 'pgd'"),
+])
+def test_warm_start_needs_a_survivors_linf_pgd_sweep(model, data, kwargs, match):
+    x, y = data
+    with pytest.raises(ValueError, match=match):
+        evaluate_spectrum(model, x, y, device="cpu", **{"eps": EPS, **kwargs})
 
 
 def test_invalid_adversarial_examples_are_rejected(model, data, monkeypatch):

@@ -13,7 +13,8 @@ TINY = ["data.name=synthetic", "data.image_size=8", "data.limit=24", "data.batch
         "search.train_steps=1", "search.attack_steps=1", "search.vle_warmup_iters=3", "search.vle_iters=2",
         "search.ane_batch=4", "search.progress=false", "search.estimator=wa",
         "model.init_channels=4", "model.layers=3", "train.epochs=1", "train.steps=1", "train.eval_examples=8",
-        "train.eval_steps=1", "eval.n_examples=12", "eval.steps=2", "eval.eps=[0.03, 0.25]", "run.baselines=[racl]"]
+        "train.eval_steps=1", "eval.n_examples=12", "eval.steps=2", "eval.eps=[0.03, 0.25]", "eval.warm_start_steps=1",
+        "run.baselines=[racl]"]
 
 
 def _run(tmp_path, out):
@@ -43,6 +44,7 @@ def test_run_leaves_every_artefact(tiny_run):
     assert entries == ["racl", "wsrnet"]
     entry = json.loads(next((out / "leaderboard" / "entries").rglob("wsrnet.json")).read_text())
     assert 0.0 <= entry["clean_accuracy"] <= 1.0 and entry["dataset"] == "synthetic"
+    assert entry["evaluation"]["settings"]["warm_start_steps"] == 1
 
 
 def test_found_model_loads_with_timm(tiny_run):

@@ -120,9 +120,10 @@ def per_sample_uniform(shape: Sequence[int], sample_ids: torch.Tensor, seed: int
 class PGD(torchattacks.PGD):
     r"""PGD in 'Towards Deep Learning Models Resistant to Adversarial Attacks' [https://arxiv.org/abs/1706.06083].
 
-    torchattacks' PGD with two changes: the random start of each sample is drawn from ``(seed, eps, sample_id)``
-    (batch-independent, reproducible), and optionally a sample stops once an iterate is misclassified
-    (``early_stop``; it then keeps that misclassified iterate, so the attack is at least as strong).
+    torchattacks' PGD with three changes: the random start of each sample is drawn from ``(seed, eps, sample_id)``
+    (batch-independent, reproducible); optionally a sample stops once an iterate is misclassified
+    (``early_stop``; it then keeps that misclassified iterate, so the attack is at least as strong); and
+    ``forward`` accepts a ``start`` iterate (warm start) in place of the random one.
 
     Distance Measure : Linf
 
@@ -144,13 +145,19 @@ class PGD(torchattacks.PGD):
         self.seed = seed
         self.early_stop = early_stop
 
-    def forward(self, images, labels, sample_ids=None):
-        r"""Overridden."""
+    def forward(self, images, labels, sample_ids=None, start=None):
+        r"""Overridden. ``start`` (optional, same shape as ``images``): iterate to start from instead of a random
+        point (a warm start, e.g. the sample's adversarial example at a smaller eps); it is projected first."""
         images = images.clone().detach().to(self.device)
         labels = labels.clone().detach().to(self.device)
         ids = torch.arange(len(images)) if sample_ids is None else torch.as_tensor(sample_ids).cpu()
         adv = images.clone()
-        if self.random_start:
+        if start is not None:
+            if start.shape != images.shape:
+                raise ValueError(f"PGD start has shape {tuple(start.shape)}, images {tuple(images.shape)}")
+            delta = torch.clamp(start.detach().to(images) - images, min=-self.eps, max=self.eps)
+            adv = torch.clamp(images + delta, min=0, max=1).detach()
+        elif self.random_start:
             noise = per_sample_uniform(images.shape, ids, self.seed, round(self.eps * 1e6)).to(images)
             adv = torch.clamp(images + self.eps * noise, min=0, max=1).detach()
         active = torch.arange(len(images), device=images.device)

@@ -223,6 +223,7 @@ class EvalConfig:
     steps: int = 20                 # PGD steps (step size eps * 2.5 / steps)
     n_examples: int = 200           # test images evaluated
     threat_model: str = "Linf"      # Linf | L2
+    warm_start_steps: int | None = None  # PGD survivors continue from their last iterate with K steps (null: cold)
 
     def validate(self) -> None:
         _check(len(self.eps) > 0, "eval.eps must list at least one strength")
@@ -230,6 +231,10 @@ class EvalConfig:
             _check(0 < float(e) <= 1, f"eval.eps {e} is outside (0, 1]; eps is on the [0,1] scale (8/255 = 0.031)")
         _check(self.steps >= 1 and self.n_examples >= 1, "eval.steps and eval.n_examples must be >= 1")
         _check(self.threat_model in ("Linf", "L2"), f"eval.threat_model must be Linf or L2, got {self.threat_model}")
+        _check(self.warm_start_steps is None or (self.warm_start_steps >= 1 and self.threat_model == "Linf"
+                                                  and "pgd" in self.attacks),
+               f"eval.warm_start_steps must be null or >= 1 with threat_model Linf and pgd among eval.attacks, "
+               f"got {self.warm_start_steps}")
 
 
 @dataclass

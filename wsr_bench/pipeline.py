@@ -101,7 +101,7 @@ def _evaluate(cfg: ExperimentConfig, out: Path, name: str, model_dir: Path, eval
                 model, x, y, model_name=name, architecture=model.pretrained_cfg["architecture"],
                 dataset=cfg.data.name, recipe=cfg.train.recipe, eps=cfg.eval.eps, attacks=cfg.eval.attacks,
                 threat_model=cfg.eval.threat_model, steps=cfg.eval.steps, batch_size=cfg.data.eval_batch_size,
-                device=device, seed=cfg.seed, progress=True,
+                device=device, seed=cfg.seed, progress=True, warm_start_steps=cfg.eval.warm_start_steps,
                 notes=f"wsr-bench run {cfg.name}: {cfg.train.recipe} eps={cfg.train.eps:.4f}, "
                       f"{cfg.train.epochs} epochs, C={cfg.model.init_channels}, {cfg.model.layers} cells")
             save_entry(entry, path)

@@ -125,6 +125,8 @@ def run_eval(
     seed: int = 0,
     sanity: bool = True,
     progress: bool = True,
+    warm_start_steps: int | None = None,
+    attack_all: bool = False,
 ) -> LeaderboardEntry:
     """``wsr-bench eval``: load ``model`` (timm name, ``robustbench:<Name>`` or exported folder) and ``dataset``,
     evaluate the spectrum and write the entry to ``out`` (refused if it exists, unless ``force``).
@@ -141,6 +143,9 @@ def run_eval(
     for a in [attacks] if isinstance(attacks, str) else attacks:
         for part in str(a).split(","):
             normalize_attack_name(part) if part.strip() else None
+    if warm_start_steps is not None and (norm != "Linf" or int(warm_start_steps) < 1 or attack_all):
+        raise ValueError(f"--warm-start-steps must be >= 1 and needs the Linf threat model without --attack-all "
+                         f"(got {warm_start_steps}, {norm}, attack_all={attack_all})")
     check_model_spec(model, model_dir=model_dir, dataset=dataset, threat_model=norm)
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} not found")
@@ -152,7 +157,8 @@ def run_eval(
     entry = evaluate_to_entry(loaded.model, x, y, model_name=name or loaded.name, architecture=loaded.architecture,
                               dataset=dataset, recipe=recipe, eps=eps, attacks=attacks, threat_model=norm,
                               steps=steps, batch_size=batch_size, device=device, seed=seed, sanity=sanity,
-                              progress=progress)
+                              progress=progress, warm_start_steps=warm_start_steps,
+                              attack_all=attack_all)
     entry.evaluation["model_spec"] = str(model)
     if checkpoint is not None:
         entry.evaluation["checkpoint"] = str(checkpoint)
