@@ -223,7 +223,7 @@ class EvalConfig:
     steps: int = 20                 # PGD steps (step size eps * 2.5 / steps)
     n_examples: int = 200           # test images evaluated
     threat_model: str = "Linf"      # Linf | L2
-    warm_start_steps: int | None = None  # PGD survivors continue from their last iterate with K steps (null: cold)
+    warm_start_steps: int | None = None  # PGD survivors continue from their worst iterate with K steps (null: cold)
 
     def validate(self) -> None:
         _check(len(self.eps) > 0, "eval.eps must list at least one strength")

@@ -6,7 +6,7 @@ attack fooled the model, and the robust accuracy at eps is the fraction of sampl
 By default the sweep attacks only the samples still standing (``attack_all=False``); ``attack_all=True``
 attacks every clean-correct sample at every eps (the naive sweep) and also reports each eps on its own
 (``raw_accuracy``). With our per-sample seeded PGD both give the same curve. ``warm_start_steps`` makes the
-survivors' PGD a continuation: after the first eps each survivor restarts from its own last iterate (inside the
+survivors' PGD a continuation: after the first eps each survivor restarts from its own worst iterate (inside the
 smaller ball) with a few steps instead of a cold PGD-k. It is a different attack, so its curve is measured, not
 guaranteed, to stay at or below the naive sweep's; ``benchmarks/results/spectrum_cost.md`` compares both. Several
 attacks give the worst case per sample. Every adversarial example is verified (finite, inside [0,1], inside the
@@ -330,7 +330,7 @@ def _sweep_eps(sweep: _Sweep, name: str, skip: torch.Tensor) -> tuple[torch.Tens
     raw: dict[float, float] = {}
     warm = o.get("warm_start_steps") if name == "pgd" else None
     last = torch.full_like(sweep.x, math.nan) if warm else None  # each sample's worst PGD iterate so far
-    margins = torch.full((len(sweep.x),), math.inf)  # and its logit margin there
+    margins = torch.full((len(sweep.x),), math.inf) if warm else None  # and its logit margin there
     for e in sweep.eps:
         atk = build_attack(name, sweep.model, e, norm=sweep.norm, steps=o["steps"], seed=o["seed"],
                            n_queries=o["n_queries"], n_target_classes=o["n_target_classes"], n_classes=sweep.n_classes,
@@ -363,13 +363,6 @@ def _attack_indices(sweep: _Sweep, atk, idx: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             fooled.append((sweep.model(adv).argmax(1) != yb).cpu())
     return torch.cat(fooled)
-
-
-def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Logit of the true class minus the largest other logit (negative = misclassified)."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    other = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-    return true - other
 
 
 def _attack_warm(sweep: _Sweep, atk, idx: torch.Tensor, last: torch.Tensor, warm_steps: int,
