@@ -45,7 +45,7 @@ from wsr_bench.estimators.noise import (
     project_noise,
     train_estimator,
 )
-from wsr_bench.io import atomic_write_json, atomic_write_text
+from wsr_bench.io import atomic_write_report, atomic_write_text
 from wsr_bench.search_space.ops import Normalize
 
 logger = logging.getLogger("ane_fidelity")
@@ -466,8 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    atomic_write_json(out, res)
-    atomic_write_text(out.with_suffix(".md"), render_markdown(res))
+    atomic_write_report(out, res, render_markdown(res))
     print(render_markdown(res))
     return 0
 

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from wsr_bench.config import config_from_dict
 from wsr_bench.distributed import set_epoch, shard_loader
 from wsr_bench.estimators.val_loss import LossMemory, ValLossEstimator, train_vle
-from wsr_bench.io import atomic_write_json, atomic_write_text
+from wsr_bench.io import atomic_write_report
 from wsr_bench.search.engine import PHASES
 from wsr_bench.search.naive import NaiveSearch
 from wsr_bench.search.state import RunFolder
@@ -302,8 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="search_cost_") as tmp:
         res = run(args.quick, Path(tmp))
     out = Path(args.out)
-    atomic_write_json(out, res)
-    atomic_write_text(out.with_suffix(".md"), summary_markdown(res))
+    atomic_write_report(out, res, summary_markdown(res))
     print(summary_markdown(res))
     return 0
 

@@ -50,7 +50,8 @@ from torch.utils.data import ConcatDataset
 from wsr_bench.data import as_tensors, load_dataset
 from wsr_bench.epsilon import eps_label
 from wsr_bench.evaluate import evaluate_spectrum
-from wsr_bench.io import atomic_write_json, atomic_write_text
+from wsr_bench.io import atomic_write_report
+from wsr_bench.search_space.ops import Normalize
 
 logger = logging.getLogger("spectrum_cost")
 
@@ -80,16 +81,6 @@ class Config:
     wsrnet_epochs: int = 4
     warm_start_steps: int = 4
     warm_restart_ratio: float = 0.3
-
-
-class Normalize(nn.Module):
-    def __init__(self, mean, std) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
-
-    def forward(self, x):
-        return (x - self.mean) / self.std
 
 
 def small_cnn(mean, std, num_classes: int = 10) -> nn.Module:
@@ -283,8 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         report = json.loads(Path(args.out).read_text())
         report["conclusion"] = conclusion(report)
-        atomic_write_json(args.out, report)
-        atomic_write_text(Path(args.out).with_suffix(".md"), markdown(report))
+        atomic_write_report(args.out, report, markdown(report))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     cfg = Config(threads=args.threads, seed=args.seed)
@@ -310,8 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                          "load_end": round(os.getloadavg()[0], 2)}
     report["conclusion"] = conclusion(report)
     out = Path(args.out)
-    atomic_write_json(out, report)
-    atomic_write_text(out.with_suffix(".md"), markdown(report))
+    atomic_write_report(out, report, markdown(report))
     print(report["conclusion"])
     return 0
 

@@ -35,7 +35,7 @@ from torch.utils.data import ConcatDataset, Subset
 from wsr_bench.config import config_from_dict
 from wsr_bench.data import load_dataset
 from wsr_bench.distributed import set_epoch, shard_loader
-from wsr_bench.io import atomic_write_json, atomic_write_text
+from wsr_bench.io import atomic_write_report, atomic_write_text
 from wsr_bench.train import TrainRecipe, build_model, build_optimizer, build_scheduler, eval_epoch, train_epoch
 
 logger = logging.getLogger("train_cost")
@@ -215,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     res = run(cfg)
     out = Path(args.out)
-    atomic_write_json(out, res)
-    atomic_write_text(out.with_suffix(".md"), summary_markdown(res))
+    atomic_write_report(out, res, summary_markdown(res))
     print(summary_markdown(res))
     return 0
 

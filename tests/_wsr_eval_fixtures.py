@@ -10,25 +10,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wsr_bench.data import get_digits
-
-
-class Normalize(nn.Module):
-    """Per-channel (x - mean) / std inside the model, as the project's models do."""
-
-    def __init__(self, mean: float = 0.3, std: float = 0.4) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 1, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, 1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+from wsr_bench.search_space.ops import Normalize
 
 
 def tiny_cnn(in_chans: int = 3, num_classes: int = 10, seed: int = 0) -> nn.Module:
     """A small CNN for 8x8 digits with normalization inside."""
     torch.manual_seed(seed)
     return nn.Sequential(
-        Normalize(),
+        Normalize((0.3,) * in_chans, (0.4,) * in_chans),
         nn.Conv2d(in_chans, 16, 3, padding=1), nn.ReLU(),
         nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
         nn.Flatten(), nn.Linear(32 * 4 * 4, num_classes),

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from wsr_bench.io import atomic_write_json, atomic_write_text
+from wsr_bench.io import atomic_write_json, atomic_write_report, atomic_write_text
 
 
 def test_new_result_files_are_world_readable_and_existing_modes_are_kept(tmp_path):
@@ -24,3 +24,9 @@ def test_a_refused_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         atomic_write_json(path, {"acc": float("nan")})
     assert json.loads(path.read_text()) == {"acc": 0.5}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_report_writes_json_and_markdown_beside_it(tmp_path):
+    atomic_write_report(tmp_path / "res" / "bench.json", {"speedup": 3.1}, "# bench\n")
+    assert json.loads((tmp_path / "res" / "bench.json").read_text()) == {"speedup": 3.1}
+    assert (tmp_path / "res" / "bench.md").read_text() == "# bench\n"

@@ -72,6 +72,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- train
+def _add_job_options(p: argparse.ArgumentParser, example: str, resumable: bool = True) -> None:
+    """``--set`` / ``--device`` (and ``--resume`` / ``--no-progress``) shared by train, search and run."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"config override, e.g. --set {example} (repeatable)")
+    if resumable:
+        p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: the config's device)")
+    if resumable:
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="adversarially train a model (PGD-k, TRADES, FGSM-RS, multi-strength); "
                                      "DDP under torchrun")
@@ -79,11 +90,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, metrics.jsonl, train.log, model/)")
     p.add_argument("--model", help="registered model name or a genotype.json (default: OUT/genotype.json when "
                                    "present, else wsrnet_basic)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set train.epochs=2 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--device", help="cpu | cuda | cuda:N (default: the config's device)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_job_options(p, "train.epochs=2")
     p.set_defaults(func=_cmd_train)
 
 
@@ -113,11 +120,7 @@ def _add_search_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="experiment YAML (data/search sections), e.g. configs/demo.yaml")
     p.add_argument("--out", required=True, help="run folder (genotype.json, alpha.safetensors, metrics.jsonl, "
                                                 "search.log, arch_weights.png, checkpoint.pt)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set search.steps=2 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--device", help="cpu | cuda | cuda:N (default: the config's device)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_job_options(p, "search.steps=2")
     p.set_defaults(func=_cmd_search)
 
 
@@ -146,9 +149,7 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
                                    "evaluation of it and the baselines -> leaderboard (resumes where it stopped)")
     p.add_argument("config", help="experiment YAML (e.g. configs/demo.yaml)")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.epochs=2 (repeatable)")
-    p.add_argument("--device", help="cpu | cuda | cuda:N (default: the config's device)")
+    _add_job_options(p, "train.epochs=2", resumable=False)
     p.set_defaults(func=_cmd_run)
 
 

@@ -43,6 +43,13 @@ def atomic_write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False, sort_keys=False) + "\n")
 
 
+def atomic_write_report(path: str | Path, result: Any, markdown: str) -> None:
+    """Write a results JSON to ``path`` and its Markdown summary beside it (``.md``), each atomically."""
+    path = Path(path)
+    atomic_write_json(path, result)
+    atomic_write_text(path.with_suffix(".md"), markdown)
+
+
 def atomic_write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
     """Call ``writer(tmp_path)`` and move the result to ``path`` atomically (e.g. ``torch.save``, safetensors)."""
     with atomic_path(path) as tmp:

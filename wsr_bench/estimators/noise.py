@@ -239,7 +239,36 @@ def _zero_last(module: nn.Sequential) -> nn.Sequential:
     return module
 
 
-class AttentionEstimator(NoiseEstimator):
+class _RecurrentEstimator(NoiseEstimator):
+    """Shared part of A-ANE and E-ANE: the bi-directional RNN over the anchor sequence (Fig. 2).
+
+    Subclasses define ``x_enc`` (initial state from x), ``norm_enc`` (strength encoding), the cells ``cell_f`` /
+    ``cell_b`` and :meth:`_step` (vector states for A-ANE, feature maps for E-ANE).
+    """
+
+    def _step(self, cell: nn.Module, h: Tensor, noise_code: Tensor, norm_code: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _norm_code(self, strength: Tensor) -> Tensor:
+        """Encoding of strengths ``(..., )`` -> ``(..., norm_dim)``."""
+        return F.relu(self.norm_enc(_STRENGTH_SCALE * strength.unsqueeze(-1)))
+
+    def _recur(self, x: Tensor, codes: Tensor, norms: Tensor) -> tuple[Tensor, Tensor]:
+        """Run both cells over the anchors' codes ``(B, N1, ...)`` from the state encoded from ``x``.
+
+        Returns ``(fwd_seq, bwd_seq)``, each ``(B, N1+1, ...)``: ``fwd_seq[:, k]`` is the state after the first k
+        anchors, ``bwd_seq[:, k]`` the state after anchors k..N1-1 (``bwd_seq[:, N1]`` is the initial state).
+        """
+        n1 = codes.shape[1]
+        h0 = self.x_enc(x)
+        fwd, bwd = [h0], [h0]
+        for i in range(n1):
+            fwd.append(self._step(self.cell_f, fwd[-1], codes[:, i], norms[:, i]))
+            bwd.append(self._step(self.cell_b, bwd[-1], codes[:, n1 - 1 - i], norms[:, n1 - 1 - i]))
+        return torch.stack(fwd, 1), torch.stack(bwd[::-1], 1)
+
+
+class AttentionEstimator(_RecurrentEstimator):
     """A-ANE (Eq. 7, Fig. 2): WA-ANE + attention over a bi-directional vector RNN of the anchors.
 
     Cell ``F_f``/``F_b``: ``h = tanh(FC([h_prev, CPR(normalised noise), FC(strength)]))``; the initial state is
@@ -291,17 +320,10 @@ class AttentionEstimator(NoiseEstimator):
         b, n1 = anchors.shape[:2]
         normed = _normalised(anchors, self.strength)
         codes = self.noise_enc(normed.flatten(0, 1)).view(b, n1, -1)
-        norms = F.relu(self.norm_enc(_STRENGTH_SCALE * anchor_s.unsqueeze(-1)))
-        h0 = self.x_enc(x)
-        fwd, bwd = [h0], [h0]
-        for i in range(n1):
-            fwd.append(self._step(self.cell_f, fwd[-1], codes[:, i], norms[:, i]))
-            bwd.append(self._step(self.cell_b, bwd[-1], codes[:, n1 - 1 - i], norms[:, n1 - 1 - i]))
-        fwd_seq = torch.stack(fwd, 1)  # (B, N1+1): index k = state after the first k anchors
-        bwd_seq = torch.stack(bwd[::-1], 1)  # (B, N1+1): index k = state after anchors k..N1-1 (N1: h0)
+        fwd_seq, bwd_seq = self._recur(x, codes, self._norm_code(anchor_s))  # (B, N1+1, h) each
         keys = torch.cat([fwd_seq[:, 1:], bwd_seq[:, :-1]], dim=-1)  # (B, N1, 2h)
         n2 = target_s.shape[1]
-        t_norm = F.relu(self.norm_enc(_STRENGTH_SCALE * target_s.unsqueeze(-1)))
+        t_norm = self._norm_code(target_s)
         zero = t_norm.new_zeros(b, n2, self.enc_dim)
         q_f = self._step(self.cell_f, _pick(fwd_seq, nb.below), zero, t_norm)
         q_b = self._step(self.cell_b, _pick(bwd_seq, nb.not_above), zero, t_norm)
@@ -316,7 +338,7 @@ class AttentionEstimator(NoiseEstimator):
         return adj
 
 
-class EncodingEstimator(NoiseEstimator):
+class EncodingEstimator(_RecurrentEstimator):
     """E-ANE: WA-ANE + attention over a bi-directional *convolutional* RNN (feature-map hidden states).
 
     States are ``hidden`` maps at half resolution: ``h = tanh(conv([h_prev, conv(normalised noise),
@@ -366,15 +388,9 @@ class EncodingEstimator(NoiseEstimator):
         b, n1, c, hh, ww = anchors.shape
         codes = self.noise_enc(_normalised(anchors, self.strength).flatten(0, 1))
         codes = codes.view(b, n1, *codes.shape[1:])
-        norms = F.relu(self.norm_enc(_STRENGTH_SCALE * anchor_s.unsqueeze(-1)))
-        h0 = self.x_enc(x)
-        fwd, bwd = [h0], [h0]
-        for i in range(n1):
-            fwd.append(self._step(self.cell_f, fwd[-1], codes[:, i], norms[:, i]))
-            bwd.append(self._step(self.cell_b, bwd[-1], codes[:, n1 - 1 - i], norms[:, n1 - 1 - i]))
-        fwd_seq, bwd_seq = torch.stack(fwd, 1), torch.stack(bwd[::-1], 1)
+        fwd_seq, bwd_seq = self._recur(x, codes, self._norm_code(anchor_s))  # (B, N1+1, h, H/2, W/2) each
         n2 = target_s.shape[1]
-        t_norm = F.relu(self.norm_enc(_STRENGTH_SCALE * target_s.unsqueeze(-1))).flatten(0, 1)
+        t_norm = self._norm_code(target_s).flatten(0, 1)
         zero = codes.new_zeros(b * n2, *codes.shape[2:])
         q_f = self._step(self.cell_f, _pick(fwd_seq, nb.below).flatten(0, 1), zero, t_norm)
         q_b = self._step(self.cell_b, _pick(bwd_seq, nb.not_above).flatten(0, 1), zero, t_norm)

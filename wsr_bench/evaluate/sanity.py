@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wsr_bench.attacks import build_attack, model_device, normalize_norm, validate_images
-from wsr_bench.epsilon import eps_label, parse_eps_list
+from wsr_bench.epsilon import PAPER_SPECTRUM, eps_label, parse_eps_list
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def run_sanity_checks(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    eps: Sequence[float | str] = (0.03, 0.10, 0.17, 0.25),
+    eps: Sequence[float | str] = PAPER_SPECTRUM,
     result: Any = None,
     n_examples: int = 64,
     steps: int = 10,
