@@ -376,7 +376,7 @@ def _attack_warm(sweep: _Sweep, atk, idx: torch.Tensor, last: torch.Tensor, warm
     iterate and its margin.
     """
     o = sweep.options
-    has_start = ~torch.isnan(last[idx].flatten(1)[:, 0]) if len(idx) else torch.zeros(0, dtype=torch.bool)
+    has_start = ~torch.isnan(last.flatten(1)[idx, 0])  # without copying the stored images
     cont = PGD(sweep.model, eps=atk.eps, alpha=atk.eps * 2.5 / warm_steps, steps=warm_steps, random_start=False,
                seed=o["seed"], early_stop=o["early_stop"])
     fooled = torch.zeros(len(idx), dtype=torch.bool)
