@@ -73,13 +73,13 @@ def settings(quick: bool) -> dict[str, Any]:
     """The shared config (everything but method and strengths) of every search in the benchmark.
 
     D_t and D_v have the same size, as the paper's two halves of the training set (the full run uses all of
-    digits' 718 + 718); the AN-Estimator's memory update (B = 10 images, fixed) then weighs as little as it can
-    at this scale.
+    digits' 718 + 718); the AN-Estimator's memory update (one batch of B = 10 images, the paper's B) then weighs as
+    little as it can at this scale. Everything else is the official recipe (the config defaults).
     """
     search = {"init_channels": 4, "layers": 3, "population": 2 if quick else 4, "steps": 1 if quick else 6,
               "train_limit": 256 if quick else None, "val_limit": 256 if quick else None, "train_steps": 7,
-              "attack_steps": 7, "weight_lr": 0.1, "vle_warmup_iters": 100, "vle_iters": 20, "arch_lr": 0.05,
-              "progress": False}
+              "attack_steps": 7, "ane_fill_batches": 1, "ane_batch": 10, "vle_warmup_passes": 100,
+              "vle_passes": 20, "progress": False}  # otherwise the official recipe (wsr_bench/config.py defaults)
     return {"name": "search-cost", "seed": 0, "device": "cpu",
             "data": {"name": "digits", "image_size": 16, "batch_size": 64, "eval_batch_size": 256},
             "search": search}
@@ -170,9 +170,10 @@ def vle_rank_correlation(engine: WsrSearch, n_archs: int, folds: int, val_images
         for H, L in zip(archs[~test], losses[~test], strict=True):
             memory.push(H, L)
         torch.manual_seed(seed + f)
-        vle = ValLossEstimator(14, 8, engine.objective.num_losses, hidden=engine.scfg.vle_hidden)
+        vle = ValLossEstimator(14, 8, engine.objective.num_losses, hidden=engine.scfg.vle_hidden,
+                               output=engine.scfg.vle_output)
         opt = torch.optim.Adam(vle.parameters(), lr=engine.scfg.vle_lr, weight_decay=engine.scfg.vle_weight_decay)
-        train_vle(vle, memory, opt, iters=300, batch_size=64, generator=gen)
+        train_vle(vle, memory, opt, passes=300, batch_size=64, generator=gen, input_noise=engine.scfg.vle_input_noise)
         with torch.no_grad():
             pred[test] = engine.objective(vle(archs[test]))
         fold_taus.append(float(kendalltau(pred[test].numpy(), measured[test].numpy())[0]))

@@ -41,7 +41,7 @@ def make_entry(model="WsrNet-Basic", dataset="cifar10", eps=(0.03, 8 / 255, 0.10
 def test_entry_round_trips_through_json():
     e = make_entry()
     d = json.loads(json.dumps(e.to_dict(), allow_nan=False))
-    assert d["schema_version"] == 1 and isinstance(d["clean_accuracy"], float)
+    assert d["schema_version"] == 2 and isinstance(d["clean_accuracy"], float)
     assert d["curves"]["worst_case"]["eps_label"] == ["0.03", "8/255", "0.1", "0.17", "0.25"]
     assert LeaderboardEntry.from_dict(d) == e
     assert e.avg_robust_accuracy == pytest.approx((0.7 + 0.4 + 0.2 + 0.1) / 4)  # 8/255 is not 0.03
@@ -56,7 +56,7 @@ def test_average_and_auc():
 
 
 @pytest.mark.parametrize("change, match", [
-    ({"schema_version": 2}, "unsupported schema_version 2"),
+    ({"schema_version": 3}, "unsupported schema_version 3"),
     ({"clean_accuracy": 85.0}, r"fraction in \[0,1\]"),
     ({"clean_accuracy": "0.85"}, "must be a number"),
     ({"curves": {"pgd": {"attack": "pgd", "eps": [0.1], "accuracy": [0.5]}}}, "no 'worst_case' curve"),

@@ -9,7 +9,7 @@ from wsr_bench.search import ObjectiveError, RobustObjective, ewss_step, strengt
 
 
 def test_weights_are_normalised_and_eq10_is_computed():
-    obj = RobustObjective(alpha=0.8, beta=0.2, weights=(1, 2, 3, 5, 7, 10))
+    obj = RobustObjective(nat_weight=0.8, robust_weight=0.2, weights=(1, 2, 3, 5, 7, 10))
     assert sum(obj.weights) == pytest.approx(1.0) and obj.weights[0] == pytest.approx(1 / 28)
     losses = torch.tensor([1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0])
     expected = 0.8 * 1.0 + 0.2 * sum(w * v for w, v in zip(obj.weights, losses[1:].tolist(), strict=True))
@@ -18,8 +18,8 @@ def test_weights_are_normalised_and_eq10_is_computed():
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"alpha": 0.7, "beta": 0.2}, "alpha \\+ beta must equal 1"),
-    ({"alpha": 1.0, "beta": 0.0}, "must be > 0"),
+    ({"nat_weight": 0.7, "robust_weight": 0.2}, "nat_weight \\+ robust_weight must equal 1"),
+    ({"nat_weight": 1.0, "robust_weight": 0.0}, "must be > 0"),
     ({"weights": (1, 0, 2)}, "beta_i must all be > 0"),
     ({"weights": ()}, "at least one strength weight"),
 ])
@@ -78,7 +78,7 @@ def test_strength_layout_refuses_mismatch():
 
 
 @pytest.mark.parametrize(("overrides", "match"), [
-    (["search.alpha=0.5"], "alpha \\+ search.beta must equal 1"),
+    (["search.nat_weight=0.5"], "nat_weight \\+ search.robust_weight must equal 1"),
     (["search.strengths=[]"], "search.strengths is empty"),
     (["search.estimator=none"], "need an AN-Estimator"),
     (["search.n2=2"], "n1 \\+ search.n2 = 5 but search.strengths lists 6"),

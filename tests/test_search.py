@@ -18,8 +18,8 @@ TINY = {
     "name": "tiny", "seed": 0, "device": "cpu",
     "data": {"name": "digits", "image_size": 16, "batch_size": 32, "eval_batch_size": 64},
     "search": {"init_channels": 4, "layers": 3, "population": 2, "steps": 2, "train_limit": 64, "val_limit": 32,
-               "train_steps": 2, "attack_steps": 2, "ane_batch": 4, "vle_warmup_iters": 10, "vle_iters": 3,
-               "arch_lr": 0.05, "progress": False},
+               "train_steps": 2, "attack_steps": 2, "ane_batch": 4, "ane_fill_batches": 1, "vle_warmup_passes": 5,
+               "vle_passes": 2, "arch_lr": 0.01, "progress": False},
 }
 NAIVE = ["search.method=naive", "search.n1=6", "search.n2=0", "search.estimator=none"]
 
@@ -95,8 +95,9 @@ def test_same_seed_same_genotype_and_resume_checks_config(wsr_run, tiny_yaml, tm
     reference, _ = wsr_run
     run_search(load_config(tiny_yaml), tmp_path)
     assert (tmp_path / "genotype.json").read_text() == (reference / "genotype.json").read_text()
-    with pytest.raises(SearchCheckpointError, match="search.alpha"):
-        run_search(load_config(tiny_yaml, ["search.alpha=0.7", "search.beta=0.3"]), tmp_path, resume=True)
+    with pytest.raises(SearchCheckpointError, match="search.nat_weight"):
+        run_search(load_config(tiny_yaml, ["search.nat_weight=0.7", "search.robust_weight=0.3"]), tmp_path,
+                   resume=True)
     # later stages' sections may change: resuming a finished search just rewrites its results
     again = run_search(load_config(tiny_yaml, ["train.epochs=3", "eval.steps=5"]), tmp_path, resume=True)
     assert again == Genotype.from_json((reference / "genotype.json").read_text())
@@ -135,7 +136,7 @@ def test_cli_missing_dataset_is_one_line_error(tiny_yaml, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("overrides", "match"), [
-    (["search.alpha=0.9"], "must equal 1"),
+    (["search.nat_weight=0.9"], "must equal 1"),
     (["search.strengths=[]"], "strengths is empty"),
     (["search.estimator=none"], "need an AN-Estimator"),
 ])

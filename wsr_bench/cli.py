@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from wsr_bench import __version__
 
@@ -140,7 +142,22 @@ def _cmd_search(args: argparse.Namespace) -> int:
           f"{s.steps} search steps) -> {args.out}/genotype.json")
     for kind, edges in (("normal", genotype.normal), ("reduce", genotype.reduce)):
         print(f"  {kind:<6} " + "  ".join(f"{op}<-{src}" for op, src in edges))
+    _report_collapse(Path(args.out) / "search_report.json")
     return 0
+
+
+def _report_collapse(path: Path) -> None:
+    """Print the search's collapse check, and a one-line warning on stderr when a derived cell is at least half
+    parameter-free."""
+    import json
+
+    from wsr_bench.search.diagnostics import collapse_warning, describe_report
+
+    report = json.loads(path.read_text())
+    print(f"  {describe_report(report)} ({path.name})")
+    warning = collapse_warning(report)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------------- run
@@ -162,6 +179,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     res = run_pipeline(load_config(args.config, args.overrides), args.out, device=args.device)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports
+        return 0
     entries = sorted(load_entries(res.leaderboard), key=lambda e: -(e.avg_robust_accuracy or 0.0))
     eps = entries[0].worst_case.eps if entries else []
     print(f"\n{'model':<12} {'clean':>6} " + " ".join(f"{e:>6.3f}" for e in eps) + f" {'avg':>6}")
@@ -204,6 +223,9 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warm-start-steps", type=int, metavar="K",
                    help="PGD (Linf): after the first eps continue each survivor from its worst iterate for K steps "
                         "instead of a cold restart (K=4: about 3x fewer passes; benchmarks/results/spectrum_cost.md)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT.state/, the per-batch progress of an interrupted run with the same settings")
+    p.add_argument("--keep-state", action="store_true", help="keep OUT.state/ after the entry is written")
     p.set_defaults(func=_cmd_eval)
 
 
@@ -215,7 +237,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                      data_root=args.data_root, threat_model=args.threat_model, name=args.name, recipe=args.recipe,
                      steps=args.steps, batch_size=args.batch_size, device=args.device, seed=args.seed,
                      sanity=not args.no_sanity, progress=not args.no_progress,
-                     warm_start_steps=args.warm_start_steps, attack_all=args.attack_all)
+                     warm_start_steps=args.warm_start_steps, attack_all=args.attack_all, resume=args.resume,
+                     keep_state=args.keep_state)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun every rank evaluated its share; rank 0 wrote and reports
+        return 0
     labels = entry.worst_case.eps_label
     print(f"{entry.model} on {entry.dataset} ({entry.threat_model}, n={entry.n_examples}): "
           f"clean {100 * entry.clean_accuracy:.1f}%")
@@ -240,6 +265,18 @@ def _add_leaderboard_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("root", nargs="?", default="leaderboard", help="leaderboard folder (default: leaderboard)")
     b.add_argument("--reference-top", type=int, default=10, help="RobustBench rows per dataset/threat model")
     b.set_defaults(func=_cmd_leaderboard_build)
+    c = lsub.add_parser("compare", help="paired comparison of two entries on the same images: accuracies, "
+                                        "difference and exact McNemar p-value per eps")
+    c.add_argument("a", metavar="A.json", help="first leaderboard entry")
+    c.add_argument("b", metavar="B.json", help="second leaderboard entry (evaluated on the same images)")
+    c.set_defaults(func=_cmd_leaderboard_compare)
+    shot = lsub.add_parser("screenshot", help="render ROOT/index.html in headless Chromium to a PNG (e.g. "
+                                              "docs/demo_leaderboard.png from runs/demo/leaderboard)")
+    shot.add_argument("root", help="leaderboard folder holding index.html (or the HTML file itself)")
+    shot.add_argument("--out", required=True, help="PNG to write")
+    shot.add_argument("--width", type=int, default=1280, help="window width in pixels")
+    shot.add_argument("--height", type=int, default=1100, help="window height in pixels")
+    shot.set_defaults(func=_cmd_leaderboard_screenshot)
 
 
 def _cmd_leaderboard_build(args: argparse.Namespace) -> int:
@@ -248,6 +285,30 @@ def _cmd_leaderboard_build(args: argparse.Namespace) -> int:
     res = build_leaderboard(args.root, reference_top=args.reference_top)
     print(f"{res.n_entries} entries, {res.n_references} RobustBench rows -> {res.readme}, {res.index}, "
           f"{res.curves}, {res.csv}")
+    return 0
+
+
+def _cmd_leaderboard_compare(args: argparse.Namespace) -> int:
+    from wsr_bench.leaderboard.compare import compare_entries, format_comparison
+    from wsr_bench.leaderboard.io import load_entry
+
+    a, b = load_entry(args.a), load_entry(args.b)
+    names = (args.a, args.b)
+    print(format_comparison(a, b, compare_entries(a, b, names), names))
+    return 0
+
+
+def _cmd_leaderboard_screenshot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from wsr_bench.leaderboard.browser import BrowserError, screenshot
+
+    page = Path(args.root) / "index.html" if Path(args.root).is_dir() else Path(args.root)
+    try:
+        out = screenshot(page, args.out, width=args.width, height=args.height)
+    except BrowserError as exc:
+        raise ValueError(str(exc)) from None
+    print(f"wrote {out} ({args.width}x{args.height}) from {page}")
     return 0
 
 

@@ -28,10 +28,10 @@ PAPER_SPECTRUM = [0.03, 0.10, 0.17, 0.25]
 
 @dataclass
 class DataConfig:
-    name: str = "digits"            # digits (embedded default) | synthetic | cifar10 | cifar100 | svhn
-    root: str = "data"              # local folder holding cifar10/cifar100/svhn in torchvision's layout
+    name: str = "digits"            # digits (embedded default) | synthetic | cifar10 | cifar100 | svhn | fashion_mnist
+    root: str = "data"              # local folder: cifar10/cifar100/svhn (torchvision layout), fashion_mnist IDX files
     download: bool = False          # let torchvision download a local dataset (off: this project runs offline)
-    image_size: int = 16            # side of digits/synthetic images (local datasets keep 32)
+    image_size: int | None = None   # side of digits/synthetic/fashion_mnist; null: 16/16/native 28; cifar/svhn keep 32
     limit: int | None = None        # keep at most this many images per split (quick runs)
     batch_size: int = 64            # training/search batch size (global, across DDP ranks)
     eval_batch_size: int = 256      # batch size for attacks and evaluation
@@ -40,7 +40,8 @@ class DataConfig:
         from wsr_bench.data import DATASETS
 
         _check(self.name in DATASETS, f"data.name must be one of {', '.join(DATASETS)}, got {self.name!r}")
-        _check(self.image_size >= 8, f"data.image_size must be >= 8, got {self.image_size}")
+        _check(self.image_size is None or self.image_size >= 8,
+               f"data.image_size must be >= 8 or null (the dataset's default size), got {self.image_size}")
         _check(self.batch_size >= 1 and self.eval_batch_size >= 1, "data batch sizes must be >= 1")
         _check(self.limit is None or self.limit >= 1, f"data.limit must be >= 1 or null, got {self.limit}")
 
@@ -103,71 +104,100 @@ class TrainConfig:
 
 @dataclass
 class SearchConfig:
+    """The search section. Defaults are the official Wsr-NAS recipe (zhicheng2T0/Wsr-NAS,
+    ``search/robust_train_search_official.py``; see docs/fidelity.md), at the official sizes; configs scale the
+    sizes down for small budgets, not the recipe's shape."""
+
     METHODS: typing.ClassVar[tuple[str, ...]] = ("wsr", "naive")
     ESTIMATORS: typing.ClassVar[tuple[str, ...]] = ("wa", "a", "e", "e_minus", "none")
+    CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
+        "strength_feed": ("l2", "linf"), "naive_gradient": ("hard", "soft"), "warmup_recipe": ("clean", "pgd"),
+        "weight_lr_schedule": ("search_cosine", "cosine"), "vle_store": ("soft", "hard"),
+        "vle_output": ("bounded", "standardised"), "ewss_query": ("stored", "fresh"),
+        "objective_form": ("squared", "linear"), "ane_targets": ("leave_one_out", "random"),
+        "genotype_rule": ("alpha", "softmax"),
+    }
 
     method: str = "wsr"             # wsr (Algorithm 1: AN-Estimator + EWSS) | naive (PGD at every strength)
-    init_channels: int = 8          # super-network C (official search: 16)
-    layers: int = 5                 # super-network cells (official search: 8)
+    init_channels: int = 16         # super-network C (official search: 16)
+    layers: int = 8                 # super-network cells (official search: 8)
     n1: int = 3                     # strengths attacked by PGD (anchors); naive: all strengths
     n2: int = 3                     # strengths estimated by the AN-Estimator (0 for naive)
     strengths: list[float] = field(default_factory=lambda: [0.03, 0.045, 0.06, 0.075, 0.09, 0.105])  # increasing
     objective_weights: list[float] = field(default_factory=lambda: [1, 2, 3, 5, 7, 10])  # beta_i, normalised
-    alpha: float = 0.8              # weight of the natural loss in Eq. 10
-    beta: float = 0.2               # weight of the robust losses in Eq. 10 (alpha + beta = 1)
+    nat_weight: float = 0.8         # alpha of Eq. 10: weight of the natural loss
+    robust_weight: float = 0.2      # beta of Eq. 10: weight of the robust losses (nat_weight + robust_weight = 1)
+    objective_form: str = "squared"  # squared: sum_i w_i * L_i^2 (official code) | linear: sum_i w_i * L_i (Eq. 10)
     estimator: str = "a"            # AN-Estimator: wa | a | e | e_minus | none (only with n2 = 0)
     strength_feed: str = "l2"       # strength fed to the AN-Estimator's encoders: l2 (noise RMS, official) | linf
-    population: int = 4             # N: warm-up architecture population
-    steps: int = 4                  # T: search steps after warm-up
+    population: int = 100           # N: warm-up architecture population (official --warm_up_population 100)
+    steps: int = 200                # T: search steps after warm-up (official --epochs 200)
     warmup_epochs: int = 1          # epochs each population architecture is warmed up for (Alg. 1 line 4)
-    warmup_recipe: str = "clean"    # warm-up training: clean | pgd
+    warmup_recipe: str = "pgd"      # warm-up training: pgd (PGD-k at train_eps, official) | clean
     train_eps: float = 0.03         # Linf strength of the super-network's adversarial training (PGD-k)
     train_steps: int = 7            # PGD steps of that training (PGD-7 as the official search)
     attack_steps: int = 7           # PGD steps of the validation noises (anchors; every strength for naive)
+    attack_random_start: bool = False  # random start of every PGD in the search (official: none)
     train_limit: int | None = None  # at most this many D_t images per search epoch (null: all of D_t)
     val_limit: int | None = None    # at most this many D_v images for noise generation and evaluation (null: all)
     bn_batches: int = 4             # D_t batches that re-estimate BatchNorm statistics of a sampled sub-network
                                     # before it is attacked in eval mode (one-shot NAS practice; 0 disables)
-    weight_lr: float = 0.025        # SGD learning rate of the shared weights (cosine over all search epochs)
-    weight_lr_min: float = 0.001    # learning rate at the end of the cosine
+    weight_lr: float = 0.1          # SGD learning rate of the shared weights (official --learning_rate 0.1)
+    weight_lr_min: float = 0.001    # learning rate at the end of the cosine (official --learning_rate_min)
+    weight_lr_schedule: str = "search_cosine"  # search_cosine: constant through warm-up and population, cosine over
+                                    # the search steps (official) | cosine: one cosine over all search epochs
     weight_momentum: float = 0.9    # SGD momentum of the shared weights
     weight_decay: float = 3e-4      # SGD weight decay of the shared weights (DARTS)
     grad_clip: float = 5.0          # gradient-norm clipping of the shared weights (0 disables)
-    arch_lr: float = 0.01           # Adam learning rate of the architecture weights A
-    arch_weight_decay: float = 1e-3  # Adam weight decay of A (DARTS)
-    arch_samples: int = 8           # Gumbel draws of H averaged in one EWSS update of A
-    tau: float = 1.0                # Gumbel-softmax temperature (sampling and EWSS)
+    arch_init_std: float = 1e-3     # A is initialised as arch_init_std * randn (official, DARTS)
+    arch_lr: float = 3e-5           # Adam learning rate of the architecture weights A (official 3e-5)
+    arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])  # Adam betas on A (official)
+    arch_weight_decay: float = 1e-3  # Adam weight decay of A (official --arch_weight_decay)
+    arch_samples: int = 8           # Gumbel draws of H averaged in one EWSS update (only with ewss_query: fresh)
+    tau: float = 0.1                # Gumbel-softmax temperature of sampling, M_v entries and the EWSS (official 0.1)
+    ewss_query: str = "stored"      # stored: the EWSS queries the VLE at the soft H just trained and stored in M_v,
+                                    # same Gumbel noise (official) | fresh: arch_samples fresh soft draws
     naive_gradient: str = "hard"    # naive's H for the gradient through the super-network: hard (straight-through
                                     # Gumbel sample, only sampled ops run) | soft (every op runs, DARTS' mixture)
-    ane_memory: int = 600           # M_a capacity (paper: 600)
-    ane_batch: int = 10             # B: D_t images pushed into M_a per iteration (paper: 10)
-    ane_iters: int = 1              # K_a: AN-Estimator training iterations per iteration (paper: 1)
-    ane_train_batch: int = 32       # M_a entries per AN-Estimator training iteration
+    genotype_rule: str = "alpha"    # genotype derivation ranks edges and ops by raw A (official) | softmax(A) (DARTS)
+    max_skip_normal: int | None = None  # P-DARTS cap on skip_connect edges in the derived normal cell (null: none)
+    max_parameter_free_normal: int | None = None  # the same cap on all parameter-free ops (skip, pooling; null: none)
+    ane_memory: int = 600           # M_a capacity in entries (paper: 600)
+    ane_fill_batches: int = 11      # D_t batches pushed into M_a per iteration (official: 11)
+    ane_batch: int = 64             # images per such batch (official: the search batch, 64)
+    ane_targets: str = "leave_one_out"  # M_a targets: leave_one_out (each of the anchors + one random-eps PGD noise
+                                    # in turn, from the other three, official) | random (the random-eps noise only)
+    ane_passes: int = 1             # K_a: passes over M_a per iteration (official: one pass)
+    ane_train_batch: int = 64       # M_a entries per AN-Estimator training step
     ane_lr: float = 5e-4            # AdamW learning rate of the AN-Estimator (official: 5e-4)
     ane_weight_decay: float = 1e-4  # AdamW weight decay of the AN-Estimator (official: 1e-4)
+    ane_lr_warmup: int = 4000       # linear warm-up of the AN-Estimator's learning rate, in steps (official 4000)
     ane_target_range: list[float] = field(default_factory=lambda: [0.0, 0.15])  # M_a target eps drawn in (lo, hi)
-    vle_memory: int = 64            # T of M_v: (H, losses) pairs kept for the validation-loss estimator
-    vle_hidden: int = 64            # VLE LSTM / head width
-    vle_lr: float = 1e-3            # Adam learning rate of the VLE
-    vle_weight_decay: float = 1e-4  # Adam weight decay of the VLE
-    vle_warmup_iters: int = 200     # K_v: VLE iterations after the warm-up population (Alg. 1 line 18)
-    vle_iters: int = 20             # VLE iterations per search step (Alg. 1 line 23)
-    vle_batch: int = 64             # M_v entries per VLE iteration
+    vle_memory: int = 100           # M_v capacity: (H, losses) pairs kept for the VLE (official --memory_size 100)
+    vle_store: str = "soft"         # what M_v keeps of a sampled H: soft (GumbelSoftmax weights at tau, official) |
+                                    # hard (the one-hot sub-network)
+    vle_hidden: int = 16            # VLE LSTM width (official --predictor_hidden_state 16)
+    vle_output: str = "standardised"  # standardised: per-output z-scores | bounded: 2*sigmoid (official). A deliberate
+                                    # difference: the bounded head did not rank architectures (docs/fidelity.md)
+    vle_input_noise: float = 0.01   # sigma of the Gaussian noise added to H while the VLE trains (official 0.01)
+    vle_lr: float = 1e-3            # Adam learning rate of the VLE (official 1e-3)
+    vle_weight_decay: float = 1e-3  # Adam weight decay of the VLE (official 1e-3)
+    vle_warmup_passes: int = 500    # K_v: passes over M_v after the warm-up population (Alg. 1 line 18; official 500)
+    vle_passes: int = 500           # passes over M_v after every search step (Alg. 1 line 23; official 500)
+    vle_batch: int = 64             # M_v entries per VLE step (official 64)
     progress: bool = True           # tqdm bars on the long phases
 
     def validate(self) -> None:
         _check(self.method in self.METHODS, f"search.method must be wsr or naive, got {self.method!r}")
         _check(self.estimator in self.ESTIMATORS,
                f"search.estimator must be one of {', '.join(self.ESTIMATORS)}, got {self.estimator!r}")
-        _check(self.strength_feed in ("l2", "linf"), f"search.strength_feed must be l2 or linf, got "
-               f"{self.strength_feed!r}")
-        _check(self.naive_gradient in ("hard", "soft"), f"search.naive_gradient must be hard or soft, got "
-               f"{self.naive_gradient!r}")
-        _check(self.warmup_recipe in ("clean", "pgd"), f"search.warmup_recipe must be clean or pgd, got "
-               f"{self.warmup_recipe!r}")
+        for key, choices in self.CHOICES.items():
+            _check(getattr(self, key) in choices, f"search.{key} must be one of {' | '.join(choices)}, got "
+                   f"{getattr(self, key)!r}")
         self._validate_strengths()
         self._validate_objective()
         self._validate_sizes()
+        self._validate_rates()
 
     def _validate_strengths(self) -> None:
         s = [float(e) for e in self.strengths]
@@ -187,10 +217,10 @@ class SearchConfig:
         _check(0 < self.train_eps <= 1, f"search.train_eps {self.train_eps} is outside (0, 1]")
 
     def _validate_objective(self) -> None:
-        _check(self.alpha > 0 and self.beta > 0, f"search.alpha and search.beta must be > 0, got alpha="
-               f"{self.alpha}, beta={self.beta}")
-        _check(abs(self.alpha + self.beta - 1.0) < 1e-6, f"search.alpha + search.beta must equal 1 (Eq. 10), got "
-               f"{self.alpha} + {self.beta} = {self.alpha + self.beta:g}")
+        _check(self.nat_weight > 0 and self.robust_weight > 0, f"search.nat_weight and search.robust_weight must be "
+               f"> 0, got {self.nat_weight} and {self.robust_weight}")
+        _check(abs(self.nat_weight + self.robust_weight - 1.0) < 1e-6, f"search.nat_weight + search.robust_weight "
+               f"must equal 1 (Eq. 10), got {self.nat_weight} + {self.robust_weight}")
         _check(len(self.objective_weights) == len(self.strengths), f"search.objective_weights has "
                f"{len(self.objective_weights)} entries but search.strengths has {len(self.strengths)}; give one "
                f"weight beta_i per strength")
@@ -199,21 +229,31 @@ class SearchConfig:
 
     def _validate_sizes(self) -> None:
         positive = ("init_channels", "population", "warmup_epochs", "train_steps", "attack_steps", "arch_samples",
-                    "ane_memory", "ane_batch", "ane_iters", "ane_train_batch", "vle_memory", "vle_hidden",
-                    "vle_warmup_iters", "vle_iters", "vle_batch")
+                    "ane_memory", "ane_fill_batches", "ane_batch", "ane_passes", "ane_train_batch", "vle_memory",
+                    "vle_hidden", "vle_warmup_passes", "vle_passes", "vle_batch")
         for name in positive:
             _check(getattr(self, name) >= 1, f"search.{name} must be >= 1, got {getattr(self, name)}")
         _check(self.layers >= 3 and self.steps >= 0, f"search.layers must be >= 3 and search.steps >= 0, got "
                f"layers={self.layers}, steps={self.steps}")
-        _check(self.bn_batches >= 0, f"search.bn_batches must be >= 0, got {self.bn_batches}")
+        _check(self.bn_batches >= 0 and self.ane_lr_warmup >= 0, f"search.bn_batches and search.ane_lr_warmup "
+               f"must be >= 0, got {self.bn_batches} and {self.ane_lr_warmup}")
         for name in ("train_limit", "val_limit"):
             _check(getattr(self, name) is None or getattr(self, name) >= 1, f"search.{name} must be >= 1 or null")
-        for name in ("weight_lr", "arch_lr", "ane_lr", "vle_lr", "tau"):
+        for name in ("max_skip_normal", "max_parameter_free_normal"):
+            value = getattr(self, name)
+            _check(value is None or 0 <= value <= 8, f"search.{name} must be null or an edge count in 0..8 (a normal "
+                   f"cell has 8 edges), got {value}")
+
+    def _validate_rates(self) -> None:
+        for name in ("weight_lr", "arch_lr", "ane_lr", "vle_lr", "tau", "arch_init_std"):
             _check(getattr(self, name) > 0, f"search.{name} must be > 0, got {getattr(self, name)}")
         _check(0 <= self.weight_lr_min <= self.weight_lr, f"search.weight_lr_min must be in [0, weight_lr], got "
                f"{self.weight_lr_min}")
         _check(self.grad_clip >= 0 and 0 <= self.weight_momentum < 1, "search.grad_clip must be >= 0 and "
                "search.weight_momentum in [0, 1)")
+        _check(len(self.arch_betas) == 2 and all(0 <= float(b) < 1 for b in self.arch_betas),
+               f"search.arch_betas must be two numbers in [0, 1), got {self.arch_betas}")
+        _check(self.vle_input_noise >= 0, f"search.vle_input_noise must be >= 0, got {self.vle_input_noise}")
 
 
 @dataclass

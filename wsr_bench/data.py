@@ -1,5 +1,6 @@
-"""Datasets as tensors in [0,1]: the embedded default (scikit-learn digits), synthetic data for tests, and
-CIFAR-10/100 and SVHN read from a local folder (torchvision formats; no download unless asked).
+"""Datasets as tensors in [0,1]: the embedded default (scikit-learn digits), synthetic data for tests,
+CIFAR-10/100 and SVHN read from a local folder (torchvision formats; no download unless asked), and Fashion-MNIST
+from a local folder or Debian's ``dataset-fashion-mnist`` (:mod:`wsr_bench.fashion_mnist`; never downloaded).
 
 ``load_dataset`` returns the paper's splits: ``train_t`` and ``train_v`` are the two halves of the training set
 (seeded), ``test`` the test split. Normalisation is the model's job; the dataset only reports its mean/std.
@@ -15,14 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-DATASETS = ("digits", "synthetic", "cifar10", "cifar100", "svhn")
+DATASETS = ("digits", "synthetic", "cifar10", "cifar100", "svhn", "fashion_mnist")
 LOCAL_DATASETS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "svhn": "SVHN"}
 STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+    # mean/std of the 60,000 Fashion-MNIST training images (28x28, [0,1] scale), computed once from the IDX file
+    "fashion_mnist": ((0.2860,), (0.3530,)),
 }
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "digits": 10}
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "digits": 10, "fashion_mnist": 10}
+#: the side used when ``image_size`` is None: digits/synthetic 16, Fashion-MNIST its native 28, the rest 32.
+DEFAULT_SIZE = {"digits": 16, "synthetic": 16, "fashion_mnist": 28, "cifar10": 32, "cifar100": 32, "svhn": 32}
 
 
 class DataError(ValueError):
@@ -111,15 +116,17 @@ def _local_dataset(name: str, root: Path, download: bool) -> tuple[Dataset, Data
                         f"internet") from None
 
 
-def load_dataset(name: str = "digits", root: str | Path = "data", image_size: int = 16, seed: int = 0,
+def load_dataset(name: str = "digits", root: str | Path = "data", image_size: int | None = None, seed: int = 0,
                  download: bool = False, test_fraction: float = 0.2, synthetic_size: int = 256,
                  limit: int | None = None) -> DataSplits:
     """Load ``name`` and split it into D_t / D_v (halves of the training set, seeded) and the test split.
 
     Args:
         name: one of ``DATASETS``.
-        root: folder holding local datasets (torchvision layouts). Never downloaded unless ``download``.
-        image_size: side of digits/synthetic images (local datasets keep their native size).
+        root: folder holding local datasets (torchvision layouts; Fashion-MNIST's IDX files, else Debian's copy).
+            Never downloaded unless ``download`` (which Fashion-MNIST ignores).
+        image_size: side of digits/synthetic/fashion_mnist images (None: ``DEFAULT_SIZE``; Fashion-MNIST is
+            resized, bilinear with antialiasing, when not 28); cifar10/cifar100/svhn keep their native 32.
         seed: seeds the train/test split of embedded data and the D_t/D_v halving.
         download: allow torchvision to download a local dataset (off by default; this project runs offline).
         test_fraction: held-out fraction for the embedded datasets, which have no test split of their own.
@@ -128,10 +135,19 @@ def load_dataset(name: str = "digits", root: str | Path = "data", image_size: in
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    if image_size is not None and image_size < 1:
+        raise DataError(f"image_size must be >= 1 (or None for the dataset's default size), got {image_size}")
+    image_size = DEFAULT_SIZE[name] if image_size is None else image_size
     if name == "digits":
         splits = _tensor_splits(name, *get_digits(image_size), test_fraction, seed, 10)
     elif name == "synthetic":
         splits = _tensor_splits(name, *get_synthetic(synthetic_size, image_size, 10, seed), test_fraction, seed, 10)
+    elif name == "fashion_mnist":
+        from wsr_bench.fashion_mnist import fashion_sets
+
+        train, test, side = fashion_sets(root, image_size)
+        mean, std = STATS[name]
+        splits = DataSplits(name, *_split_half(train, seed), test, NUM_CLASSES[name], 1, side, mean, std)
     else:
         root = Path(root)
         if not root.is_dir() and not download:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsr_bench.config import ExperimentConfig, dump_config, resolve_device
+from wsr_bench.distributed import barrier, is_main_process, setup_distributed
 from wsr_bench.io import append_jsonl
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ def _stage(out: Path, name: str, done: bool, timings: dict[str, float]):
         def __exit__(self, exc_type, exc, tb):
             if exc_type is None:
                 timings[name] = 0.0 if done else round(time.perf_counter() - self.t0, 1)
-                append_jsonl(out / "pipeline.jsonl", {"stage": name, "skipped": done, "seconds": timings[name]})
+                if is_main_process():
+                    append_jsonl(out / "pipeline.jsonl", {"stage": name, "skipped": done, "seconds": timings[name]})
             return False
 
     return _Timer()
@@ -89,6 +91,7 @@ def _train(cfg: ExperimentConfig, out: Path, name: str, spec: str, splits, devic
 def _evaluate(cfg: ExperimentConfig, out: Path, name: str, model_dir: Path, eval_data, device: str,
               timings: dict[str, float]) -> Path:
     from wsr_bench.evaluate.pipeline import evaluate_to_entry
+    from wsr_bench.evaluate.state import remove_state, state_dir_for
     from wsr_bench.leaderboard.io import save_entry, slug
     from wsr_bench.models import load_exported
 
@@ -102,9 +105,13 @@ def _evaluate(cfg: ExperimentConfig, out: Path, name: str, model_dir: Path, eval
                 dataset=cfg.data.name, recipe=cfg.train.recipe, eps=cfg.eval.eps, attacks=cfg.eval.attacks,
                 threat_model=cfg.eval.threat_model, steps=cfg.eval.steps, batch_size=cfg.data.eval_batch_size,
                 device=device, seed=cfg.seed, progress=True, warm_start_steps=cfg.eval.warm_start_steps,
+                state_dir=state_dir_for(path), resume=True, state_info={"model": name},
                 notes=f"wsr-bench run {cfg.name}: {cfg.train.recipe} eps={cfg.train.eps:.4f}, "
                       f"{cfg.train.epochs} epochs, C={cfg.model.init_channels}, {cfg.model.layers} cells")
-            save_entry(entry, path)
+            if is_main_process():  # under torchrun every rank evaluated its share of the batches
+                save_entry(entry, path)
+                remove_state(state_dir_for(path))
+            barrier()
     return path
 
 
@@ -115,8 +122,9 @@ def run_pipeline(cfg: ExperimentConfig, out_dir: str | Path, device: str | None 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = device or resolve_device(cfg.device)
-    dump_config(cfg, out / "config.yaml")
+    device = setup_distributed(device or resolve_device(cfg.device)).device  # one process unless under torchrun
+    if is_main_process():
+        dump_config(cfg, out / "config.yaml")
     timings: dict[str, float] = {}
     genotype = _search(cfg, out, device, timings)
     splits = load_dataset(cfg.data.name, root=cfg.data.root, image_size=cfg.data.image_size, seed=cfg.seed,
@@ -124,10 +132,12 @@ def run_pipeline(cfg: ExperimentConfig, out_dir: str | Path, device: str | None 
     models = {FOUND_MODEL: str(genotype), **{name: name for name in cfg.run.baselines}}
     model_dirs = {name: _train(cfg, out, name, spec, splits, device, timings) for name, spec in models.items()}
     found_dir = out / "model"
-    if not (found_dir / "model.safetensors").is_file():
+    if not (found_dir / "model.safetensors").is_file() and is_main_process():
         shutil.copytree(model_dirs[FOUND_MODEL], found_dir, dirs_exist_ok=True)
+    barrier()
     eval_data = as_tensors(splits.test, cfg.eval.n_examples)
     entries = {name: _evaluate(cfg, out, name, d, eval_data, device, timings) for name, d in model_dirs.items()}
     with _stage(out, "leaderboard", False, timings):
-        build_leaderboard(out / "leaderboard")
+        if is_main_process():
+            build_leaderboard(out / "leaderboard")
     return PipelineResult(out, genotype, found_dir, out / "leaderboard", entries, timings)

@@ -32,7 +32,7 @@ def _check_eps_list(eps_list: Sequence[float] | Tensor) -> list[float]:
 
 
 def pgd_noise(model: nn.Module, x: Tensor, y: Tensor, eps_list: Sequence[float] | Tensor, steps: int = 7,
-              step_factor: float = 2.5, random_start: bool = True) -> Tensor:
+              step_factor: float = 2.5, random_start: bool = True, train_mode: bool = False) -> Tensor:
     """Adversarial noise of ``x`` against ``model`` at each Linf strength, with torchattacks' PGD.
 
     One PGD run per strength, step size ``eps * step_factor / steps`` (Madry et al.; the paper's setting), random
@@ -47,6 +47,8 @@ def pgd_noise(model: nn.Module, x: Tensor, y: Tensor, eps_list: Sequence[float] 
         steps: PGD iterations (7 = PGD-7 as in the paper's search).
         step_factor: step size is ``eps * step_factor / steps``.
         random_start: start from a uniform random point in the eps ball.
+        train_mode: attack the model in training mode (BatchNorm on batch statistics), e.g. where the loss that
+            uses the noise is also taken in training mode; the running statistics are then updated too.
 
     Returns:
         Noise ``(B, N, C, H, W)`` on ``x``'s device, ``N = len(eps_list)``, with ``|noise| <= eps`` and
@@ -68,6 +70,8 @@ def pgd_noise(model: nn.Module, x: Tensor, y: Tensor, eps_list: Sequence[float] 
     for eps in eps_values:
         attack = torchattacks.PGD(model, eps=eps, alpha=eps * step_factor / steps, steps=steps,
                                   random_start=random_start)
+        if train_mode:
+            attack.set_model_training_mode(model_training=True, batchnorm_training=True)
         adv = attack(x, y).to(x.device)
         # torchattacks clamps delta to the ball before re-clamping the image; re-project to drop rounding residue.
         noises.append(torch.clamp(adv - x, -eps, eps))

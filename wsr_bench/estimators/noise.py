@@ -516,8 +516,10 @@ def estimator_loss(est: NoiseEstimator, batch: MemoryBatch) -> Tensor:
 
 
 def train_estimator(est: NoiseEstimator, mem: NoiseMemory, optimizer: torch.optim.Optimizer | None,
-                    iters: int = 1, batch_size: int = 32, generator: torch.Generator | None = None) -> float:
+                    iters: int = 1, batch_size: int = 32, generator: torch.Generator | None = None,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None) -> float:
     """Train ``est`` on ``mem`` for ``iters`` steps of Eq. 5 (K_a in Algorithm 1); return the mean loss.
+    ``scheduler`` (e.g. the official learning-rate warm-up) steps after every optimizer step.
 
     WA-ANE has no parameters: it returns 0.0 without touching the memory or the optimizer.
 
@@ -539,5 +541,7 @@ def train_estimator(est: NoiseEstimator, mem: NoiseMemory, optimizer: torch.opti
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         total += float(loss.detach())
     return total / iters

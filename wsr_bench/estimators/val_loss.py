@@ -7,9 +7,10 @@ is differentiable in ``H`` and ``H = GumbelSoftmax(A)`` is differentiable in ``A
 reaches ``A`` without a pass over validation images (see ``wsr_bench.search.objective``).
 
 The memory ``M_v`` keeps the last ``T`` pairs ``(H_t, L_t)`` measured during the search; the VLE is trained on it by
-the MSE of Eq. 9. Targets are standardised per output with the memory's mean and standard deviation (stored as
-buffers and undone in ``forward``), so that small loss differences between architectures -- what the ranking of
-architectures depends on -- are not drowned by the common offset of the losses.
+the MSE of Eq. 9, in passes over the memory, with Gaussian noise on ``H`` (official: sigma 0.01). Two output forms:
+``bounded`` (the official code: ``2 * sigmoid``, losses in (0, 2)) and ``standardised`` (targets standardised per
+output with the memory's mean and standard deviation, stored as buffers and undone in ``forward``, so small loss
+differences between architectures are not drowned by the common offset of the losses and losses above 2 fit).
 """
 
 from __future__ import annotations
@@ -35,13 +36,20 @@ class ValLossEstimator(nn.Module):
         num_outputs: ``N1 + N2 + 1`` (natural loss first, then one loss per strength in increasing order).
         hidden: LSTM state and head width.
         cells: cell types in ``H`` (2: normal, reduction).
+        output: ``bounded`` (``2 * sigmoid``, official) or ``standardised`` (see module docstring).
     """
 
-    def __init__(self, num_edges: int, num_ops: int, num_outputs: int, hidden: int = 64, cells: int = 2):
+    OUTPUTS = ("bounded", "standardised")
+
+    def __init__(self, num_edges: int, num_ops: int, num_outputs: int, hidden: int = 16, cells: int = 2,
+                 output: str = "bounded"):
         super().__init__()
         if min(num_edges, num_ops, num_outputs, hidden, cells) < 1:
             raise ValueError(f"ValLossEstimator sizes must be >= 1, got edges={num_edges}, ops={num_ops}, "
                              f"outputs={num_outputs}, hidden={hidden}, cells={cells}")
+        if output not in self.OUTPUTS:
+            raise ValueError(f"VLE output must be one of {', '.join(self.OUTPUTS)}, got {output!r}")
+        self.output = output
         self.shape = (cells, num_edges, num_ops)
         self.num_outputs = num_outputs
         self.encoder = nn.LSTM(num_ops + cells, hidden, batch_first=True)
@@ -54,10 +62,13 @@ class ValLossEstimator(nn.Module):
     def forward(self, H: Tensor) -> Tensor:
         """Loss estimates for ``H`` of shape ``(cells, E, K)`` -> ``(N+1,)`` or a batch ``(B, cells, E, K)`` ->
         ``(B, N+1)``; differentiable in ``H``."""
-        return self.standardised(H) * self.target_std + self.target_mean
+        raw = self.raw(H)
+        if self.output == "bounded":
+            return 2.0 * torch.sigmoid(raw)
+        return raw * self.target_std + self.target_mean
 
-    def standardised(self, H: Tensor) -> Tensor:
-        """The head's raw output: estimates in units of the memory's per-output standard deviation."""
+    def raw(self, H: Tensor) -> Tensor:
+        """The head's output before the output form (standardised: estimates in units of the memory's std)."""
         single = H.dim() == 3
         batch = H.unsqueeze(0) if single else H
         if batch.dim() != 4 or tuple(batch.shape[1:]) != self.shape:
@@ -117,36 +128,47 @@ class LossMemory:
 
 
 def vle_loss(vle: ValLossEstimator, H: Tensor, losses: Tensor) -> Tensor:
-    """Eq. 9 in standardised units: mean over entries of the squared error summed over the N+1 outputs."""
+    """Eq. 9: mean over entries of the squared error summed over the N+1 outputs (standardised units for a
+    ``standardised`` VLE)."""
+    if vle.output == "bounded":
+        return F.mse_loss(vle(H), losses, reduction="none").sum(-1).mean()
     target = (losses - vle.target_mean) / vle.target_std
-    return F.mse_loss(vle.standardised(H), target, reduction="none").sum(-1).mean()
+    return F.mse_loss(vle.raw(H), target, reduction="none").sum(-1).mean()
 
 
-def train_vle(vle: ValLossEstimator, memory: LossMemory, optimizer: torch.optim.Optimizer, iters: int = 1,
-              batch_size: int = 64, generator: torch.Generator | None = None) -> float:
-    """Train ``psi`` on ``M_v`` for ``iters`` steps of Eq. 9 (K_v in Algorithm 1); return the mean loss.
+def train_vle(vle: ValLossEstimator, memory: LossMemory, optimizer: torch.optim.Optimizer, passes: int = 1,
+              batch_size: int = 64, generator: torch.Generator | None = None, input_noise: float = 0.0) -> float:
+    """Train ``psi`` on ``M_v`` for ``passes`` shuffled passes of Eq. 9 (K_v in Algorithm 1); return the mean loss
+    of the last pass.
 
-    The standardisation buffers are first set to the memory's per-output mean and standard deviation (floored at
-    1e-3, so a memory of identical losses does not blow up), then each step draws ``min(batch_size, len)``
-    distinct entries (``generator`` on the CPU pins the draw).
+    A standardised VLE first sets its buffers to the memory's per-output mean and standard deviation (floored at
+    1e-3, so a memory of identical losses does not blow up). Each step takes ``batch_size`` entries and adds
+    ``input_noise`` * N(0, 1) to their ``H`` (official: 0.01); ``generator`` on the CPU pins order and noise.
     """
-    if iters < 1 or batch_size < 1:
-        raise ValueError(f"iters and batch_size must be >= 1, got {iters} and {batch_size}")
+    if passes < 1 or batch_size < 1 or input_noise < 0:
+        raise ValueError(f"passes and batch_size must be >= 1 and input_noise >= 0, got {passes}, {batch_size}, "
+                         f"{input_noise}")
     H_all, L_all = memory.tensors()
     if L_all.shape[1] != vle.num_outputs:
         raise ValueError(f"memory losses have {L_all.shape[1]} outputs, the VLE predicts {vle.num_outputs}")
     device = vle.target_mean.device
     H_all, L_all = H_all.to(device), L_all.to(device)
-    vle.target_mean.copy_(L_all.mean(0))
-    vle.target_std.copy_(L_all.std(0, unbiased=False).clamp_min(1e-3) if len(L_all) > 1 else torch.ones_like(
-        vle.target_std))
+    if vle.output == "standardised":
+        vle.target_mean.copy_(L_all.mean(0))
+        vle.target_std.copy_(L_all.std(0, unbiased=False).clamp_min(1e-3) if len(L_all) > 1 else torch.ones_like(
+            vle.target_std))
     vle.train()
-    total = 0.0
-    for _ in range(iters):
-        idx = torch.randperm(len(L_all), generator=generator)[:batch_size].to(device)
-        loss = vle_loss(vle, H_all[idx], L_all[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += float(loss.detach())
-    return total / iters
+    last = []
+    for _ in range(passes):
+        order, last = torch.randperm(len(L_all), generator=generator), []
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            H = H_all[idx.to(device)]
+            if input_noise > 0:
+                H = H + input_noise * torch.randn(H.shape, generator=generator).to(device)
+            loss = vle_loss(vle, H, L_all[idx.to(device)])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            last.append(float(loss.detach()) * len(idx))
+    return sum(last) / len(L_all)

@@ -29,6 +29,10 @@ class PassCount:
         """Forward + backward sample passes (the cost figure the benchmark compares)."""
         return self.forward + self.backward
 
+    def __add__(self, other: PassCount) -> PassCount:
+        return PassCount(self.forward + other.forward, self.backward + other.backward,
+                         self.forward_calls + other.forward_calls, self.backward_calls + other.backward_calls)
+
     def __sub__(self, other: PassCount) -> PassCount:
         return PassCount(self.forward - other.forward, self.backward - other.backward,
                          self.forward_calls - other.forward_calls, self.backward_calls - other.backward_calls)

@@ -72,7 +72,9 @@ def load_eval_model(
         device: target device.
 
     Raises:
-        ValueError: unknown model name (with close matches) or weights that do not fit.
+        ValueError: unknown model name (with close matches), weights that do not fit, or an unreadable weights
+            file (:class:`~wsr_bench.models.export.WeightsFileError`: empty, truncated, a directory, not
+            safetensors/torch, or a pickle that ``weights_only`` refuses).
         FileNotFoundError: missing folder files, checkpoint or RobustBench checkpoint.
     """
     spec = check_model_spec(spec, model_dir=model_dir, dataset=dataset, threat_model=threat_model)
@@ -85,8 +87,6 @@ def load_eval_model(
     else:
         loaded = _load_timm(spec, num_classes, in_chans, mean, std)
     if checkpoint is not None:
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"checkpoint {checkpoint} not found")
         _load_weights(loaded.model, checkpoint)
     loaded.model = loaded.model.to(device).eval()
     loaded.params = sum(p.numel() for p in loaded.model.parameters())

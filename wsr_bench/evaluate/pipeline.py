@@ -15,11 +15,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from wsr_bench.distributed import cleanup, is_main_process, setup_distributed
 from wsr_bench.epsilon import PAPER_SPECTRUM
 from wsr_bench.evaluate.model_loading import check_model_spec, load_eval_model
+from wsr_bench.evaluate.samples import sample_record
 from wsr_bench.evaluate.spectrum import SpectrumResult, evaluate_spectrum
+from wsr_bench.evaluate.state import check_no_stale_state, remove_state, state_dir_for
 from wsr_bench.leaderboard.io import check_writable, save_entry
-from wsr_bench.leaderboard.schema import WORST_CASE, Curve, LeaderboardEntry
+from wsr_bench.leaderboard.schema import WORST_CASE, Curve, LeaderboardEntry, Samples
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +42,10 @@ def package_versions() -> dict[str, str]:
 
 def result_to_entry(result: SpectrumResult, *, model_name: str, architecture: str, dataset: str,
                     recipe: str = "", params: int | None = None, date: str | None = None,
-                    notes: str = "") -> LeaderboardEntry:
-    """Turn a :class:`SpectrumResult` into a :class:`LeaderboardEntry` (curves per attack plus worst case)."""
+                    notes: str = "", samples: Samples | None = None) -> LeaderboardEntry:
+    """Turn a :class:`SpectrumResult` into a :class:`LeaderboardEntry` (curves per attack plus worst case; the 95%
+    intervals follow from the accuracies and n). ``samples`` (see :func:`~wsr_bench.evaluate.samples.sample_record`)
+    records the evaluated images and per-sample results, for paired comparisons."""
     curves = {name: Curve(name, result.eps, [c[e] for e in result.eps]) for name, c in result.per_attack.items()}
     curves[WORST_CASE] = Curve(WORST_CASE, result.eps, [result.robust_accuracy[e] for e in result.eps])
     evaluation = {
@@ -54,7 +59,8 @@ def result_to_entry(result: SpectrumResult, *, model_name: str, architecture: st
         model=model_name, architecture=architecture, dataset=dataset, threat_model=result.norm,
         clean_accuracy=result.clean_accuracy, curves=curves, n_examples=result.n_examples, seed=result.seed,
         params=params, training=recipe, sanity=result.sanity.as_flags() if result.sanity is not None else {},
-        versions=package_versions(), date=date or _dt.date.today().isoformat(), evaluation=evaluation, notes=notes)
+        versions=package_versions(), date=date or _dt.date.today().isoformat(), evaluation=evaluation, notes=notes,
+        samples=samples)
 
 
 def evaluate_to_entry(
@@ -77,10 +83,13 @@ def evaluate_to_entry(
     progress: bool = False,
     date: str | None = None,
     notes: str = "",
+    sample_indices: Sequence[int] | None = None,
     **spectrum_options: Any,
 ) -> LeaderboardEntry:
     """Evaluate ``model`` over the spectrum (with sanity checks) and return its leaderboard entry.
 
+    ``sample_indices`` are the positions of ``x`` in the test split, recorded in the entry with a hash of
+    ``x``/``y`` (default ``0..N-1``: the first N test images, which is what ``wsr-bench eval`` and ``run`` use).
     Extra keyword arguments go to :func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum` (``attack_all``,
     ``chain_attacks``, ``n_queries``, ``surrogate``...). The pipeline (``wsr-bench run``) calls this after training.
     """
@@ -88,8 +97,9 @@ def evaluate_to_entry(
                                device=device, norm=threat_model, seed=seed, sanity=sanity, progress=progress,
                                **spectrum_options)
     params = sum(p.numel() for p in model.parameters())
+    samples = sample_record(result.break_eps, result.eps, x, y, sample_indices)
     return result_to_entry(result, model_name=model_name, architecture=architecture, dataset=dataset,
-                           recipe=recipe, params=params, date=date, notes=notes)
+                           recipe=recipe, params=params, date=date, notes=notes, samples=samples)
 
 
 def load_eval_data(dataset: str, n_examples: int | None, *, data_root: str | Path = "data",
@@ -127,14 +137,24 @@ def run_eval(
     progress: bool = True,
     warm_start_steps: int | None = None,
     attack_all: bool = False,
+    resume: bool = False,
+    keep_state: bool = False,
 ) -> LeaderboardEntry:
     """``wsr-bench eval``: load ``model`` (timm name, ``robustbench:<Name>`` or exported folder) and ``dataset``,
     evaluate the spectrum and write the entry to ``out`` (refused if it exists, unless ``force``).
 
-    Every argument is validated before the (long) evaluation starts.
+    With ``out``, progress is kept per batch in ``out.state/`` (:mod:`wsr_bench.evaluate.state`): ``resume``
+    continues from it (an existing state without ``resume`` is refused), and it is removed once the entry is
+    written unless ``keep_state``. Under ``torchrun`` every rank evaluates its share of the batches and rank 0
+    writes the entry. Every argument is validated before the (long) evaluation starts.
     """
+    state_dir = None
     if out is not None:
         check_writable(out, force)
+        state_dir = state_dir_for(out)
+        check_no_stale_state(state_dir, resume)
+    elif resume or keep_state:
+        raise ValueError("--resume and --keep-state need --out (the state folder lives beside the entry)")
     from wsr_bench.attacks import normalize_attack_name, normalize_norm
     from wsr_bench.epsilon import parse_eps_list
 
@@ -147,21 +167,39 @@ def run_eval(
         raise ValueError(f"--warm-start-steps must be >= 1 and needs the Linf threat model without --attack-all "
                          f"(got {warm_start_steps}, {norm}, attack_all={attack_all})")
     check_model_spec(model, model_dir=model_dir, dataset=dataset, threat_model=norm)
+    if checkpoint is not None and Path(checkpoint).is_dir():
+        raise ValueError(f"checkpoint {checkpoint} is a directory; expected a weights file (.safetensors or torch)")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} not found")
     x, y, splits = load_eval_data(dataset, n_examples, data_root=data_root, seed=seed)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    owns_group = not torch.distributed.is_initialized()
+    device = setup_distributed(device).device  # one process unless launched by torchrun
+    try:
+        entry = _eval_and_save(model, x, y, splits, out, state_dir, keep_state, force, checkpoint=checkpoint,
+                               model_dir=model_dir, dataset=dataset, threat_model=norm, name=name, recipe=recipe,
+                               eps=eps, attacks=attacks, steps=steps, batch_size=batch_size, device=device,
+                               seed=seed, sanity=sanity, progress=progress, warm_start_steps=warm_start_steps,
+                               attack_all=attack_all, resume=resume)
+    finally:
+        if owns_group:
+            cleanup()
+    return entry
+
+
+def _eval_and_save(model: str, x, y, splits, out, state_dir, keep_state: bool, force: bool, *, checkpoint, model_dir,
+                   dataset: str, threat_model: str, name, recipe: str, device: str, **options: Any) -> LeaderboardEntry:
+    """Load the model, evaluate (sharded under torchrun), and on rank 0 write the entry and drop the state."""
     loaded = load_eval_model(model, checkpoint=checkpoint, model_dir=model_dir, dataset=dataset,
-                             threat_model=norm, num_classes=splits.num_classes, in_chans=splits.in_chans,
+                             threat_model=threat_model, num_classes=splits.num_classes, in_chans=splits.in_chans,
                              mean=splits.mean, std=splits.std, device=device)
     entry = evaluate_to_entry(loaded.model, x, y, model_name=name or loaded.name, architecture=loaded.architecture,
-                              dataset=dataset, recipe=recipe, eps=eps, attacks=attacks, threat_model=norm,
-                              steps=steps, batch_size=batch_size, device=device, seed=seed, sanity=sanity,
-                              progress=progress, warm_start_steps=warm_start_steps,
-                              attack_all=attack_all)
+                              dataset=dataset, recipe=recipe, threat_model=threat_model, device=device,
+                              state_dir=state_dir, state_info={"model": str(model)}, **options)
     entry.evaluation["model_spec"] = str(model)
     if checkpoint is not None:
         entry.evaluation["checkpoint"] = str(checkpoint)
-    if out is not None:
+    if out is not None and is_main_process():
         save_entry(entry, out, force=force)
+        if not keep_state:
+            remove_state(state_dir)
     return entry

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import logging
+import pickle
+import warnings
 from pathlib import Path
 
 import torch.nn as nn
@@ -77,6 +79,7 @@ def load_robustbench_model(name: str, model_dir: str | Path = "models", dataset:
     Raises:
         ValueError: unknown name/dataset/threat model.
         FileNotFoundError: the checkpoint is missing (the message names the expected file).
+        WeightsFileError: the checkpoint is unreadable (empty, truncated, not a torch file, refused pickle).
     """
     name = name.removeprefix(PREFIX)
     files = expected_checkpoints(name, model_dir, dataset, threat_model)
@@ -87,4 +90,15 @@ def load_robustbench_model(name: str, model_dir: str | Path = "models", dataset:
     from robustbench.utils import load_model
 
     logger.info("loading RobustBench model %s from %s", name, files[0])
-    return load_model(name, model_dir=str(model_dir), dataset=DATASET_NAMES[dataset], threat_model=threat_model).eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = load_model(name, model_dir=str(model_dir), dataset=DATASET_NAMES[dataset],
+                               threat_model=threat_model)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:
+        from wsr_bench.models.export import WeightsFileError, load_error_reason
+
+        marker = "Unsupported" if isinstance(exc, pickle.UnpicklingError) else "failed"
+        raise WeightsFileError(f"RobustBench checkpoint {files[0]} could not be loaded "
+                               f"({load_error_reason(exc, marker)}); delete it and download it again") from None
+    return model.eval()

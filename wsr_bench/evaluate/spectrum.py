@@ -11,6 +11,14 @@ smaller ball) with a few steps instead of a cold PGD-k. It is a different attack
 guaranteed, to stay at or below the naive sweep's; ``benchmarks/results/spectrum_cost.md`` compares both. Several
 attacks give the worst case per sample. Every adversarial example is verified (finite, inside [0,1], inside the
 eps ball) before it counts, and every forward/backward pass is counted.
+
+Work is done in *batches* fixed by the settings alone: at each (attack, eps) step the samples to attack, in index
+order, cut into chunks of ``batch_size``. Every per-sample result is a function of its batch (PGD's random start is
+drawn per sample; the other attacks reseed with ``seed`` at every batch), so neither a resume nor the number of
+processes changes anything. With ``state_dir`` each finished batch is saved (:mod:`wsr_bench.evaluate.state`) and
+``resume=True`` continues a killed evaluation from its finished batches. Under ``torchrun`` (an initialised process
+group) the batches of each step are split over the ranks, each rank saves its own, and the records are exchanged
+after every step, so every rank ends with the same, complete result.
 """
 
 from __future__ import annotations
@@ -18,8 +26,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,8 +44,10 @@ from wsr_bench.attacks import (
     perturbation_norm,
     validate_images,
 )
+from wsr_bench.distributed import all_gather_object, broadcast_object, get_rank, get_world_size
 from wsr_bench.epsilon import PAPER_SPECTRUM, eps_label, parse_eps_list
 from wsr_bench.evaluate.counting import CountingModel, PassCount
+from wsr_bench.evaluate.state import SweepState, model_sha256, open_state, tensor_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +131,11 @@ def _lookup(curve: dict[float, float], eps: float, tol: float = 1e-4) -> float |
 
 @dataclass
 class _Sweep:
-    """Shared state of one evaluation (inputs, counting model, options)."""
+    """Shared state of one evaluation (inputs, counting model, options, resume state, this process's rank).
+
+    ``passes``/``n_verified`` are totals over every batch of every rank (summed from the batch records), while
+    ``model.count``/``verified_here`` count only what this process ran.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
@@ -129,11 +144,16 @@ class _Sweep:
     eps: list[float]
     norm: str
     batch_size: int
-    correct: torch.Tensor
-    n_classes: int
     options: dict[str, Any]
+    correct: torch.Tensor | None = None
+    n_classes: int = 0
     bar: Any = None
+    state: SweepState | None = None
+    rank: int = 0
+    world: int = 1
+    passes: dict[str, PassCount] = field(default_factory=dict)
     n_verified: int = 0
+    verified_here: int = 0
 
 
 def default_device() -> str:
@@ -165,6 +185,9 @@ def evaluate_spectrum(
     surrogate: nn.Module | None = None,
     sanity: bool = False,
     progress: bool = False,
+    state_dir: str | Path | None = None,
+    resume: bool = False,
+    state_info: dict[str, Any] | None = None,
 ) -> SpectrumResult:
     """Robust accuracy of ``model`` on ``(x, y)`` at every strength in ``eps``.
 
@@ -196,14 +219,22 @@ def evaluate_spectrum(
         warm_restart_ratio: with ``warm_start_steps``, a survivor of the continuation whose logit margin fell
             below this fraction of its margin at the previous eps also gets the cold attack (0: never).
         surrogate: model the transfer attack crafts on.
-        sanity: also run :func:`wsr_bench.evaluate.sanity.run_sanity_checks` and attach the report.
+        sanity: also run :func:`wsr_bench.evaluate.sanity.run_sanity_checks` and attach the report (rank 0 only
+            under torchrun).
         progress: show a tqdm bar.
+        state_dir: keep per-batch progress in this folder (see :mod:`wsr_bench.evaluate.state`); the caller
+            removes it once the result is safe.
+        resume: continue from ``state_dir``'s finished batches (its settings must match: model weights, images,
+            every argument that changes a result). Without it an existing ``state_dir`` is refused.
+        state_info: extra identity recorded in (and compared with) the state, e.g. ``{"model": spec}``.
 
     Returns:
-        A :class:`SpectrumResult`.
+        A :class:`SpectrumResult` (on every rank under torchrun).
 
     Raises:
-        ValueError: bad images/labels, eps, attack, norm or options, or a model returning non-finite logits.
+        ValueError: bad images/labels, eps, attack, norm or options, a model returning non-finite logits, or a
+            resume state made with other settings.
+        FileExistsError: ``state_dir`` exists and ``resume`` is false.
         AdversarialExampleError: an attack produced an invalid adversarial example.
     """
     start = time.perf_counter()
@@ -218,19 +249,22 @@ def evaluate_spectrum(
     device = torch.device(device or default_device())
     was_training = model.training
     model.to(device).eval()
+    options = dict(steps=int(steps), seed=int(seed), n_queries=n_queries, n_target_classes=n_target_classes,
+                   minnorm_steps=minnorm_steps, minnorm_targets=minnorm_targets, early_stop=early_stop,
+                   warm_start_steps=None if warm_start_steps is None else int(warm_start_steps),
+                   warm_restart_ratio=float(warm_restart_ratio),
+                   surrogate=surrogate.to(device).eval() if surrogate is not None else None, attack_all=attack_all)
     try:
-        sweep = _prepare(model, x, y, eps_list, norm, int(batch_size), device, progress, attacks,
-                         dict(steps=int(steps), seed=int(seed), n_queries=n_queries, n_target_classes=n_target_classes,
-                              minnorm_steps=minnorm_steps, minnorm_targets=minnorm_targets, early_stop=early_stop,
-                              warm_start_steps=None if warm_start_steps is None else int(warm_start_steps),
-                              warm_restart_ratio=float(warm_restart_ratio),
-                              surrogate=surrogate.to(device).eval() if surrogate is not None else None,
-                              attack_all=attack_all))
+        sweep = _Sweep(x.cpu(), y.cpu(), CountingModel(model), device, eps_list, norm, int(batch_size), options,
+                       rank=get_rank(), world=get_world_size())
+        if state_dir is not None:
+            sweep.state = _open_shared_state(sweep, attacks, chain_attacks, state_dir, resume, state_info)
+        _prepare(sweep, progress, attacks)
         result = _run_attacks(sweep, attacks, chain_attacks)
     finally:
         model.train(was_training)
     result.wall_time_s = time.perf_counter() - start
-    if sanity:
+    if sanity and sweep.rank == 0:
         from wsr_bench.evaluate.sanity import run_sanity_checks
 
         result.sanity = run_sanity_checks(model, x, y, eps=eps_list, result=result, device=device, seed=seed,
@@ -262,39 +296,119 @@ def _check_warm_start(warm_steps: int, ratio: float, norm: str, attack_all: bool
                          f"attack_all={attack_all})")
 
 
-def _prepare(model, x, y, eps, norm, batch_size, device, progress, attacks, options) -> _Sweep:
-    """Wrap the model for counting, run the clean pass, refuse non-finite logits."""
-    if "transfer" in attacks and options["surrogate"] is None:
+def _open_shared_state(sweep: _Sweep, attacks: list[str], chain: bool, folder: str | Path, resume: bool,
+                       info: dict[str, Any] | None) -> SweepState:
+    """Rank 0 creates or checks the state folder; every rank gets the same snapshot of its finished batches.
+
+    The state's identity: exact hashes of the weights and images, and every argument that changes a result (not
+    the device or the number of processes).
+    """
+    opened: SweepState | str | None = None
+    if sweep.rank == 0:
+        o = sweep.options
+        settings = {"n": len(sweep.x), "data_sha256": tensor_sha256(sweep.x, sweep.y),
+                    "weights_sha256": model_sha256(sweep.model.model), "eps": sweep.eps, "attacks": attacks,
+                    "norm": sweep.norm, "batch_size": sweep.batch_size, "chain_attacks": chain,
+                    **{k: v for k, v in o.items() if k != "surrogate"},
+                    "surrogate_sha256": None if o["surrogate"] is None else model_sha256(o["surrogate"]),
+                    **(info or {})}
+        try:
+            opened = open_state(folder, settings, resume)
+        except (ValueError, FileExistsError) as exc:
+            opened = f"{type(exc).__name__}:{exc}"
+    opened = broadcast_object(opened)
+    if isinstance(opened, str):
+        kind, message = opened.split(":", 1)
+        raise (FileExistsError if kind == "FileExistsError" else ValueError)(message)
+    return SweepState(folder, opened.done)
+
+
+def _prepare(sweep: _Sweep, progress: bool, attacks: list[str]) -> None:
+    """Check the options, run the clean pass (in batches, like the attacks), refuse non-finite logits."""
+    if "transfer" in attacks and sweep.options["surrogate"] is None:
         raise ValueError("the transfer attack needs a surrogate model (surrogate=...)")
-    counting = CountingModel(model)
-    preds = []
-    with torch.no_grad():
-        for xb in x.split(batch_size):
-            logits = counting(xb.to(device))
-            if logits.dim() != 2:
-                raise ValueError(f"model must return (B, num_classes) logits, got shape {tuple(logits.shape)}")
-            bad = (~torch.isfinite(logits)).any(1).sum().item()
-            if bad:
-                raise ValueError(f"model returned non-finite outputs (NaN/inf) for {bad} of {len(xb)} clean images; "
-                                 "check the model and its checkpoint")
-            preds.append(logits.argmax(1).cpu())
-    correct = torch.cat(preds) == y.cpu()
-    total = len(attacks) * len(eps)
-    bar = tqdm(total=total, desc="spectrum", unit="eps", disable=not progress, leave=False)
-    return _Sweep(x.cpu(), y.cpu(), counting, device, eps, norm, batch_size, correct, int(logits.shape[1]),
-                  options, bar)
+
+    def clean(ids: torch.Tensor) -> dict[str, Any]:
+        with torch.no_grad():
+            logits = sweep.model(sweep.x[ids].to(sweep.device))
+        if logits.dim() != 2:
+            raise ValueError(f"model must return (B, num_classes) logits, got shape {tuple(logits.shape)}")
+        bad = (~torch.isfinite(logits)).any(1).sum().item()
+        if bad:
+            raise ValueError(f"model returned non-finite outputs (NaN/inf) for {bad} of {len(ids)} clean images; "
+                             "check the model and its checkpoint")
+        return {"pred": logits.argmax(1).cpu(), "n_classes": int(logits.shape[1])}
+
+    records = _run_batches(sweep, "clean", 0, torch.arange(len(sweep.x)), clean)
+    sweep.correct = torch.cat([r["pred"] for r in records]) == sweep.y
+    sweep.n_classes = int(records[0]["n_classes"])
+    total = len(attacks) * len(sweep.eps)
+    sweep.bar = tqdm(total=total, desc="spectrum", unit="eps", disable=not progress or sweep.rank != 0, leave=False)
+
+
+def _run_batches(sweep: _Sweep, stage: str, eps_index: int, idx: torch.Tensor,
+                 work: Callable[[torch.Tensor], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every batch record of one step (``stage`` at eps number ``eps_index``), in batch order, on every rank.
+
+    The batches are the chunks of ``idx`` of ``batch_size`` samples. A batch finished before this run is read from
+    the state; the others are dealt out to the ranks (rank r runs every W-th), run by ``work(ids) -> record``,
+    given their sample ids, pass count, number of verified examples and rank, saved, and exchanged between the
+    ranks. The step's passes and verified examples are added to the totals from the records, whoever ran them.
+    """
+    chunks = list(idx.split(sweep.batch_size)) if len(idx) else []
+    records = _finished_records(sweep, stage, eps_index, chunks)
+    mine: dict[int, dict[str, Any]] = {}
+    failure: Exception | None = None
+    for j in [j for j in range(len(chunks)) if j not in records][sweep.rank::sweep.world]:
+        before, verified = sweep.model.count.copy(), sweep.verified_here
+        try:
+            rec = work(chunks[j])
+        except Exception as exc:
+            if sweep.world == 1:
+                raise
+            failure = exc  # tell the other ranks first, so that none waits forever in the exchange below
+            break
+        rec.update(ids=chunks[j].clone(), passes=asdict(sweep.model.count - before),
+                   n_verified=sweep.verified_here - verified, rank=sweep.rank)
+        if sweep.state is not None:
+            sweep.state.save(stage, eps_index, j, rec)
+        mine[j] = rec
+    error = None if failure is None else (f"{type(failure).__name__}: {failure}", isinstance(failure, ValueError))
+    for rank, (part, err) in enumerate(all_gather_object((mine, error)) if sweep.world > 1 else [(mine, None)]):
+        if failure is not None:
+            raise failure
+        if err is not None:
+            raise (ValueError if err[1] else RuntimeError)(f"rank {rank} failed: {err[0]}")
+        records.update(part)
+    ordered = [records[j] for j in range(len(chunks))]
+    for rec in ordered:
+        sweep.passes[stage] = sweep.passes.get(stage, PassCount()) + PassCount(**rec["passes"])
+        sweep.n_verified += int(rec["n_verified"])
+    return ordered
+
+
+def _finished_records(sweep: _Sweep, stage: str, eps_index: int, chunks: list[torch.Tensor]
+                      ) -> dict[int, dict[str, Any]]:
+    """The records of this step's batches that the resume state holds (checked to cover the same samples)."""
+    records: dict[int, dict[str, Any]] = {}
+    for j, ids in enumerate(chunks if sweep.state is not None else ()):
+        rec = sweep.state.load(stage, eps_index, j)
+        if rec is not None:
+            if not torch.equal(rec["ids"], ids):
+                raise ValueError(f"the resume state {sweep.state.path(stage, eps_index, j)} holds other samples than "
+                                 "this run would attack there; delete the state folder to start over")
+            records[j] = rec
+    return records
 
 
 def _run_attacks(sweep: _Sweep, attacks: list[str], chain: bool) -> SpectrumResult:
     n = len(sweep.x)
-    clean_passes = sweep.model.count.copy()
     blocked = torch.where(sweep.correct, math.inf, 0.0)  # worst case so far (used to skip in chained mode)
     per_attack_break: dict[str, torch.Tensor] = {}
     raw: dict[str, dict[float, float]] = {}
     passes: dict[str, PassCount] = {}
     min_norm = None
     for name in attacks:
-        before = sweep.model.count.copy()
         skip = blocked if chain else torch.where(sweep.correct, math.inf, 0.0)
         if name == "minnorm":
             first, min_norm = _sweep_min_norm(sweep, skip)
@@ -304,7 +418,7 @@ def _run_attacks(sweep: _Sweep, attacks: list[str], chain: bool) -> SpectrumResu
                 raw[name] = raw_curve
         per_attack_break[name] = torch.minimum(first, skip) if chain else first
         blocked = torch.minimum(blocked, first)
-        passes[name] = sweep.model.count - before
+        passes[name] = sweep.passes.get(name, PassCount())
     sweep.bar.close()
     o = sweep.options
     return SpectrumResult(
@@ -312,7 +426,8 @@ def _run_attacks(sweep: _Sweep, attacks: list[str], chain: bool) -> SpectrumResu
         robust_accuracy=_curve(blocked, sweep.eps, n),
         per_attack={a: _curve(b, sweep.eps, n) for a, b in per_attack_break.items()}, raw_accuracy=raw,
         break_eps=blocked, break_eps_per_attack=per_attack_break, min_norm=min_norm,
-        passes=sweep.model.count.copy(), passes_per_attack={"clean": clean_passes, **passes}, n_examples=n,
+        passes=sum(sweep.passes.values(), PassCount()), passes_per_attack={"clean": sweep.passes["clean"], **passes},
+        n_examples=n,
         attacks=attacks, norm=sweep.norm, steps=o["steps"], attack_all=bool(o["attack_all"]), chain_attacks=chain,
         seed=o["seed"], n_verified=sweep.n_verified, n_classes=sweep.n_classes,
         settings={k: v for k, v in o.items() if k not in ("surrogate",)} | {"batch_size": sweep.batch_size},
@@ -331,7 +446,7 @@ def _sweep_eps(sweep: _Sweep, name: str, skip: torch.Tensor) -> tuple[torch.Tens
     warm = o.get("warm_start_steps") if name == "pgd" else None
     last = torch.full_like(sweep.x, math.nan) if warm else None  # each sample's worst PGD iterate so far
     margins = torch.full((len(sweep.x),), math.inf) if warm else None  # and its logit margin there
-    for e in sweep.eps:
+    for k, e in enumerate(sweep.eps):
         atk = build_attack(name, sweep.model, e, norm=sweep.norm, steps=o["steps"], seed=o["seed"],
                            n_queries=o["n_queries"], n_target_classes=o["n_target_classes"], n_classes=sweep.n_classes,
                            surrogate=o["surrogate"], early_stop=o["early_stop"])
@@ -339,9 +454,13 @@ def _sweep_eps(sweep: _Sweep, name: str, skip: torch.Tensor) -> tuple[torch.Tens
         targets = standing if o["attack_all"] else standing & (first > e)
         idx = targets.nonzero().flatten()
         if warm:
-            fooled = _attack_warm(sweep, atk, idx, last, warm, margins)
+            records = _run_batches(sweep, name, k, idx,
+                                   lambda ids, a=atk: _attack_warm(sweep, a, ids, last, warm, margins))
+            for rec in records:  # every rank applies every batch's new iterates, so the next eps can start there
+                last[rec["ids"]], margins[rec["ids"]] = rec["last"], rec["margins"]
         else:
-            fooled = _attack_indices(sweep, atk, idx)
+            records = _run_batches(sweep, name, k, idx, lambda ids, a=atk: _attack_batch(sweep, a, ids))
+        fooled = torch.cat([torch.zeros(0, dtype=torch.bool)] + [rec["fooled"] for rec in records])
         raw[e] = float((standing.sum() - fooled.sum()).item() / len(sweep.x))
         hit = idx[fooled]
         first[hit] = torch.minimum(first[hit], torch.full_like(first[hit], e))
@@ -351,58 +470,57 @@ def _sweep_eps(sweep: _Sweep, name: str, skip: torch.Tensor) -> tuple[torch.Tens
     return first, (raw if o["attack_all"] else None)
 
 
-def _attack_indices(sweep: _Sweep, atk, idx: torch.Tensor) -> torch.Tensor:
-    """Attack the samples ``idx`` in batches; returns which of them the verified adversarial examples fool."""
-    fooled = [torch.zeros(0, dtype=torch.bool)]
-    for chunk in idx.split(sweep.batch_size) if len(idx) else ():
-        xb, yb = sweep.x[chunk].to(sweep.device), sweep.y[chunk].to(sweep.device)
-        adv = atk(xb, yb, chunk)
-        sweep.model.eval()  # whatever the attack library did to the mode, verify with running BN statistics
-        verify_adversarial(adv, xb, atk.eps, sweep.norm, atk.name)
-        sweep.n_verified += len(chunk)
-        with torch.no_grad():
-            fooled.append((sweep.model(adv).argmax(1) != yb).cpu())
-    return torch.cat(fooled)
+def _attack_batch(sweep: _Sweep, atk, ids: torch.Tensor) -> dict[str, Any]:
+    """Attack one batch of samples; the record says which of them the verified adversarial examples fool."""
+    xb, yb = sweep.x[ids].to(sweep.device), sweep.y[ids].to(sweep.device)
+    adv = atk(xb, yb, ids)
+    sweep.model.eval()  # whatever the attack library did to the mode, verify with running BN statistics
+    verify_adversarial(adv, xb, atk.eps, sweep.norm, atk.name)
+    sweep.verified_here += len(ids)
+    with torch.no_grad():
+        return {"fooled": (sweep.model(adv).argmax(1) != yb).cpu()}
 
 
-def _attack_warm(sweep: _Sweep, atk, idx: torch.Tensor, last: torch.Tensor, warm_steps: int,
-                 margins: torch.Tensor) -> torch.Tensor:
-    """Warm-started PGD on the samples ``idx``; returns which of them are fooled.
+def _attack_warm(sweep: _Sweep, atk, ids: torch.Tensor, last: torch.Tensor, warm_steps: int,
+                 margins: torch.Tensor) -> dict[str, Any]:
+    """Warm-started PGD on one batch; the record says which samples are fooled and holds their new worst iterates.
 
     Samples without a stored iterate (the first eps) get the cold attack ``atk``. The others continue from their
     stored iterate for ``warm_steps`` steps; a survivor whose logit margin fell below ``warm_restart_ratio`` times
     its margin at the previous eps is near the boundary, where a continuation can sit in a poor local optimum, so
-    it gets the cold attack as well (fooled by either counts). ``last``/``margins`` keep each sample's worst
-    iterate and its margin.
+    it gets the cold attack as well (fooled by either counts). ``last``/``margins`` (every sample's worst iterate
+    and its margin) are read, not changed: the caller applies the records, on every rank.
     """
     o = sweep.options
-    has_start = ~torch.isnan(last.flatten(1)[idx, 0])  # without copying the stored images
+    best, best_margin = last[ids], margins[ids]  # copies (advanced indexing)
+    has_start = ~torch.isnan(best.flatten(1)[:, 0])
     cont = PGD(sweep.model, eps=atk.eps, alpha=atk.eps * 2.5 / warm_steps, steps=warm_steps, random_start=False,
                seed=o["seed"], early_stop=o["early_stop"])
-    fooled = torch.zeros(len(idx), dtype=torch.bool)
+    fooled = torch.zeros(len(ids), dtype=torch.bool)
 
     def run(group: torch.Tensor, attack) -> None:
-        for chunk in group.nonzero().flatten().split(sweep.batch_size) if group.any() else ():
-            ids = idx[chunk]
-            xb, yb = sweep.x[ids].to(sweep.device), sweep.y[ids].to(sweep.device)
-            adv = attack(xb, yb, ids)
-            sweep.model.eval()
-            verify_adversarial(adv, xb, atk.eps, sweep.norm, f"{atk.name} (warm-started sweep)")
-            sweep.n_verified += len(ids)
-            with torch.no_grad():
-                m = _margin(sweep.model(adv), yb).cpu()
-            fooled[chunk] |= m < 0
-            worse = m < margins[ids]
-            last[ids[worse]] = adv.cpu()[worse]
-            margins[ids[worse]] = m[worse]
+        sel = group.nonzero().flatten()
+        if not len(sel):
+            return
+        xb, yb = sweep.x[ids[sel]].to(sweep.device), sweep.y[ids[sel]].to(sweep.device)
+        adv = attack(xb, yb, sel)
+        sweep.model.eval()
+        verify_adversarial(adv, xb, atk.eps, sweep.norm, f"{atk.name} (warm-started sweep)")
+        sweep.verified_here += len(sel)
+        with torch.no_grad():
+            m = _margin(sweep.model(adv), yb).cpu()
+        fooled[sel] |= m < 0
+        worse = m < best_margin[sel]
+        best[sel[worse]] = adv.cpu()[worse]
+        best_margin[sel[worse]] = m[worse]
 
-    run(~has_start, atk)
-    previous = margins[idx].clone()
+    run(~has_start, lambda xb, yb, sel: atk(xb, yb, ids[sel]))
+    previous = best_margin.clone()
     with torch.enable_grad():
-        run(has_start, lambda xb, yb, ids: cont(xb, yb, ids, start=last[ids].to(xb)))
-    near = has_start & ~fooled & (margins[idx] < o["warm_restart_ratio"] * previous)
-    run(near, atk)
-    return fooled
+        run(has_start, lambda xb, yb, sel: cont(xb, yb, ids[sel], start=best[sel].to(xb)))
+    near = has_start & ~fooled & (best_margin < o["warm_restart_ratio"] * previous)
+    run(near, lambda xb, yb, sel: atk(xb, yb, ids[sel]))
+    return {"fooled": fooled, "last": best, "margins": best_margin}
 
 
 def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -416,16 +534,20 @@ def _sweep_min_norm(sweep: _Sweep, skip: torch.Tensor) -> tuple[torch.Tensor, to
     o = sweep.options
     attack = build_min_norm_attack(sweep.model, norm=sweep.norm, steps=o["minnorm_steps"],
                                    n_target_classes=o["minnorm_targets"], seed=o["seed"])
-    radius = torch.where(sweep.correct, math.inf, 0.0)
-    idx = (sweep.correct & (skip > sweep.eps[0])).nonzero().flatten()
-    for chunk in idx.split(sweep.batch_size) if len(idx) else ():
-        xb, yb = sweep.x[chunk].to(sweep.device), sweep.y[chunk].to(sweep.device)
+
+    def radii(ids: torch.Tensor) -> dict[str, Any]:
+        xb, yb = sweep.x[ids].to(sweep.device), sweep.y[ids].to(sweep.device)
         r, adv = attack.radii(xb, yb)
         found = torch.isfinite(r)
         if found.any():
             verify_adversarial(adv[found], xb[found], float(r[found].max()), sweep.norm, "minnorm")
-            sweep.n_verified += int(found.sum())
-        radius[chunk] = r.cpu()
+            sweep.verified_here += int(found.sum())
+        return {"radius": r.cpu()}
+
+    radius = torch.where(sweep.correct, math.inf, 0.0)
+    idx = (sweep.correct & (skip > sweep.eps[0])).nonzero().flatten()
+    for rec in _run_batches(sweep, "minnorm", 0, idx, radii):
+        radius[rec["ids"]] = rec["radius"]
     first = torch.full_like(radius, math.inf)
     for e in reversed(sweep.eps):
         first[radius <= e] = e

@@ -2,11 +2,11 @@
 
 from wsr_bench.leaderboard.io import check_writable, entry_path, load_entries, load_entry, save_entry
 from wsr_bench.leaderboard.reference import ReferenceEntry, load_references
-from wsr_bench.leaderboard.schema import SCHEMA_VERSION, WORST_CASE, Curve, LeaderboardEntry, SchemaError
+from wsr_bench.leaderboard.schema import SCHEMA_VERSION, WORST_CASE, Curve, LeaderboardEntry, Samples, SchemaError
 
 __all__ = [
-    "SCHEMA_VERSION", "WORST_CASE", "Curve", "LeaderboardEntry", "ReferenceEntry", "SchemaError", "build_leaderboard",
-    "check_writable", "entry_path", "load_entries", "load_entry", "load_references", "save_entry",
+    "SCHEMA_VERSION", "WORST_CASE", "Curve", "LeaderboardEntry", "ReferenceEntry", "Samples", "SchemaError",
+    "build_leaderboard", "check_writable", "entry_path", "load_entries", "load_entry", "load_references", "save_entry",
 ]
 
 

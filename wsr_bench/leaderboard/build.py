@@ -18,7 +18,14 @@ from wsr_bench.leaderboard.html import render_index
 from wsr_bench.leaderboard.io import load_entries
 from wsr_bench.leaderboard.reference import SOURCE_LABEL, load_references, provenance
 from wsr_bench.leaderboard.schema import LeaderboardEntry
-from wsr_bench.leaderboard.tables import AVG_HEADER, leaderboard_frame, markdown_table, sections, select_references
+from wsr_bench.leaderboard.tables import (
+    AVG_HEADER,
+    MARK_LEGEND,
+    leaderboard_frame,
+    markdown_table,
+    sections,
+    select_references,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +55,7 @@ def build_readme(df, entries: list[LeaderboardEntry], title: str) -> str:
              f"over the attacks, per sample). `{AVG_HEADER}` is the mean over the paper's spectrum; AUC is the "
              "normalised area under the curve from eps 0 (clean) to the largest evaluated eps. "
              f"Rows marked *{SOURCE_LABEL}* are RobustBench's leaderboard numbers at their single eps.", "",
+             MARK_LEGEND + " Shaded bands in the plot are the same intervals.", "",
              "![robustness curves](curves.png)", ""]
     if not entries:
         lines += ["No entries yet: add `entries/<dataset>/<threat>/<model>.json` (e.g. with `wsr-bench eval ... "

@@ -1,5 +1,6 @@
 """``curves.png``: one robustness curve (worst case, eps 0 = clean) per model, one panel per dataset/threat model,
-with RobustBench's published single points as crosses at their eps. Drawn on a bare ``matplotlib.figure.Figure``
+with its 95% Clopper-Pearson interval as a shaded band of the same colour, and RobustBench's published single
+points as crosses at their eps. Drawn on a bare ``matplotlib.figure.Figure``
 (Agg canvas), so no display, no pyplot global state and no backend switch in the caller's process.
 """
 
@@ -39,9 +40,14 @@ def plot_curves(entries: Sequence[LeaderboardEntry], references: Sequence[Refere
 def _panel(ax, entries: Sequence[LeaderboardEntry], refs: Sequence[ReferenceEntry], title: str) -> None:
     for e in entries:
         wc = e.worst_case
-        xs = ([0.0] if not wc.eps or wc.eps[0] > 0 else []) + wc.eps
-        ys = ([e.clean_accuracy] if not wc.eps or wc.eps[0] > 0 else []) + wc.accuracy
-        ax.plot(xs, [100 * v for v in ys], marker="o", markersize=3, label=e.model)
+        clean = not wc.eps or wc.eps[0] > 0
+        xs = ([0.0] if clean else []) + wc.eps
+        ys = ([e.clean_accuracy] if clean else []) + wc.accuracy
+        lows = ([e.clean_accuracy_ci[0]] if clean else []) + wc.ci_low
+        highs = ([e.clean_accuracy_ci[1]] if clean else []) + wc.ci_high
+        (line,) = ax.plot(xs, [100 * v for v in ys], marker="o", markersize=3, label=e.model)
+        ax.fill_between(xs, [100 * v for v in lows], [100 * v for v in highs], color=line.get_color(), alpha=0.15,
+                        linewidth=0)
     for r in refs:
         ax.scatter([r.eps], [100 * r.robust_accuracy], marker="x", s=30, label=f"{r.model} (RobustBench)")
     ax.set_title(title)

@@ -12,7 +12,16 @@ import jinja2
 import pandas as pd
 
 from wsr_bench.leaderboard.reference import SOURCE_LABEL
-from wsr_bench.leaderboard.tables import AVG_HEADER, EPS_PREFIX, eps_columns, is_missing, percent, sections
+from wsr_bench.leaderboard.tables import (
+    AVG_HEADER,
+    EPS_PREFIX,
+    MARK_LEGEND,
+    detail_column,
+    eps_columns,
+    is_missing,
+    percent,
+    sections,
+)
 
 TEMPLATE = "index.html.j2"
 
@@ -28,9 +37,24 @@ def _num(value: Any) -> str:
     return repr(float(value))
 
 
-def _cell(text: Any, sort: Any = None, *, is_text: bool = False, flag: bool = False) -> dict[str, Any]:
+def _cell(text: Any, sort: Any = None, *, is_text: bool = False, flag: bool = False, interval: str = "",
+          tied: str = "", title: str = "") -> dict[str, Any]:
     shown = "" if is_missing(text) else str(text)
-    return {"text_value": shown, "sort": _num(sort), "text": is_text, "flag": flag}
+    return {"text_value": shown, "sort": _num(sort), "text": is_text, "flag": flag, "interval": interval,
+            "tied": tied, "title": title}
+
+
+def _interval(low: Any, high: Any) -> str:
+    return "" if is_missing(low) or is_missing(high) else f"{percent(low)}–{percent(high)}"
+
+
+def _eps_cell(r: dict[str, Any], col: str) -> dict[str, Any]:
+    """An accuracy cell with its interval (small, below) and the tie mark (bold; † when by interval overlap)."""
+    tied, test = r.get(detail_column(col, "tied@")), r.get(detail_column(col, "test@"))
+    interval = _interval(r.get(detail_column(col, "ci_low@")), r.get(detail_column(col, "ci_high@")))
+    title = "" if is_missing(test) else str(test)
+    return _cell(percent(r[col]), r[col], interval=interval, tied="" if is_missing(tied) else str(tied),
+                 title=(f"95% CI {interval}; " if interval else "") + title)
 
 
 def _section_view(name: str, part: pd.DataFrame) -> dict[str, Any]:
@@ -46,8 +70,9 @@ def _section_view(name: str, part: pd.DataFrame) -> dict[str, Any]:
         params = None if is_missing(r["params"]) else float(r["params"]) / 1e6
         cells = [_cell(r["model"], is_text=True), _cell(r["source"], is_text=True),
                  _cell(r["architecture"], is_text=True), _cell(r["training"], is_text=True),
-                 _cell("" if params is None else f"{params:.3g}", params), _cell(percent(r["clean"]), r["clean"])]
-        cells += [_cell(percent(r[c]), r[c]) for c in cols]
+                 _cell("" if params is None else f"{params:.3g}", params),
+                 _cell(percent(r["clean"]), r["clean"], interval=_interval(r["clean_ci_low"], r["clean_ci_high"]))]
+        cells += [_eps_cell(r, c) for c in cols]
         n = r["n_examples"]
         cells += [_cell(percent(r["avg"]), r["avg"]), _cell(percent(r["auc"]), r["auc"]),
                   _cell("" if is_missing(n) else int(n), n)]
@@ -62,4 +87,5 @@ def render_index(df: pd.DataFrame, *, title: str = "wsr-bench wide-spectrum lead
     """The HTML page for the leaderboard frame ``df`` (see :func:`wsr_bench.leaderboard.tables.leaderboard_frame`)."""
     views = [_section_view(name, part) for name, part in sections(df)] if not df.empty else []
     return _env().get_template(TEMPLATE).render(title=title, sections=views, curves_png=curves_png,
-                                                avg_header=AVG_HEADER, provenance=provenance, version=version)
+                                                avg_header=AVG_HEADER, provenance=provenance, version=version,
+                                                legend=MARK_LEGEND)

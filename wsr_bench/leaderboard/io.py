@@ -7,7 +7,7 @@ import logging
 import re
 from pathlib import Path
 
-from wsr_bench.io import atomic_write_json
+from wsr_bench.io import atomic_write_text
 from wsr_bench.leaderboard.schema import LeaderboardEntry, SchemaError
 
 logger = logging.getLogger(__name__)
@@ -27,10 +27,25 @@ def check_writable(path: str | Path, force: bool = False) -> Path:
     return path
 
 
+def entry_json(entry: LeaderboardEntry) -> str:
+    """The entry as indented JSON, except that each per-sample list (``samples.indices``, ``samples.break_eps``)
+    stays on one line: 10,000 images make two long lines instead of 20,000 short ones."""
+    d = entry.to_dict()
+    samples = d.pop("samples")
+    text = json.dumps(d, indent=2, allow_nan=False)
+    if samples is None:
+        block = "null"
+    else:
+        fields = [f"    {json.dumps(k)}: {json.dumps(v, allow_nan=False, separators=(',', ':'))}"
+                  for k, v in samples.items()]
+        block = "{\n" + ",\n".join(fields) + "\n  }"
+    return text[: -len("\n}")] + f',\n  "samples": {block}\n}}\n'
+
+
 def save_entry(entry: LeaderboardEntry, path: str | Path, force: bool = False) -> Path:
-    """Write ``entry`` to ``path`` atomically; refuses an existing file unless ``force``."""
+    """Write ``entry`` to ``path`` atomically (as :func:`entry_json`); refuses an existing file unless ``force``."""
     path = check_writable(path, force)
-    atomic_write_json(path, entry.to_dict())
+    atomic_write_text(path, entry_json(entry))
     logger.info("wrote leaderboard entry %s", path)
     return path
 

@@ -3,6 +3,17 @@
 Shaped like RobustBench's ``model_info/*.json`` but with numbers stored as numbers, accuracies as fractions in
 [0,1], and the whole robustness curve (per attack and worst case) instead of one accuracy at one eps. Each eps is
 stored as a float with a display label (``"8/255"``). ``schema_version`` lets later readers migrate old files.
+
+Schema versions:
+
+* 1: curves, clean accuracy, summary numbers, sanity flags, evaluation details.
+* 2 (current): every curve point and the clean accuracy carry an exact 95% Clopper-Pearson interval
+  (``ci_low``/``ci_high``, ``clean_accuracy_ci``; see :mod:`wsr_bench.leaderboard.stats` for why not Wilson), and
+  ``samples`` records which test images were used (``indices`` into the split, ``data_sha256`` of the images and
+  labels, see :class:`Samples`) and each image's worst-case breaking eps, from which its correctness at every
+  evaluated eps follows (what ``wsr-bench leaderboard compare`` pairs). A version-1 file still loads: its intervals
+  are computed from accuracy and ``n_examples`` (exact, since the accuracies are k/n) and ``samples`` is None, so it
+  cannot be compared pairwise. It is written back as version 2.
 """
 
 from __future__ import annotations
@@ -14,8 +25,13 @@ from itertools import pairwise
 from typing import Any
 
 from wsr_bench.epsilon import PAPER_SPECTRUM, eps_label, find_eps
+from wsr_bench.leaderboard.stats import accuracy_interval, correct_at
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions :meth:`LeaderboardEntry.from_dict` reads (older ones are migrated on load).
+READABLE_VERSIONS = (1, 2)
+#: Slack when checking stored accuracies against per-sample results (clean accuracy is a float32 mean).
+_CONSISTENCY_TOL = 1e-6
 WORST_CASE = "worst_case"
 
 
@@ -31,14 +47,28 @@ def _fraction(value: Any, what: str) -> float:
     return float(value)
 
 
+def _interval_list(values: Sequence[Any], accuracy: Sequence[float], what: str, lower: bool) -> list[float]:
+    out = [_fraction(v, what) for v in values]
+    if len(out) != len(accuracy):
+        raise SchemaError(f"{what}: {len(out)} values for {len(accuracy)} accuracies")
+    if any((v > a + 1e-9) if lower else (v < a - 1e-9) for v, a in zip(out, accuracy, strict=True)):
+        raise SchemaError(f"{what} must {'not exceed' if lower else 'be at least'} the accuracy, got {out}")
+    return out
+
+
 @dataclass
 class Curve:
-    """Accuracy at each eps for one attack (or the worst case over attacks)."""
+    """Accuracy at each eps for one attack (or the worst case over attacks), with its 95% interval per point.
+
+    ``ci_low``/``ci_high`` are empty until :meth:`fill_intervals` (which :class:`LeaderboardEntry` calls) or given.
+    """
 
     attack: str
     eps: list[float]
     accuracy: list[float]
     eps_label: list[str] = field(default_factory=list)
+    ci_low: list[float] = field(default_factory=list)
+    ci_high: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.eps = [float(e) for e in self.eps]
@@ -50,6 +80,17 @@ class Curve:
             raise SchemaError(f"curve {self.attack!r}: eps must be finite and >= 0, got {self.eps}")
         self.accuracy = [_fraction(a, f"curve {self.attack!r} accuracy") for a in self.accuracy]
         self.eps_label = list(self.eps_label) or [eps_label(e) for e in self.eps]
+        if bool(self.ci_low) != bool(self.ci_high):
+            raise SchemaError(f"curve {self.attack!r}: ci_low and ci_high come together")
+        if self.ci_low:
+            self.ci_low = _interval_list(self.ci_low, self.accuracy, f"curve {self.attack!r} ci_low", lower=True)
+            self.ci_high = _interval_list(self.ci_high, self.accuracy, f"curve {self.attack!r} ci_high", lower=False)
+
+    def fill_intervals(self, n: int) -> None:
+        """Compute the Clopper-Pearson 95% intervals from the accuracies and ``n`` images, unless already given."""
+        if not self.ci_low:
+            bounds = [accuracy_interval(a, n) for a in self.accuracy]
+            self.ci_low, self.ci_high = [lo for lo, _ in bounds], [hi for _, hi in bounds]
 
     def at(self, eps: float, tol: float = 1e-4) -> float | None:
         """Accuracy at ``eps`` (None when that strength was not evaluated)."""
@@ -57,12 +98,14 @@ class Curve:
         return None if i is None else self.accuracy[i]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"attack": self.attack, "eps": self.eps, "eps_label": self.eps_label, "accuracy": self.accuracy}
+        return {"attack": self.attack, "eps": self.eps, "eps_label": self.eps_label, "accuracy": self.accuracy,
+                "ci_low": self.ci_low, "ci_high": self.ci_high}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Curve:
         try:
-            return cls(str(d["attack"]), list(d["eps"]), list(d["accuracy"]), list(d.get("eps_label", [])))
+            return cls(str(d["attack"]), list(d["eps"]), list(d["accuracy"]), list(d.get("eps_label", [])),
+                       list(d.get("ci_low", [])), list(d.get("ci_high", [])))
         except (KeyError, TypeError) as exc:
             raise SchemaError(f"malformed curve {d!r:.80}: {exc}") from None
 
@@ -84,6 +127,68 @@ def area_under_curve(clean_accuracy: float, curve: Curve) -> float | None:
 
 
 @dataclass
+class Samples:
+    """Which images an entry was computed on and how each one fared: what a paired comparison needs.
+
+    Attributes:
+        indices: positions of the evaluated images in the dataset's ``split`` (in evaluation order).
+        data_sha256: hex SHA-256 of the evaluated images and labels as evaluated (images quantised to uint8,
+            ``round(255 x)``, so equal pixels hash equally however they were loaded; see
+            ``wsr_bench.evaluate.samples.data_sha256`` for the exact byte layout). Two entries on the same images
+            share it; a different subset, order, resize or dataset changes it.
+        break_eps: per image, the smallest evaluated eps at which the worst case over the attacks fooled the model
+            (0: wrong already on the clean image; None: never fooled). The image counts as correct at ``eps``
+            exactly when its breaking eps is larger, so the worst-case curve is recomputable from it.
+        split: the dataset split the indices refer to.
+    """
+
+    indices: list[int]
+    data_sha256: str
+    break_eps: list[float | None]
+    split: str = "test"
+
+    def __post_init__(self) -> None:
+        if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in self.indices):
+            raise SchemaError("samples.indices must be non-negative integers")
+        if len(set(self.indices)) != len(self.indices):
+            raise SchemaError("samples.indices must not repeat an image")
+        sha = str(self.data_sha256).lower()
+        if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
+            raise SchemaError(f"samples.data_sha256 must be 64 hex digits, got {self.data_sha256!r:.80}")
+        self.data_sha256 = sha
+        if len(self.break_eps) != len(self.indices):
+            raise SchemaError(f"samples: {len(self.break_eps)} break_eps for {len(self.indices)} indices")
+        for b in self.break_eps:
+            if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 <= b < math.inf):
+                raise SchemaError(f"samples.break_eps must be finite numbers >= 0 or null, got {b!r}")
+        self.break_eps = [None if b is None else float(b) for b in self.break_eps]
+
+    def correct_at(self, eps: float) -> list[bool]:
+        """Per-image correctness at ``eps`` (0 gives clean correctness)."""
+        return correct_at(self.break_eps, eps)
+
+    def same_images(self, other: Samples) -> bool:
+        """True when both were computed on the same images in the same order (same split, indices and hash)."""
+        return (self.split, self.indices, self.data_sha256) == (other.split, other.indices, other.data_sha256)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"split": self.split, "indices": self.indices, "data_sha256": self.data_sha256,
+                "break_eps": self.break_eps}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> Samples:
+        if not isinstance(d, dict):
+            raise SchemaError(f"samples must be an object, got {type(d).__name__}")
+        unknown = sorted(set(d) - {"split", "indices", "data_sha256", "break_eps"})
+        if unknown:
+            raise SchemaError(f"unknown samples field(s): {', '.join(unknown)}")
+        try:
+            return cls(list(d["indices"]), str(d["data_sha256"]), list(d["break_eps"]), str(d.get("split", "test")))
+        except (KeyError, TypeError) as exc:
+            raise SchemaError(f"malformed samples: missing or invalid {exc}") from None
+
+
+@dataclass
 class LeaderboardEntry:
     """One model's wide-spectrum evaluation.
 
@@ -92,12 +197,15 @@ class LeaderboardEntry:
         training: training recipe (e.g. "PGD-7 AT, eps 8/255, 100 epochs").
         dataset, threat_model: e.g. "cifar10", "Linf".
         n_examples, seed: evaluation size and seed.
-        clean_accuracy: fraction in [0,1].
-        curves: per attack, plus ``"worst_case"`` (per-sample worst case over the attacks).
+        clean_accuracy: fraction in [0,1]; clean_accuracy_ci: its 95% Clopper-Pearson interval ``[low, high]``.
+        curves: per attack, plus ``"worst_case"`` (per-sample worst case over the attacks), each point with its
+            95% interval.
         avg_robust_accuracy: mean worst-case accuracy over the paper spectrum {0.03,0.10,0.17,0.25} (None if any
             of them was not evaluated); auc: normalised area under the worst-case curve up to ``auc_max_eps``.
         sanity: ``{check name: passed}``; versions: package versions; date: ISO date of the evaluation.
         evaluation: how it was evaluated (steps, sweep, passes, wall time...); source: who produced the numbers.
+        samples: the evaluated images and each one's worst-case breaking eps (None for entries without them,
+            e.g. schema version 1 files); the worst-case curve and clean accuracy must agree with it.
     """
 
     model: str
@@ -119,6 +227,8 @@ class LeaderboardEntry:
     source: str = "wsr-bench"
     evaluation: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    clean_accuracy_ci: list[float] = field(default_factory=list)
+    samples: Samples | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -136,6 +246,34 @@ class LeaderboardEntry:
         if self.auc is None:
             self.auc = area_under_curve(self.clean_accuracy, worst)
             self.auc_max_eps = worst.eps[-1] if worst.eps else None
+        self._fill_intervals()
+        if self.samples is not None:
+            self.samples = self.samples if isinstance(self.samples, Samples) else Samples.from_dict(self.samples)
+            self._check_samples()
+
+    def _fill_intervals(self) -> None:
+        for curve in self.curves.values():
+            curve.fill_intervals(int(self.n_examples))
+        if not self.clean_accuracy_ci:
+            self.clean_accuracy_ci = list(accuracy_interval(self.clean_accuracy, int(self.n_examples)))
+        ci = list(self.clean_accuracy_ci)
+        if len(ci) != 2:
+            raise SchemaError(f"clean_accuracy_ci must be [low, high], got {ci!r}")
+        acc = [self.clean_accuracy]
+        self.clean_accuracy_ci = (_interval_list(ci[:1], acc, "clean_accuracy_ci low", lower=True)
+                                  + _interval_list(ci[1:], acc, "clean_accuracy_ci high", lower=False))
+
+    def _check_samples(self) -> None:
+        """The per-sample record must describe this entry: one record per image, same curve, same clean accuracy."""
+        s = self.samples
+        if len(s.indices) != int(self.n_examples):
+            raise SchemaError(f"samples cover {len(s.indices)} images but n_examples is {self.n_examples}")
+        for eps, acc in [(0.0, self.clean_accuracy), *zip(self.worst_case.eps, self.worst_case.accuracy,
+                                                           strict=True)]:
+            measured = sum(s.correct_at(eps)) / len(s.indices)
+            if abs(measured - acc) > _CONSISTENCY_TOL:
+                what = "clean accuracy" if eps == 0.0 else f"worst-case accuracy at eps {eps:g}"
+                raise SchemaError(f"samples.break_eps give {what} {measured:.6f}, but the entry says {acc:.6f}")
 
     @property
     def worst_case(self) -> Curve:
@@ -158,16 +296,24 @@ class LeaderboardEntry:
             "curves": {k: c.to_dict() for k, c in self.curves.items()},
             "sanity": dict(self.sanity), "versions": dict(self.versions), "date": self.date,
             "source": self.source, "evaluation": dict(self.evaluation), "notes": self.notes,
+            "clean_accuracy_ci": list(self.clean_accuracy_ci),
+            "samples": None if self.samples is None else self.samples.to_dict(),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LeaderboardEntry:
-        """Validate and build an entry; unknown schema versions and missing fields raise :class:`SchemaError`."""
+        """Validate and build an entry (older schema versions are migrated to the current one).
+
+        Raises:
+            SchemaError: unknown schema version, unknown or missing fields, or invalid values.
+        """
         if not isinstance(d, dict):
             raise SchemaError(f"an entry must be a JSON object, got {type(d).__name__}")
         version = d.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise SchemaError(f"unsupported schema_version {version!r} (this wsr-bench reads {SCHEMA_VERSION})")
+        if version not in READABLE_VERSIONS or isinstance(version, bool):
+            raise SchemaError(f"unsupported schema_version {version!r} (this wsr-bench reads "
+                              f"{', '.join(map(str, READABLE_VERSIONS))})")
+        d = {**d, "schema_version": SCHEMA_VERSION}  # version 1 -> 2: intervals are computed in __post_init__
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:

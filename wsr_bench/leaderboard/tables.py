@@ -2,6 +2,10 @@
 
 Accuracy columns are named ``acc@<eps label>`` (``acc@8/255``, ``acc@0.03``) and ordered by eps. Our rows carry the
 worst-case curve; RobustBench's published rows carry their single robust accuracy in the column of their eps.
+Each accuracy column is followed by its details: ``ci_low@``/``ci_high@`` (95% Clopper-Pearson interval),
+``tied@`` (``"best"``, ``"paired"`` or ``"overlap"`` when the row is not significantly below the best of our rows
+at that eps, ``""`` when it is, missing for RobustBench rows) and ``test@`` (the decision in words); see
+:func:`wsr_bench.leaderboard.compare.top_marks`.
 """
 
 from __future__ import annotations
@@ -11,12 +15,16 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 
 from wsr_bench.epsilon import PAPER_SPECTRUM, eps_label, parse_eps
+from wsr_bench.leaderboard.compare import Mark, top_marks
 from wsr_bench.leaderboard.reference import SOURCE_LABEL, ReferenceEntry
 from wsr_bench.leaderboard.schema import LeaderboardEntry
+from wsr_bench.leaderboard.stats import ALPHA
 
 EPS_PREFIX = "acc@"
+#: Per-eps detail columns, each ``<prefix><eps label>`` beside ``acc@<eps label>``.
+DETAIL_PREFIXES = ("ci_low@", "ci_high@", "tied@", "test@")
 INFO_COLUMNS = ["section", "dataset", "threat_model", "model", "source", "architecture", "params", "training",
-                "n_examples", "clean"]
+                "n_examples", "clean", "clean_ci_low", "clean_ci_high"]
 TAIL_COLUMNS = ["avg", "auc", "sanity", "date", "provenance"]
 AVG_HEADER = "avg(" + ",".join(f"{e:g}" for e in PAPER_SPECTRUM) + ")"
 
@@ -26,14 +34,30 @@ def section_name(dataset: str, threat_model: str) -> str:
     return f"{dataset} / {threat_model}"
 
 
-def _entry_row(e: LeaderboardEntry) -> dict:
+def _describe(mark: Mark) -> str:
+    if mark.method == "best":
+        return "best at this eps"
+    if mark.method == "paired":
+        verdict = "not significantly below" if mark.tied else "significantly below"
+        return f"{verdict} {mark.best} (exact McNemar on the same images, p={mark.p_value:.3g})"
+    verdict = "overlaps" if mark.tied else "lies below"
+    return f"95% interval {verdict} that of {mark.best} (different images: interval overlap)"
+
+
+def _entry_row(e: LeaderboardEntry, marks: dict[str, Mark]) -> dict:
     row = {"section": section_name(e.dataset, e.threat_model), "dataset": e.dataset, "threat_model": e.threat_model,
            "model": e.model, "source": e.source, "architecture": e.architecture, "params": e.params,
            "training": e.training, "n_examples": e.n_examples, "clean": e.clean_accuracy,
+           "clean_ci_low": e.clean_accuracy_ci[0], "clean_ci_high": e.clean_accuracy_ci[1],
            "avg": e.avg_robust_accuracy, "auc": e.auc, "sanity": ", ".join(e.flags) if e.flags else "ok",
            "date": e.date, "provenance": ""}
-    for eps, acc in zip(e.worst_case.eps, e.worst_case.accuracy, strict=True):
-        row[EPS_PREFIX + eps_label(eps)] = acc
+    wc = e.worst_case
+    for eps, acc, low, high in zip(wc.eps, wc.accuracy, wc.ci_low, wc.ci_high, strict=True):
+        label = eps_label(eps)
+        mark = marks.get(label)
+        row |= {EPS_PREFIX + label: acc, "ci_low@" + label: low, "ci_high@" + label: high,
+                "tied@" + label: (mark.method if mark.tied else "") if mark else None,
+                "test@" + label: _describe(mark) if mark else None}
     return row
 
 
@@ -67,14 +91,21 @@ def eps_columns(df: pd.DataFrame) -> list[str]:
     return sorted(cols, key=lambda c: parse_eps(c[len(EPS_PREFIX):], max_eps=1e3))
 
 
+def detail_column(acc_column: str, prefix: str) -> str:
+    """The ``prefix`` detail column (``"ci_low@"``...) of the accuracy column ``acc_column``."""
+    return prefix + acc_column[len(EPS_PREFIX):]
+
+
 def leaderboard_frame(entries: Sequence[LeaderboardEntry], references: Iterable[ReferenceEntry] = ()) -> pd.DataFrame:
     """One row per entry and reference, sorted by section, then ours (best average first), then RobustBench's."""
-    rows = [_entry_row(e) for e in entries] + [_reference_row(r) for r in references]
+    marks = top_marks(entries)
+    rows = [_entry_row(e, m) for e, m in zip(entries, marks, strict=True)] + [_reference_row(r) for r in references]
     df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=INFO_COLUMNS + TAIL_COLUMNS)
-    for col in INFO_COLUMNS + TAIL_COLUMNS:
+    for col in INFO_COLUMNS + TAIL_COLUMNS + [detail_column(c, p) for c in eps_columns(df) for p in DETAIL_PREFIXES]:
         if col not in df.columns:
             df[col] = None
-    df = df[INFO_COLUMNS + eps_columns(df) + TAIL_COLUMNS]
+    per_eps = [col for c in eps_columns(df) for col in (c, *(detail_column(c, p) for p in DETAIL_PREFIXES))]
+    df = df[INFO_COLUMNS + per_eps + TAIL_COLUMNS]
     df = df.astype({"params": "Int64", "n_examples": "Int64"})
     if df.empty:
         return df
@@ -90,6 +121,7 @@ def sections(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     out = []
     for name, part in df.groupby("section", sort=True):
         empty = [c for c in eps_columns(part) if part[c].isna().all()]
+        empty += [detail_column(c, p) for c in empty for p in DETAIL_PREFIXES]
         out.append((str(name), part.drop(columns=empty).reset_index(drop=True)))
     return out
 
@@ -104,6 +136,33 @@ def percent(value: object, digits: int = 1) -> str:
     if is_missing(value):
         return "–"
     return f"{100 * float(value):.{digits}f}"
+
+
+def with_interval(value: object, low: object, high: object, digits: int = 1) -> str:
+    """``"62.0 (51.7–71.5)"`` in %; just the value when the interval is missing (RobustBench rows)."""
+    if is_missing(low) or is_missing(high) or is_missing(value):
+        return percent(value, digits)
+    return f"{percent(value, digits)} ({percent(low, digits)}–{percent(high, digits)})"
+
+
+#: Legend of the marks in both pages.
+MARK_LEGEND = (f"95% Clopper-Pearson intervals in parentheses. Bold: not significantly below the best of our rows at "
+               f"that eps (exact two-sided McNemar test, p >= {ALPHA:g}, for entries evaluated on the same images as "
+               "the best row; † marks a cell decided instead by overlap of the two 95% intervals, used when the "
+               "images differ or an entry has no per-sample results). RobustBench rows are not compared.")
+
+
+def eps_cell_markdown(r: dict, col: str) -> str:
+    """One eps cell of the Markdown table: accuracy (bold when tied with the best row, † when by overlap) and
+    interval."""
+    tied = r.get(detail_column(col, "tied@"))
+    value = percent(r[col])
+    if not is_missing(tied) and tied:
+        value = f"**{value}**" + ("†" if tied == "overlap" else "")
+    low, high = r.get(detail_column(col, "ci_low@")), r.get(detail_column(col, "ci_high@"))
+    if is_missing(low) or is_missing(high) or is_missing(r[col]):
+        return value
+    return f"{value} ({percent(low)}–{percent(high)})"
 
 
 def _params(value: object) -> str:
@@ -127,8 +186,8 @@ def markdown_table(part: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for i, r in enumerate(part.to_dict("records"), start=1):
         cells = [str(i), _md(r["model"]), _md(r["source"]), _md(r["architecture"]), _params(r["params"]),
-                 _md(r["training"]), percent(r["clean"])]
-        cells += [percent(r[c]) for c in cols]
+                 _md(r["training"]), with_interval(r["clean"], r["clean_ci_low"], r["clean_ci_high"])]
+        cells += [eps_cell_markdown(r, c) for c in cols]
         n = r["n_examples"]
         cells += [percent(r["avg"]), percent(r["auc"]), "–" if is_missing(n) else str(int(n)), _md(r["sanity"])]
         lines.append("| " + " | ".join(cells) + " |")

@@ -31,15 +31,16 @@ from wsr_bench.checkpoint import get_rng_state, set_rng_state
 from wsr_bench.config import ExperimentConfig, config_to_dict, dump_config, resolve_device
 from wsr_bench.data import as_tensors, load_dataset
 from wsr_bench.distributed import barrier, is_distributed, is_main_process, set_epoch, shard_loader, wrap_ddp
+from wsr_bench.search.diagnostics import search_report
 from wsr_bench.search.objective import RobustObjective
 from wsr_bench.search.state import RunFolder, SearchCheckpointError
 from wsr_bench.search_space.genotype import Genotype
-from wsr_bench.search_space.supernet import FixedArchitecture, SuperNet
+from wsr_bench.search_space.supernet import FixedArchitecture, SuperNet, gumbel_noise, gumbel_softmax
 from wsr_bench.train import TrainRecipe, train_epoch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PHASES", "SearchEngine", "Task", "TaskCallback", "strength_layout"]
+__all__ = ["PHASES", "ArchSample", "SearchEngine", "Task", "TaskCallback", "strength_layout"]
 
 #: Phase names of the per-task time breakdown (Table 6): adversarial training of the sampled network, PGD noise
 #: on D_v, the AN-Estimator (M_a update, training, inference on D_v), loss evaluation on D_v, VLE training, and the
@@ -55,6 +56,16 @@ class Task:
 
     phase: str  # warmup | population | vle_warmup | search
     index: int
+
+
+@dataclass(frozen=True)
+class ArchSample:
+    """One draw ``H = GumbelSoftmax(A, xi, tau)``: the one-hot sub-network that is trained and attacked, the soft
+    weights of the same draw (what M_v stores and the EWSS queries) and the Gumbel noise ``xi`` itself."""
+
+    hard: torch.Tensor
+    soft: torch.Tensor
+    noise: torch.Tensor
 
 
 def strength_layout(strengths: list[float], n1: int, n2: int) -> tuple[list[float], list[float]]:
@@ -114,7 +125,7 @@ class SearchEngine:
                                    limit=d.limit)
         self.strengths = sorted(float(e) for e in self.scfg.strengths)
         self.pgd_eps, self.est_eps = strength_layout(self.strengths, self.scfg.n1, self.scfg.n2)
-        self.objective = RobustObjective.from_config(self.scfg.alpha, self.scfg.beta, self.scfg.objective_weights)
+        self.objective = RobustObjective.from_search_config(self.scfg)
         n_train = len(self.splits.train_t) if self.scfg.train_limit is None else self.scfg.train_limit
         self.train_set = Subset(self.splits.train_t, range(min(n_train, len(self.splits.train_t))))
         self.x_v, self.y_v = (t.to(self.device) for t in as_tensors(self.splits.train_v, self.scfg.val_limit))
@@ -122,15 +133,15 @@ class SearchEngine:
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)
         s = self.splits
         self.supernet = SuperNet(self.scfg.init_channels, s.num_classes, self.scfg.layers, in_chans=s.in_chans,
-                                 mean=s.mean, std=s.std).to(self.device)
+                                 mean=s.mean, std=s.std, arch_init_std=self.scfg.arch_init_std).to(self.device)
         if self.device.startswith("cuda"):
             self.supernet = self.supernet.to(memory_format=torch.channels_last)
         self.w_opt = torch.optim.SGD(self.supernet.weights(), lr=self.scfg.weight_lr,
                                      momentum=self.scfg.weight_momentum, weight_decay=self.scfg.weight_decay)
-        self.a_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=self.scfg.arch_lr, betas=(0.5, 0.999),
-                                      weight_decay=self.scfg.arch_weight_decay)
-        self.population = [self.supernet.sample(self.scfg.tau, self.generator).cpu()
-                           for _ in range(self.scfg.population)]
+        self.a_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=self.scfg.arch_lr,
+                                      betas=tuple(self.scfg.arch_betas), weight_decay=self.scfg.arch_weight_decay)
+        self.op_counts = torch.zeros(self.supernet.alpha.shape[0], self.supernet.alpha.shape[2], dtype=torch.long)
+        self.population = [self.sample_arch() for _ in range(self.scfg.population)]
         self.epoch, self.next_task, self.elapsed = 0, 0, 0.0
         self.history = [self.supernet.alpha.detach().cpu().clone()]
         self.build()
@@ -161,16 +172,46 @@ class SearchEngine:
 
     @property
     def total_epochs(self) -> int:
-        """Epochs of weight training in the whole search (the cosine learning-rate schedule spans them)."""
+        """Epochs of weight training in the whole search."""
         return self.scfg.population * self.scfg.warmup_epochs + sum(t.phase in ("population", "search")
                                                                     for t in self.tasks())
 
-    def pgd_recipe(self) -> TrainRecipe:
-        return TrainRecipe(name="pgd", eps=self.scfg.train_eps, steps=self.scfg.train_steps)
+    def weight_lr(self, epoch: int) -> float:
+        """Learning rate of the shared weights at ``epoch``: with ``search_cosine`` (official) constant through the
+        warm-up and population epochs, then a cosine to ``weight_lr_min`` over the search steps; with ``cosine``
+        one cosine over all epochs."""
+        s, total = self.scfg, max(self.total_epochs, 1)
+        start = 0
+        if s.weight_lr_schedule == "search_cosine":
+            start = total - sum(t.phase == "search" for t in self.tasks())
+            if epoch < start:
+                return s.weight_lr
+        progress = (epoch - start) / max(total - start, 1)
+        return s.weight_lr_min + 0.5 * (s.weight_lr - s.weight_lr_min) * (1 + math.cos(math.pi * progress))
 
-    def sample_arch(self) -> torch.Tensor:
-        """A one-hot H drawn from GumbelSoftmax(A) with the search's own generator (CPU tensor)."""
-        return self.supernet.sample(self.scfg.tau, self.generator).cpu()
+    def pgd_recipe(self) -> TrainRecipe:
+        return TrainRecipe(name="pgd", eps=self.scfg.train_eps, steps=self.scfg.train_steps,
+                           random_start=self.scfg.attack_random_start)
+
+    def sample_arch(self) -> ArchSample:
+        """Draw ``H`` from GumbelSoftmax(A, xi, tau) with the search's own generator (CPU tensors) and count its
+        ops (the collapse diagnostics report how often each op was sampled)."""
+        alpha = self.supernet.alpha.detach().cpu()
+        noise = gumbel_noise(alpha.shape, self.generator)
+        soft = gumbel_softmax(alpha, self.scfg.tau, hard=False, noise=noise)
+        hard = torch.nn.functional.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
+        self.count_ops(hard)
+        return ArchSample(hard, soft, noise)
+
+    def count_ops(self, H: torch.Tensor) -> None:
+        """Add a one-hot ``H`` ``(2, E, K)`` to the per-cell op counts."""
+        self.op_counts += H.detach().round().long().cpu().sum(1)
+
+    def genotype(self) -> Genotype:
+        """The genotype A gives now, by the configured rule (and caps)."""
+        s = self.scfg
+        g = self.supernet.genotype(s.genotype_rule, s.max_skip_normal, s.max_parameter_free_normal)
+        return Genotype(**{**g.to_dict(), "name": self.cfg.name})
 
     def view(self, H: torch.Tensor) -> FixedArchitecture:
         """The sub-network ``H`` as a model sharing the super-network's weights."""
@@ -178,9 +219,9 @@ class SearchEngine:
 
     def train_arch(self, H: torch.Tensor, recipe: TrainRecipe, desc: str) -> dict[str, Any]:
         """One epoch of training of sub-network ``H`` on D_t (Alg. 1 lines 4, 8, 21); DDP-aware via
-        ``train_epoch``. The learning rate follows a cosine over all search epochs."""
-        e, total, s = self.epoch, max(self.total_epochs, 1), self.scfg
-        lr = s.weight_lr_min + 0.5 * (s.weight_lr - s.weight_lr_min) * (1 + math.cos(math.pi * e / total))
+        ``train_epoch``. The learning rate follows :meth:`weight_lr`."""
+        e, s = self.epoch, self.scfg
+        lr = self.weight_lr(e)
         for group in self.w_opt.param_groups:
             group["lr"] = lr
         loader = shard_loader(self.train_set, self.cfg.data.batch_size, seed=self.cfg.seed, shuffle=True)
@@ -225,7 +266,7 @@ class SearchEngine:
         recipe = self.pgd_recipe() if self.scfg.warmup_recipe == "pgd" else TrainRecipe(name="clean", eps=0.0)
         t0, out = self.now(), {}
         for _ in range(self.scfg.warmup_epochs):
-            out = self.train_arch(self.population[index], recipe, desc=f"warm-up {index + 1}")
+            out = self.train_arch(self.population[index].hard, recipe, desc=f"warm-up {index + 1}")
         return {"train": out, "seconds": {"adv_train": self.now() - t0}}
 
     def val_batches(self, desc: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -249,7 +290,8 @@ class SearchEngine:
     def state_dict(self) -> dict[str, Any]:
         return {
             "method": self.method, "config": config_to_dict(self.cfg), "next_task": self.next_task,
-            "epoch": self.epoch, "elapsed": self.elapsed, "population": torch.stack(self.population),
+            "epoch": self.epoch, "elapsed": self.elapsed, "op_counts": self.op_counts,
+            "population": {k: torch.stack([getattr(p, k) for p in self.population]) for k in ("hard", "soft", "noise")},
             "history": torch.stack(self.history), "supernet": self.supernet.state_dict(),
             "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(), "rng": get_rng_state(),
             "generator": self.generator.get_state(), **self.extra_state(),
@@ -259,7 +301,10 @@ class SearchEngine:
         if state.get("method") != self.method:
             raise ValueError(f"checkpoint was written by a {state.get('method')!r} search, this is {self.method!r}")
         self.next_task, self.epoch, self.elapsed = int(state["next_task"]), int(state["epoch"]), float(state["elapsed"])
-        self.population = list(state["population"].unbind(0))
+        pop = state["population"]
+        self.population = [ArchSample(*parts) for parts in zip(*(pop[k].unbind(0) for k in ("hard", "soft", "noise")),
+                                                                 strict=True)]
+        self.op_counts = state["op_counts"].clone()
         self.history = list(state["history"].unbind(0))
         self.supernet.load_state_dict(state["supernet"])
         self.w_opt.load_state_dict(state["w_opt"])
@@ -293,9 +338,10 @@ class SearchEngine:
                 barrier()
                 if callback is not None:
                     callback(k, record)
-            genotype = Genotype(**{**self.supernet.genotype().to_dict(), "name": self.cfg.name})
+            genotype = self.genotype()
             if is_main_process():
                 self.folder.write_results(genotype, self.supernet.alpha, torch.stack(self.history))
+                self.folder.write_report(search_report(genotype, self.supernet.alpha, self.op_counts, self.scfg))
                 logger.info("search done in %.1fs: genotype written to %s", self.elapsed, self.folder.genotype)
             return genotype
 

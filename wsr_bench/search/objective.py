@@ -3,6 +3,8 @@
     min_A  alpha * L_nat + beta * sum_i beta_i * L_eps_i,   H = GumbelSoftmax(A, xi, tau),
     sum_i beta_i = 1,  alpha + beta = 1,  alpha, beta, beta_i > 0.
 
+In code alpha is ``nat_weight`` and beta ``robust_weight`` (``alpha`` names the architecture weights A elsewhere).
+
 Wsr-NAS evaluates it on the VLE's estimates ``psi(H)`` (:func:`ewss_step`): the gradient reaches ``A`` through the
 VLE and the Gumbel-softmax, so updating ``A`` costs a few LSTM passes and no pass over validation images. The naive
 search evaluates the same objective on losses measured through the super-network.
@@ -11,7 +13,6 @@ search evaluates the same objective on losses measured through the super-network
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -31,14 +32,17 @@ class RobustObjective:
     """Eq. 10 with validated weights; ``weights`` (beta_i) are normalised to sum to 1 on construction.
 
     Attributes:
-        alpha: weight of the natural loss (> 0).
-        beta: weight of the robust losses (> 0, ``alpha + beta = 1``).
+        nat_weight: alpha of Eq. 10, the weight of the natural loss (> 0).
+        robust_weight: beta of Eq. 10, the weight of the robust losses (> 0, ``nat_weight + robust_weight = 1``).
         weights: one positive beta_i per strength, in the order of the loss vector.
+        form: ``linear`` is Eq. 10 as printed; ``squared`` weighs the squared losses, as the official code's
+            architecture step does (``sum_i w_i * pred_i^2``, an MSE of the predicted losses against 0).
     """
 
-    alpha: float = 0.8
-    beta: float = 0.2
+    nat_weight: float = 0.8
+    robust_weight: float = 0.2
     weights: tuple[float, ...] = (1, 2, 3, 5, 7, 10)
+    form: str = "linear"
 
     def __post_init__(self) -> None:
         w = [float(v) for v in self.weights]
@@ -46,51 +50,65 @@ class RobustObjective:
             raise ObjectiveError("the objective needs at least one strength weight beta_i")
         if not all(math.isfinite(v) and v > 0 for v in w):
             raise ObjectiveError(f"strength weights beta_i must all be > 0, got {w}")
-        if not (self.alpha > 0 and self.beta > 0):
-            raise ObjectiveError(f"alpha and beta must be > 0, got alpha={self.alpha}, beta={self.beta}")
-        if abs(self.alpha + self.beta - 1.0) > 1e-6:
-            raise ObjectiveError(f"alpha + beta must equal 1, got {self.alpha} + {self.beta} = "
-                                 f"{self.alpha + self.beta:g}")
+        if not (self.nat_weight > 0 and self.robust_weight > 0):
+            raise ObjectiveError(f"nat_weight and robust_weight must be > 0, got {self.nat_weight} and "
+                                 f"{self.robust_weight}")
+        if abs(self.nat_weight + self.robust_weight - 1.0) > 1e-6:
+            raise ObjectiveError(f"nat_weight + robust_weight must equal 1, got {self.nat_weight} + "
+                                 f"{self.robust_weight} = {self.nat_weight + self.robust_weight:g}")
+        if self.form not in ("linear", "squared"):
+            raise ObjectiveError(f"objective form must be linear or squared, got {self.form!r}")
         total = sum(w)
         object.__setattr__(self, "weights", tuple(v / total for v in w))
 
     @classmethod
-    def from_config(cls, alpha: float, beta: float, weights: Sequence[float]) -> RobustObjective:
-        """Build from the search config's ``alpha``, ``beta`` and ``objective_weights``."""
-        return cls(float(alpha), float(beta), tuple(float(w) for w in weights))
+    def from_search_config(cls, scfg) -> RobustObjective:
+        """Build from a :class:`~wsr_bench.config.SearchConfig` (nat/robust weights, beta_i, form)."""
+        return cls(float(scfg.nat_weight), float(scfg.robust_weight),
+                   tuple(float(w) for w in scfg.objective_weights), scfg.objective_form)
 
     @property
     def num_losses(self) -> int:
         """Length of the loss vector it expects: natural + one per strength."""
         return len(self.weights) + 1
 
+    def loss_weights(self) -> tuple[float, ...]:
+        """The weight of each entry of the loss vector: ``(nat_weight, robust_weight * beta_1, ...)``."""
+        return (self.nat_weight, *(self.robust_weight * b for b in self.weights))
+
     def __call__(self, losses: Tensor) -> Tensor:
         """Objective of a loss vector ``(..., N+1)`` = (natural, eps_1, ..., eps_N) -> ``(...)``."""
         if losses.shape[-1] != self.num_losses:
             raise ObjectiveError(f"expected {self.num_losses} losses (natural + {len(self.weights)} strengths), "
                                  f"got {losses.shape[-1]}")
-        w = torch.tensor(self.weights, dtype=losses.dtype, device=losses.device)
-        return self.alpha * losses[..., 0] + self.beta * (losses[..., 1:] * w).sum(-1)
+        w = torch.tensor(self.loss_weights(), dtype=losses.dtype, device=losses.device)
+        values = losses.square() if self.form == "squared" else losses
+        return (values * w).sum(-1)
 
 
-def ewss_step(alpha_param: nn.Parameter, vle: nn.Module, objective: RobustObjective,
+def ewss_step(arch_param: nn.Parameter, vle: nn.Module, objective: RobustObjective,
               optimizer: torch.optim.Optimizer, tau: float = 1.0, samples: int = 1,
-              generator: torch.Generator | None = None) -> float:
+              generator: torch.Generator | None = None, noise: Tensor | None = None) -> float:
     """One EWSS update of the architecture weights ``A`` (the search phase of Algorithm 1, line 24).
 
-    Draws ``samples`` soft ``H = GumbelSoftmax(A, xi, tau)``, averages ``objective(psi(H))`` over them, takes its
-    gradient with respect to ``A`` only (the VLE's own gradients are left untouched) and steps ``optimizer``.
+    With ``noise`` (a Gumbel draw ``xi`` of ``A``'s shape), the VLE is queried at ``H = softmax((A + xi) / tau)``:
+    the very soft weights of the architecture just trained and stored in M_v, as the official code does. Without
+    it, ``samples`` fresh soft draws are averaged. The gradient of ``objective(psi(H))`` is taken with respect to
+    ``A`` only (the VLE's own gradients are left untouched) and ``optimizer`` steps.
 
     Returns:
-        The mean estimated objective before the step.
+        The (mean) estimated objective before the step.
     """
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
+    if noise is not None:
+        H = gumbel_softmax(arch_param, tau, hard=False, noise=noise.to(arch_param.device)).unsqueeze(0)
+    else:
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        H = torch.stack([gumbel_softmax(arch_param, tau, hard=False, generator=generator) for _ in range(samples)])
     # the VLE has no dropout/BN, so its mode does not matter; cuDNN's LSTM backward needs training mode anyway
-    H = torch.stack([gumbel_softmax(alpha_param, tau, hard=False, generator=generator) for _ in range(samples)])
     value = objective(vle(H)).mean()
-    (grad,) = torch.autograd.grad(value, [alpha_param])
+    (grad,) = torch.autograd.grad(value, [arch_param])
     optimizer.zero_grad(set_to_none=True)
-    alpha_param.grad = grad
+    arch_param.grad = grad
     optimizer.step()
     return float(value.detach())

@@ -3,7 +3,8 @@
 A run folder holds ``config.yaml`` (resolved config), ``search.log`` (human readable), ``metrics.jsonl`` (one record
 per task of Algorithm 1), ``checkpoint.pt`` (everything needed to continue: super-network, optimizers, ``A``, the
 estimators and their memories, RNG states, task counter; rewritten atomically after every task) and, when the
-search ends, ``genotype.json``, ``alpha.safetensors`` and ``arch_weights.png``.
+search ends, ``genotype.json``, ``genotype.png`` (the cells drawn), ``search_report.json`` (collapse diagnostics),
+``alpha.safetensors`` and ``arch_weights.png``.
 
 Resuming loads the checkpoint and drops metric records of tasks after it (a run killed between writing a record and
 its checkpoint would otherwise log that task twice), so a resumed run leaves the same files as an uninterrupted one.
@@ -27,9 +28,9 @@ from wsr_bench.search_space.ops import PRIMITIVES
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINT_VERSION", "RunFolder", "SearchCheckpointError", "plot_arch_weights"]
+__all__ = ["CHECKPOINT_VERSION", "RunFolder", "SearchCheckpointError", "plot_arch_weights", "plot_genotype"]
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: population as (hard, soft, noise) draws, op counts, the official recipe's state
 # What a resumed search must share with the run that wrote the checkpoint: the config sections the search reads
 # (model/train/eval/run sections belong to later stages and may change), except the keys below.
 SEARCH_SECTIONS = ("seed", "data", "search")
@@ -52,6 +53,8 @@ class RunFolder:
         self.genotype = self.root / "genotype.json"
         self.alpha = self.root / "alpha.safetensors"
         self.plot = self.root / "arch_weights.png"
+        self.report = self.root / "search_report.json"
+        self.cells_plot = self.root / "genotype.png"
 
     def check_fresh(self) -> None:
         """Refuse to start over a folder that already holds a search (``--resume`` continues it)."""
@@ -119,6 +122,14 @@ class RunFolder:
         atomic_write_with(self.alpha, lambda tmp: save_file(tensors, str(tmp), metadata={
             "primitives": ",".join(PRIMITIVES), "layout": "(cell: normal|reduce, edge, primitive)"}))
         atomic_write_with(self.plot, lambda tmp: plot_arch_weights(history, tmp))
+        atomic_write_with(self.cells_plot, lambda tmp: plot_genotype(genotype, tmp))
+
+    def write_report(self, report: dict[str, Any]) -> None:
+        """Write ``search_report.json`` atomically and log its one-line summary."""
+        from wsr_bench.search.diagnostics import describe_report
+
+        atomic_write_text(self.report, json.dumps(report, indent=1) + "\n")
+        logger.info(describe_report(report))
 
 
 def _config_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str | None:
@@ -155,6 +166,47 @@ def plot_arch_weights(history: torch.Tensor, path: str | Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean softmax(A) over edges")
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)
+
+
+def plot_genotype(genotype: Genotype, path: str | Path) -> None:
+    """Draw the normal and reduction cells of ``genotype`` as graphs: inputs c_{k-2}, c_{k-1}, the intermediate
+    nodes, the output c_{k}; each edge labelled with its op (parameter-free ops in red)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from wsr_bench.search.diagnostics import PARAMETER_FREE
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, (kind, edges, concat) in zip(axes, (("normal", genotype.normal, genotype.normal_concat),
+                                                ("reduce", genotype.reduce, genotype.reduce_concat)), strict=True):
+        steps = len(edges) // 2
+        pos = {0: (0.0, 0.75), 1: (0.0, 0.25), "out": (steps + 1.0, 0.5)}
+        pos.update({n + 2: (n + 1.0, 0.85 if n % 2 == 0 else 0.15) for n in range(steps)})
+        for k, (op, src) in enumerate(edges):
+            (x0, y0), (x1, y1) = pos[src], pos[k // 2 + 2]
+            color = "tab:red" if op in PARAMETER_FREE else "tab:blue"
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                        arrowprops={"arrowstyle": "->", "color": color, "lw": 1.4, "connectionstyle": "arc3,rad=0.12"})
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.03 * (1 if k % 2 else -1), op, fontsize=7, color=color,
+                    ha="center", va="center", bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.5})
+        for n in concat:
+            (x0, y0), (x1, y1) = pos[n], pos["out"]
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={"arrowstyle": "->", "color": "0.6", "lw": 0.8})
+        labels = {0: "c_{k-2}", 1: "c_{k-1}", "out": "c_{k}", **{n + 2: str(n) for n in range(steps)}}
+        for node, (x, y) in pos.items():
+            ax.text(x, y, labels[node], ha="center", va="center", fontsize=9,
+                    bbox={"boxstyle": "round", "fc": "lightyellow" if node in (0, 1, "out") else "lightblue"})
+        free = sum(op in PARAMETER_FREE for op, _ in edges)
+        ax.set_title(f"{kind} cell ({free}/{len(edges)} parameter-free, red)")
+        ax.set_xlim(-0.5, steps + 1.5)
+        ax.set_ylim(0.0, 1.0)
+        ax.axis("off")
+    fig.suptitle(genotype.name or "genotype", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)

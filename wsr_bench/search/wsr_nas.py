@@ -5,13 +5,18 @@ validation-loss estimator instead of through the super-network on the adversaria
 Tasks (each followed by a checkpoint):
 
 1. ``warmup`` x N: train population architecture ``H_i`` for ``warmup_epochs`` (lines 3-5).
-2. ``population`` x N: adversarially train ``H_i`` one epoch on D_t (line 8); push ``B`` D_t images with PGD
-   anchors and a PGD target at a random strength into M_a and train the AN-Estimator ``K_a`` iterations (9-10);
-   on D_v generate PGD anchors at the ``N1`` PGD strengths and estimated noise at the ``N2`` others, measure the
-   clean and per-strength validation losses (11-15) and push ``(H_i, L)`` into M_v (16).
-3. ``vle_warmup``: train the VLE ``vle_warmup_iters`` (= K_v) iterations on M_v (18).
-4. ``search`` x T: sample ``H`` from GumbelSoftmax(A), do step 2 for it (20-22), train the VLE ``vle_iters``
-   iterations (23) and update ``A`` with the EWSS (24).
+2. ``population`` x N: adversarially train ``H_i`` one epoch on D_t (line 8); push ``ane_fill_batches`` batches of
+   D_t images with their PGD anchors and a PGD noise at a random strength into M_a (leave-one-out targets, as the
+   official code) and train the AN-Estimator ``ane_passes`` passes over M_a (9-10); on D_v generate PGD anchors at
+   the ``N1`` PGD strengths and estimated noise at the ``N2`` others, measure the clean and per-strength
+   validation losses (11-15) and push ``(H_i, L)`` into M_v (16).
+3. ``vle_warmup``: train the VLE ``vle_warmup_passes`` (= K_v) passes over M_v (18).
+4. ``search`` x T: sample ``H`` from GumbelSoftmax(A, xi, tau), do step 2 for it (20-22), train the VLE
+   ``vle_passes`` passes (23) and update ``A`` with the EWSS (24), querying the VLE at the soft weights of the
+   same draw ``xi`` that was just trained and stored in M_v (official code).
+
+What is trained and attacked is always the one-hot sub-network; what M_v stores (``vle_store``) is, by default, the
+soft weights ``softmax((A + xi) / tau)`` of the same draw, so the EWSS queries the VLE where it was trained.
 
 Before ``H`` is trained, the VLE's prediction of its objective is recorded (``objective_pred``) beside the
 measured one (``objective``): a running out-of-sample check of the estimator.
@@ -30,7 +35,7 @@ from wsr_bench.config import ExperimentConfig, resolve_device
 from wsr_bench.distributed import setup_distributed
 from wsr_bench.estimators.noise import NoiseMemory, build_estimator, pgd_noise, train_estimator
 from wsr_bench.estimators.val_loss import LossMemory, ValLossEstimator, train_vle
-from wsr_bench.search.engine import SearchEngine, Task, TaskCallback, autocast
+from wsr_bench.search.engine import ArchSample, SearchEngine, Task, TaskCallback, autocast
 from wsr_bench.search.objective import ewss_step
 from wsr_bench.search_space.genotype import Genotype
 
@@ -47,16 +52,18 @@ class WsrSearch(SearchEngine):
     def build(self) -> None:
         s, sp = self.scfg, self.splits
         self.vle = ValLossEstimator(self.supernet.alpha.shape[1], self.supernet.alpha.shape[2],
-                                    len(self.strengths) + 1, hidden=s.vle_hidden).to(self.device)
+                                    len(self.strengths) + 1, hidden=s.vle_hidden, output=s.vle_output).to(self.device)
         self.vle_opt = torch.optim.Adam(self.vle.parameters(), lr=s.vle_lr, weight_decay=s.vle_weight_decay)
         self.vle_memory = LossMemory(s.vle_memory)
         self.vle_ready = False
-        self.ane, self.ane_opt, self.ane_memory = None, None, None
+        self.ane, self.ane_opt, self.ane_sched, self.ane_memory = None, None, None, None
         if self.est_eps:
             self.ane = build_estimator(s.estimator, in_chans=sp.in_chans, image_size=sp.image_size,
                                        strength=s.strength_feed).to(self.device)
             if self.ane.param_count():
                 self.ane_opt = torch.optim.AdamW(self.ane.parameters(), lr=s.ane_lr, weight_decay=s.ane_weight_decay)
+                warm = max(s.ane_lr_warmup, 1)
+                self.ane_sched = torch.optim.lr_scheduler.LambdaLR(self.ane_opt, lambda k: min(1.0, (k + 1) / warm))
             self.ane_memory = NoiseMemory(s.ane_memory)
         # position of every (sorted) strength in cat([pgd noises, estimated noises])
         order = self.pgd_eps + self.est_eps
@@ -72,35 +79,41 @@ class WsrSearch(SearchEngine):
             return self.warmup(task.index)
         if task.phase == "vle_warmup":
             t0 = self.now()
-            loss = train_vle(self.vle, self.vle_memory, self.vle_opt, self.scfg.vle_warmup_iters, self.scfg.vle_batch,
-                             self.generator)
+            loss = train_vle(self.vle, self.vle_memory, self.vle_opt, self.scfg.vle_warmup_passes, self.scfg.vle_batch,
+                             self.generator, self.scfg.vle_input_noise)
             self.vle_ready = True
             return {"vle_loss": loss, "seconds": {"vle_train": self.now() - t0}}
-        H = self.population[task.index] if task.phase == "population" else self.sample_arch()
-        return self.iteration(H, search=task.phase == "search")
+        sample = self.population[task.index] if task.phase == "population" else self.sample_arch()
+        return self.iteration(sample, search=task.phase == "search")
 
-    def iteration(self, H: torch.Tensor, search: bool) -> dict[str, Any]:
-        """Lines 8-16 (and 23-24 when ``search``) for architecture ``H``."""
+    def stored(self, sample: ArchSample) -> torch.Tensor:
+        """What M_v keeps of a draw (and where the VLE is queried for it): its soft weights or its one-hot H."""
+        return sample.soft if self.scfg.vle_store == "soft" else sample.hard
+
+    def iteration(self, sample: ArchSample, search: bool) -> dict[str, Any]:
+        """Lines 8-16 (and 23-24 when ``search``) for the drawn architecture ``sample``."""
         times: dict[str, float] = {}
-        pred = self.predict(H) if self.vle_ready else None
+        H = sample.hard
+        pred = self.predict(self.stored(sample)) if self.vle_ready else None
         t0 = self.now()
         train = self.train_arch(H, self.pgd_recipe(), desc="adv. train")
         times["adv_train"] = self.now() - t0
         ane_loss = self.update_ane(H, times)
         losses = self.measure(H, times)
-        self.vle_memory.push(H, losses)
+        self.vle_memory.push(self.stored(sample), losses)
         record: dict[str, Any] = {"train": train, "losses": self.loss_dict(losses),
                                   "objective": float(self.objective(losses)), "objective_pred": pred,
                                   "ane_loss": ane_loss, "ane_memory": len(self.ane_memory or ()),
                                   "ane_inference_seconds": times.pop("ane_inference")}
         if search:
             t0 = self.now()
-            record["vle_loss"] = train_vle(self.vle, self.vle_memory, self.vle_opt, self.scfg.vle_iters,
-                                           self.scfg.vle_batch, self.generator)
+            record["vle_loss"] = train_vle(self.vle, self.vle_memory, self.vle_opt, self.scfg.vle_passes,
+                                           self.scfg.vle_batch, self.generator, self.scfg.vle_input_noise)
             times["vle_train"] = self.now() - t0
             t0 = self.now()
+            noise = sample.noise if self.scfg.ewss_query == "stored" else None
             record["arch_objective"] = ewss_step(self.supernet.alpha, self.vle, self.objective, self.a_opt,
-                                                 self.scfg.tau, self.scfg.arch_samples, self.generator)
+                                                 self.scfg.tau, self.scfg.arch_samples, self.generator, noise=noise)
             self.sync_alpha()
             times["arch_update"] = self.now() - t0
         record["seconds"] = times
@@ -108,28 +121,40 @@ class WsrSearch(SearchEngine):
 
     @torch.no_grad()
     def predict(self, H: torch.Tensor) -> float:
-        """The VLE's estimate of the objective of ``H`` (before ``H`` is trained and measured)."""
+        """The VLE's estimate of the objective of ``H`` (as stored in M_v; before it is trained and measured)."""
         return float(self.objective(self.vle(H.to(self.device))))
 
     def update_ane(self, H: torch.Tensor, times: dict[str, float]) -> float | None:
-        """Lines 9-10: push ``B`` random D_t images with their PGD anchors and a PGD target at a random strength
-        (official: uniform in [0, 0.15)) into M_a, then train the AN-Estimator ``K_a`` iterations. WA-ANE has nothing
-        to train, so it skips the memory and its PGD."""
+        """Lines 9-10: push ``ane_fill_batches`` batches of random D_t images into M_a, each with its PGD anchors and
+        a PGD noise at a random strength (official: uniform in [0, 0.15)), then train the AN-Estimator
+        ``ane_passes`` passes over M_a. With ``leave_one_out`` targets (official) each of these noises is in turn
+        the target of the other three; with ``random`` only the random-strength noise is. WA-ANE has nothing to
+        train, so it skips the memory and its PGD."""
         if self.ane is None or self.ane_opt is None:
             return None
         t0, s = self.now(), self.scfg
-        idx = torch.randperm(len(self.train_set), generator=self.generator)[:s.ane_batch].tolist()
-        x, y = (torch.stack([torch.as_tensor(self.train_set[i][j]) for i in idx]).to(self.device) for j in (0, 1))
-        lo, hi = s.ane_target_range
-        target = max(lo + (hi - lo) * float(torch.rand(1, generator=self.generator)), 1e-3)
-        with autocast(self.device):
-            noise = pgd_noise(self.view(H), x, y, self.pgd_eps + [target], steps=s.attack_steps)
-        n1 = len(self.pgd_eps)
-        self.ane_memory.push(x, noise[:, :n1], self.pgd_eps, [target], noise[:, n1:])
-        loss = train_estimator(self.ane, self.ane_memory, self.ane_opt, iters=s.ane_iters,
-                               batch_size=s.ane_train_batch, generator=self.generator)
+        for _ in range(s.ane_fill_batches):
+            idx = torch.randperm(len(self.train_set), generator=self.generator)[:s.ane_batch].tolist()
+            x, y = (torch.stack([torch.as_tensor(self.train_set[i][j]) for i in idx]).to(self.device) for j in (0, 1))
+            lo, hi = s.ane_target_range
+            target = max(lo + (hi - lo) * float(torch.rand(1, generator=self.generator)), 1e-3)
+            with autocast(self.device):
+                noise = pgd_noise(self.view(H), x, y, self.pgd_eps + [target], steps=s.attack_steps,
+                                  random_start=s.attack_random_start)
+            self.push_ane(x, noise, self.pgd_eps + [target])
+        steps = s.ane_passes * -(-len(self.ane_memory) // s.ane_train_batch)
+        loss = train_estimator(self.ane, self.ane_memory, self.ane_opt, iters=steps, batch_size=s.ane_train_batch,
+                               generator=self.generator, scheduler=self.ane_sched)
         times["ane"] = times.get("ane", 0.0) + self.now() - t0
         return loss
+
+    def push_ane(self, x: torch.Tensor, noise: torch.Tensor, eps: list[float]) -> None:
+        """Push PGD noises ``(B, N1 + 1, ...)`` at ``eps`` (anchors, then the random strength) into M_a."""
+        n1 = len(self.pgd_eps)
+        held_out = range(n1 + 1) if self.scfg.ane_targets == "leave_one_out" else [n1]
+        for k in held_out:
+            rest = sorted((i for i in range(n1 + 1) if i != k), key=lambda i: eps[i])
+            self.ane_memory.push(x, noise[:, rest], [eps[i] for i in rest], [eps[k]], noise[:, k:k + 1])
 
     def measure(self, H: torch.Tensor, times: dict[str, float]) -> torch.Tensor:
         """Lines 11-15: PGD anchors and estimated noises on D_v, then the mean clean and per-strength CE losses
@@ -142,7 +167,8 @@ class WsrSearch(SearchEngine):
         for x, y in self.val_batches("noise + eval"):
             t0 = self.now()
             with autocast(self.device):
-                noise = pgd_noise(model, x, y, self.pgd_eps, steps=self.scfg.attack_steps)
+                noise = pgd_noise(model, x, y, self.pgd_eps, steps=self.scfg.attack_steps,
+                                  random_start=self.scfg.attack_random_start)
             t1 = self.now()
             if self.ane is not None:
                 with torch.no_grad():
@@ -173,7 +199,7 @@ class WsrSearch(SearchEngine):
         if self.ane is not None:
             state.update(ane=self.ane.state_dict(), ane_memory=self.ane_memory.state_dict())
             if self.ane_opt is not None:
-                state["ane_opt"] = self.ane_opt.state_dict()
+                state.update(ane_opt=self.ane_opt.state_dict(), ane_sched=self.ane_sched.state_dict())
         return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
@@ -186,6 +212,7 @@ class WsrSearch(SearchEngine):
             self.ane_memory.load_state_dict(state["ane_memory"])
             if self.ane_opt is not None:
                 self.ane_opt.load_state_dict(state["ane_opt"])
+                self.ane_sched.load_state_dict(state["ane_sched"])
 
 
 def run_search(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,

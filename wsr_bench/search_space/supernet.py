@@ -82,10 +82,11 @@ class SuperNet(nn.Module):
         steps: intermediate nodes per cell (4 gives the paper's 7-node cells).
         in_chans: input channels.
         mean, std: input normalisation applied inside the model.
+        arch_init_std: A starts as ``arch_init_std * randn`` (DARTS and the official Wsr-NAS code: 1e-3).
     """
 
     def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8, steps: int = 4, in_chans: int = 3,
-                 mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD):
+                 mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD, arch_init_std: float = 1e-3):
         super().__init__()
         if C < 2 or C % 2 or layers < 3 or steps < 2:
             raise ValueError(f"SuperNet needs an even C >= 2, layers >= 3, steps >= 2; got C={C}, "
@@ -105,7 +106,7 @@ class SuperNet(nn.Module):
             c_pp, c_p = c_p, steps * c_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_p, num_classes)
-        self.alpha = nn.Parameter(1e-3 * torch.randn(2, num_edges(steps), len(PRIMITIVES)))
+        self.alpha = nn.Parameter(arch_init_std * torch.randn(2, num_edges(steps), len(PRIMITIVES)))
 
     def arch_parameters(self) -> list[nn.Parameter]:
         """The architecture weights A (kept apart from the operation weights, as in DARTS)."""
@@ -138,20 +139,66 @@ class SuperNet(nn.Module):
             s0, s1 = s1, cell(s0, s1, H[kind], active[kind])
         return self.classifier(self.global_pooling(s1).flatten(1))
 
-    def genotype(self) -> Genotype:
-        """The final cells: per node the two strongest non-``none`` inputs, each with its best non-``none`` op."""
-        w = F.softmax(self.alpha.detach(), dim=-1).cpu()
-        return Genotype(normal=_derive(w[0], self.steps), normal_concat=tuple(range(2, 2 + self.steps)),
-                        reduce=_derive(w[1], self.steps), reduce_concat=tuple(range(2, 2 + self.steps)))
+    def genotype(self, rule: str = "softmax", max_skip_normal: int | None = None,
+                 max_parameter_free_normal: int | None = None) -> Genotype:
+        """The final cells derived from A (see :func:`derive_genotype`)."""
+        return derive_genotype(self.alpha.detach(), self.steps, rule, max_skip_normal, max_parameter_free_normal)
 
 
-def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Gumbel-softmax over the last axis with an explicit generator (``F.gumbel_softmax`` takes none)."""
+PARAMETER_FREE_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect")
+
+
+def derive_genotype(alpha: torch.Tensor, steps: int, rule: str = "softmax", max_skip_normal: int | None = None,
+                    max_parameter_free_normal: int | None = None) -> Genotype:
+    """Per node the two strongest non-``none`` inputs, each with its best non-``none`` op.
+
+    Args:
+        alpha: architecture weights ``(2, E, K)`` (normal, reduction).
+        steps: intermediate nodes per cell.
+        rule: ``alpha`` ranks by the raw weights (the official Wsr-NAS code), ``softmax`` by softmax(A) per edge
+            (DARTS).
+        max_skip_normal: the P-DARTS cap: while the normal cell has more ``skip_connect`` edges than this, the
+            chosen skip edge with the lowest score loses its skip option and the cell is derived again.
+        max_parameter_free_normal: the same cap over every parameter-free op (skip and pooling).
+    """
+    if rule not in ("alpha", "softmax"):
+        raise ValueError(f"genotype rule must be alpha or softmax, got {rule!r}")
+    scores = alpha.detach().float().cpu().clone()
+    if rule == "softmax":
+        scores = F.softmax(scores, dim=-1)
+    scores[..., PRIMITIVES.index("none")] = -float("inf")
+    normal = _derive(scores[0], steps)
+    for cap, ops in ((max_skip_normal, ("skip_connect",)), (max_parameter_free_normal, PARAMETER_FREE_OPS)):
+        while cap is not None and sum(op in ops for op, _ in normal) > cap:
+            chosen = [(row, PRIMITIVES.index(op)) for row, (op, _) in zip(_chosen_rows(normal, steps), normal,
+                                                                            strict=True) if op in ops]
+            row, k = min(chosen, key=lambda rk: float(scores[0, rk[0], rk[1]]))
+            scores[0, row, k] = -float("inf")
+            normal = _derive(scores[0], steps)
+    concat = tuple(range(2, 2 + steps))
+    return Genotype(normal=normal, normal_concat=concat, reduce=_derive(scores[1], steps), reduce_concat=concat)
+
+
+def _chosen_rows(edges: tuple[tuple[str, int], ...], steps: int) -> list[int]:
+    """Row of ``A`` (edge index) of every ``(op, source)`` of a derived cell."""
+    starts = [sum(2 + i for i in range(node)) for node in range(steps)]
+    return [starts[k // 2] + src for k, (_, src) in enumerate(edges)]
+
+
+def gumbel_noise(shape: torch.Size | tuple[int, ...], generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """Standard Gumbel noise ``xi = -log(-log(u))`` drawn on the CPU with ``generator`` (then moved)."""
+    u = torch.rand(shape, generator=generator, device="cpu").to(device)
+    return -torch.log((-torch.log(u.clamp(1e-20, 1.0 - 1e-7))).clamp_min(1e-20))
+
+
+def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool, generator: torch.Generator | None = None,
+                   noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Gumbel-softmax over the last axis with an explicit generator (``F.gumbel_softmax`` takes none), or with a
+    given Gumbel draw ``noise`` (to evaluate the same sample again as ``A`` changes)."""
     if tau <= 0:
         raise ValueError(f"Gumbel-softmax temperature must be > 0, got {tau}")
-    u = torch.rand(logits.shape, generator=generator, device="cpu").to(logits.device)
-    xi = -torch.log((-torch.log(u.clamp(1e-20, 1.0 - 1e-7))).clamp_min(1e-20))
+    xi = gumbel_noise(logits.shape, generator, logits.device) if noise is None else noise
     soft = F.softmax((logits + xi) / tau, dim=-1)
     if not hard:
         return soft
@@ -159,13 +206,12 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool,
     return one_hot - soft.detach() + soft
 
 
-def _derive(weights: torch.Tensor, steps: int) -> tuple[tuple[str, int], ...]:
-    none = PRIMITIVES.index("none")
+def _derive(scores: torch.Tensor, steps: int) -> tuple[tuple[str, int], ...]:
+    """One cell from per-edge op scores ``(E, K)`` whose ``none`` column is already ``-inf``."""
     gene, start = [], 0
     for node in range(steps):
         n_in = node + 2
-        rows = weights[start:start + n_in].clone()
-        rows[:, none] = -1.0
+        rows = scores[start:start + n_in]
         best_src = sorted(range(n_in), key=lambda i: -float(rows[i].max()))[:2]
         gene.extend((PRIMITIVES[int(rows[i].argmax())], i) for i in sorted(best_src))
         start += n_in

@@ -1,0 +1,91 @@
+"""Sampling error of leaderboard numbers: exact binomial intervals and the exact McNemar test (no torch here).
+
+Robust accuracy on n test images is a binomial proportion k/n, so a leaderboard of 200 images cannot tell 93.5%
+from 92.0%. Two tools say how much a number and a difference mean:
+
+* :func:`clopper_pearson`: the exact (Clopper-Pearson) 95% interval of one accuracy. Chosen over Wilson because it
+  is exact (built from the binomial distribution itself, via beta quantiles), never undercovers (coverage >= 95%
+  for every n and accuracy, where Wilson dips below 95% at some proportions), and stays meaningful at 0% and 100%,
+  which robust accuracy reaches at large eps. The price is slightly wider intervals than Wilson's.
+* :func:`mcnemar_exact`: two models evaluated on the *same* images are paired; only the discordant images (one
+  model right, the other wrong) carry information about the difference, and under "no difference" each discordant
+  image goes either way with probability 1/2. The exact test is a two-sided binomial test on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: Confidence level of every interval in entries, tables and plots.
+LEVEL = 0.95
+#: Significance level of "significantly below the top row".
+ALPHA = 0.05
+
+
+def count_correct(accuracy: float, n: int) -> int:
+    """The number of correct images behind ``accuracy`` on ``n`` images (entries store k/n, so this is exact)."""
+    return max(0, min(int(n), round(float(accuracy) * int(n))))
+
+
+def clopper_pearson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Exact two-sided interval of a binomial proportion with ``k`` successes out of ``n``.
+
+    ``lower = Beta(alpha/2; k, n-k+1)`` and ``upper = Beta(1-alpha/2; k+1, n-k)``, with 0 at k=0 and 1 at k=n.
+    Example: 62/100 -> (0.5175, 0.7152).
+
+    Raises:
+        ValueError: ``n < 1``, ``k`` outside ``[0, n]`` or ``level`` outside (0, 1).
+    """
+    from scipy.stats import beta
+
+    k, n = int(k), int(n)
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"clopper_pearson needs 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"confidence level must be in (0,1), got {level}")
+    a = 1.0 - level
+    lower = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
+    upper = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
+    return lower, upper
+
+
+def accuracy_interval(accuracy: float, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """:func:`clopper_pearson` of an accuracy fraction measured on ``n`` images."""
+    return clopper_pearson(count_correct(accuracy, n), n, level)
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant pairs.
+
+    Args:
+        only_a: images model A got right and model B wrong; only_b: the reverse.
+
+    Returns:
+        The two-sided binomial test p-value of ``only_a`` out of ``only_a + only_b`` at p=1/2 (1.0 when there are
+        no discordant pairs: nothing speaks for a difference).
+    """
+    from scipy.stats import binomtest
+
+    only_a, only_b = int(only_a), int(only_b)
+    if only_a < 0 or only_b < 0:
+        raise ValueError(f"discordant counts must be >= 0, got {only_a}, {only_b}")
+    if only_a + only_b == 0:
+        return 1.0
+    return float(min(1.0, binomtest(only_a, only_a + only_b, 0.5).pvalue))
+
+
+def correct_at(break_eps: Sequence[float | None], eps: float, tol: float = 1e-6) -> list[bool]:
+    """Per-image correctness at ``eps`` from per-image breaking strengths.
+
+    A breaking strength is the smallest evaluated eps at which the image was misclassified (0: already wrong
+    clean; None: never broken), so the image is still correct at ``eps`` exactly when its breaking eps is larger.
+    ``tol`` absorbs float32 rounding of grid values.
+    """
+    return [b is None or b > eps + tol for b in break_eps]
+
+
+def discordant(a: Sequence[bool], b: Sequence[bool]) -> tuple[int, int]:
+    """``(A right & B wrong, A wrong & B right)`` over paired per-image correctness."""
+    if len(a) != len(b):
+        raise ValueError(f"paired results need the same images, got {len(a)} and {len(b)}")
+    return sum(x and not y for x, y in zip(a, b, strict=True)), sum(y and not x for x, y in zip(a, b, strict=True))
