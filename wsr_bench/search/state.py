@@ -172,8 +172,9 @@ def plot_arch_weights(history: torch.Tensor, path: str | Path) -> None:
 
 
 def plot_genotype(genotype: Genotype, path: str | Path) -> None:
-    """Draw the normal and reduction cells of ``genotype`` as graphs: inputs c_{k-2}, c_{k-1}, the intermediate
-    nodes, the output c_{k}; each edge labelled with its op (parameter-free ops in red)."""
+    """Draw the normal and reduction cells of ``genotype`` as graphs, left to right: the inputs c_{k-2} and c_{k-1},
+    the intermediate nodes in one column, the output c_{k}; every edge labelled with its op (parameter-free ops in
+    red)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -181,32 +182,46 @@ def plot_genotype(genotype: Genotype, path: str | Path) -> None:
 
     from wsr_bench.search.diagnostics import PARAMETER_FREE
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.4))
     for ax, (kind, edges, concat) in zip(axes, (("normal", genotype.normal, genotype.normal_concat),
                                                 ("reduce", genotype.reduce, genotype.reduce_concat)), strict=True):
         steps = len(edges) // 2
-        pos = {0: (0.0, 0.75), 1: (0.0, 0.25), "out": (steps + 1.0, 0.5)}
-        pos.update({n + 2: (n + 1.0, 0.85 if n % 2 == 0 else 0.15) for n in range(steps)})
+        top = steps - 1.0
+        pos = {0: (0.0, top - 0.5), 1: (0.0, 0.5), "out": (5.4, top / 2)}
+        pos.update({n + 2: (3.0, top - n) for n in range(steps)})  # the intermediate nodes in one column
         for k, (op, src) in enumerate(edges):
-            (x0, y0), (x1, y1) = pos[src], pos[k // 2 + 2]
             color = "tab:red" if op in PARAMETER_FREE else "tab:blue"
-            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                        arrowprops={"arrowstyle": "->", "color": color, "lw": 1.4, "connectionstyle": "arc3,rad=0.12"})
-            ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.03 * (1 if k % 2 else -1), op, fontsize=7, color=color,
-                    ha="center", va="center", bbox={"fc": "white", "ec": "none", "alpha": 0.8, "pad": 0.5})
+            between_nodes = src >= 2  # an edge inside the column bulges to its right, the others are straight
+            _draw_edge(ax, pos[src], pos[k // 2 + 2], op, color, -0.7 if between_nodes else 0.0)
         for n in concat:
-            (x0, y0), (x1, y1) = pos[n], pos["out"]
-            ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops={"arrowstyle": "->", "color": "0.6", "lw": 0.8})
+            _draw_edge(ax, pos[n], pos["out"], None, "0.7", 0.0)
         labels = {0: "c_{k-2}", 1: "c_{k-1}", "out": "c_{k}", **{n + 2: str(n) for n in range(steps)}}
         for node, (x, y) in pos.items():
-            ax.text(x, y, labels[node], ha="center", va="center", fontsize=9,
+            ax.text(x, y, labels[node], ha="center", va="center", fontsize=10, zorder=3,
                     bbox={"boxstyle": "round", "fc": "lightyellow" if node in (0, 1, "out") else "lightblue"})
         free = sum(op in PARAMETER_FREE for op, _ in edges)
-        ax.set_title(f"{kind} cell ({free}/{len(edges)} parameter-free, red)")
-        ax.set_xlim(-0.5, steps + 1.5)
-        ax.set_ylim(0.0, 1.0)
+        ax.set_title(f"{kind} cell: {free}/{len(edges)} edges parameter-free (red)")
+        ax.set_xlim(-0.8, 6.2)
+        ax.set_ylim(-0.6, top + 0.6)
+        ax.set_aspect("equal")
         ax.axis("off")
-    fig.suptitle(genotype.name or "genotype", fontsize=10)
+    fig.suptitle(genotype.name or "genotype", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)
+
+
+def _draw_edge(ax, start: tuple[float, float], end: tuple[float, float], label: str | None, color: str,
+               rad: float) -> None:
+    """An arrow from ``start`` to ``end`` (straight, or an arc3 of ``rad``) with ``label`` on it."""
+    (x0, y0), (x1, y1) = start, end
+    ax.annotate("", xy=end, xytext=start, zorder=1, arrowprops={
+        "arrowstyle": "-|>", "color": color, "lw": 1.3 if label else 0.8, "shrinkA": 12, "shrinkB": 12,
+        "connectionstyle": f"arc3,rad={rad}"})
+    if label:  # straight: 60% of the way; arc: the quadratic Bezier's midpoint (halfway to arc3's control point)
+        if rad == 0:
+            mx, my = x0 + 0.6 * (x1 - x0), y0 + 0.6 * (y1 - y0)
+        else:
+            mx, my = (x0 + x1) / 2 + 0.5 * rad * (y1 - y0), (y0 + y1) / 2 - 0.5 * rad * (x1 - x0)
+        ax.text(mx, my, label, fontsize=7, color=color, ha="center", va="center", zorder=2,
+                bbox={"fc": "white", "ec": "none", "alpha": 0.85, "pad": 0.4})
