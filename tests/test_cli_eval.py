@@ -37,8 +37,9 @@ def test_eval_writes_an_entry_and_the_leaderboard_builds(exported, tmp_path, cap
     assert entry.model == "tiny" and entry.architecture == "wsrnet_basic" and entry.n_examples == 16
     assert entry.worst_case.eps_label == ["0.03", "8/255"] and set(entry.curves) == {"fgsm", "pgd", "worst_case"}
     assert entry.evaluation["model_spec"] == str(exported) and entry.sanity
-    assert entry.evaluation["sweep"] == "attack-all"
+    assert entry.evaluation["sweep"] == "attack-all" and entry.evaluation["image_size"] == 16
     assert isinstance(json.loads(out.read_text())["clean_accuracy"], float)
+    assert "95% CI" in stdout and "clean" in stdout.splitlines()[0] and "[95% CI " in stdout.splitlines()[0]
 
     code, stdout, err = _run(capsys, "leaderboard", "build", str(tmp_path / "lb"))
     assert code == 0, err
@@ -71,6 +72,9 @@ def test_existing_output_is_refused_without_force(exported, tmp_path, capsys):
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
     (["--warm-start-steps", "0"], "--warm-start-steps must be >= 1"),
     (["--warm-start-steps", "2", "--attack-all"], "without --attack-all"),
+    (["--sweep", "sideways"], "unknown sweep 'sideways'"),
+    (["--sweep", "downward", "--attack-all"], "cannot be combined with --attack-all"),
+    (["--image-size", "0"], "--image-size must be >= 1"),
 ])
 def test_bad_eval_arguments_are_one_line_errors(exported, capsys, args, message):
     code, _, err = _run(capsys, "eval", "--model", str(exported), *args)

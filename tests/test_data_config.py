@@ -45,6 +45,7 @@ def test_config_yaml_overrides_and_dump(tmp_path):
     cfg = load_config(path, ["model.layers=4", "train.epochs=2", "eval.warm_start_steps=5"])
     assert cfg.data.name == "synthetic" and cfg.model.layers == 4 and cfg.train.epochs == 2
     assert cfg.eval.warm_start_steps == 5 and load_config(path).eval.warm_start_steps is None
+    assert cfg.eval.sweep == "downward" and load_config(path, ["eval.sweep=bisect"]).eval.sweep == "bisect"
     assert cfg.eval.eps[1] == pytest.approx(8 / 255)
     dump_config(cfg, tmp_path / "run" / "config.yaml")
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["model"]["layers"] == 4
@@ -60,6 +61,7 @@ def test_config_yaml_overrides_and_dump(tmp_path):
     (["model.layers"], "not of the form"),
     (["eval.warm_start_steps=0"], "eval.warm_start_steps must be null or >= 1"),
     (["eval.warm_start_steps=5", "eval.attacks=[fgsm]"], "pgd among eval.attacks"),
+    (["eval.sweep=sideways"], "eval.sweep must be one of upward, downward, bisect"),
 ])
 def test_bad_configs_are_clear_errors(overrides, message):
     with pytest.raises(ConfigError, match=message):

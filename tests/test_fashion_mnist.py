@@ -167,6 +167,15 @@ def test_cli_train_then_eval_on_fake_fashion(tmp_path, no_system_copy, capsys):
                  "--no-sanity", "--out", str(tmp_path / "entry.json")]) == 0
     entry = json.loads((tmp_path / "entry.json").read_text())
     assert entry["dataset"] == "fashion_mnist" and entry["n_examples"] == 8
+    assert config["wsr_bench"]["image_size"] == 16 and entry["evaluation"]["image_size"] == 16  # as trained
+    args = ["eval", "--dataset", "fashion_mnist", "--data-root", str(tmp_path / "fm"), "--eps", "0.1", "--steps", "1",
+            "--n-examples", "4", "--no-progress", "--no-sanity", "--force", "--out", str(tmp_path / "entry.json")]
+    assert main(args + ["--model", str(tmp_path / "run" / "model"), "--image-size", "20"]) == 0  # asked for
+    assert json.loads((tmp_path / "entry.json").read_text())["evaluation"]["image_size"] == 20
+    del config["wsr_bench"]["image_size"]  # an export that does not record its size: Fashion-MNIST's own 28
+    (tmp_path / "run" / "model" / "config.json").write_text(json.dumps(config))
+    assert main(args + ["--model", str(tmp_path / "run" / "model")]) == 0
+    assert json.loads((tmp_path / "entry.json").read_text())["evaluation"]["image_size"] == 28
 
 
 @pytest.mark.skipif(not fm.SYSTEM_DIR.is_dir(), reason="Fashion-MNIST not installed (make data)")

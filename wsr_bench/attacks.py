@@ -35,6 +35,9 @@ ATTACK_NAMES: tuple[str, ...] = (
 #: Attacks that need the model's gradients (Square and transfer are black-box on the target).
 WHITE_BOX: frozenset[str] = frozenset({"fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "autoattack", "minnorm"})
 NORMS: tuple[str, ...] = ("Linf", "L2")
+#: Iterations of APGD inside standard AutoAttack (pyautoattack's ``version="standard"``): the screen of the
+#: downward/bisect sweeps is AutoAttack's own APGD-CE, so it runs with these rather than the evaluation's ``steps``.
+AUTOATTACK_APGD_STEPS = 100
 
 _ALIASES = {
     "pgd-linf": "pgd", "pgdl2": "pgd", "pgd-l2": "pgd", "apgd": "apgd-ce", "apgdce": "apgd-ce", "apgdt": "apgd-t",

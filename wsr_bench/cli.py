@@ -201,8 +201,12 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
                                                   "exported model folder")
     p.add_argument("--checkpoint", help="weights to load (.safetensors, or a torch file read weights_only)")
     p.add_argument("--model-dir", default="models", help="RobustBench checkpoint root (<dir>/<dataset>/<threat>/)")
-    p.add_argument("--dataset", default="digits", help="digits (default), synthetic, cifar10, cifar100, svhn")
+    p.add_argument("--dataset", default="digits",
+                   help="digits (default), fashion_mnist, synthetic, cifar10, cifar100, svhn")
     p.add_argument("--data-root", default="data", help="folder of local datasets")
+    p.add_argument("--image-size", type=int, metavar="S",
+                   help="image side for digits/fashion_mnist/synthetic (default: the size an exported model folder "
+                        "records, else the dataset's own: digits 16, fashion_mnist 28)")
     p.add_argument("--eps", default="0.03,0.10,0.17,0.25", help="comma list on the [0,1] scale, e.g. 0.03,8/255")
     p.add_argument("--attack", default="pgd", help="pgd, fgsm, apgd-ce, apgd-t, fab-t, square, autoattack, "
                                                    "minnorm, or a comma list (worst case per sample)")
@@ -220,6 +224,10 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--attack-all", action="store_true",
                    help="attack every sample at every eps (the naive sweep; default: only the samples still standing)")
+    p.add_argument("--sweep", metavar="NAME",
+                   help="how autoattack (a chain) walks the eps: downward (default: one chain run per sample at the "
+                        "largest eps its APGD-CE screen cannot break), bisect, or upward (the chain at every eps up "
+                        "to the break); other attacks always sweep upward")
     p.add_argument("--warm-start-steps", type=int, metavar="K",
                    help="PGD (Linf): after the first eps continue each survivor from its worst iterate for K steps "
                         "instead of a cold restart (K=4: about 3x fewer passes; benchmarks/results/spectrum_cost.md)")
@@ -237,23 +245,35 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                      data_root=args.data_root, threat_model=args.threat_model, name=args.name, recipe=args.recipe,
                      steps=args.steps, batch_size=args.batch_size, device=args.device, seed=args.seed,
                      sanity=not args.no_sanity, progress=not args.no_progress,
-                     warm_start_steps=args.warm_start_steps, attack_all=args.attack_all, resume=args.resume,
-                     keep_state=args.keep_state)
+                     warm_start_steps=args.warm_start_steps, attack_all=args.attack_all, sweep=args.sweep,
+                     image_size=args.image_size, resume=args.resume, keep_state=args.keep_state)
     if os.environ.get("RANK", "0") != "0":  # under torchrun every rank evaluated its share; rank 0 wrote and reports
         return 0
-    labels = entry.worst_case.eps_label
-    print(f"{entry.model} on {entry.dataset} ({entry.threat_model}, n={entry.n_examples}): "
-          f"clean {100 * entry.clean_accuracy:.1f}%")
-    print(f"{'attack':<12}" + "".join(f"{lab:>9}" for lab in labels))
-    for name, curve in entry.curves.items():
-        print(f"{name:<12}" + "".join(f"{100 * a:>8.1f}%" for a in curve.accuracy))
+    _print_curves(entry)
     avg = "n/a" if entry.avg_robust_accuracy is None else f"{100 * entry.avg_robust_accuracy:.1f}%"
     print(f"avg over 0.03/0.10/0.17/0.25: {avg}   AUC: {100 * (entry.auc or 0):.1f}%   "
           f"passes: {entry.evaluation['passes']['total']}")
+    inferred = entry.evaluation.get("inferred", {})
+    print(f"sweep: {entry.evaluation.get('sweep')}; per sample and eps: {inferred.get('attacked', 0)} attacked, "
+          f"{inferred.get('broken_inferred', 0)} broken by a smaller eps, "
+          f"{inferred.get('robust_inferred', 0)} robust by a larger eps (screened)")
     print("sanity: " + ("ok" if not entry.flags else "FLAGGED " + ", ".join(entry.flags)))
     if args.out:
         print(f"wrote {args.out}")
     return 0
+
+
+def _print_curves(entry) -> None:
+    """The entry's curves as a table: accuracy and, under it, the 95% Clopper-Pearson interval of every point."""
+    lo, hi = entry.clean_accuracy_ci
+    print(f"{entry.model} on {entry.dataset} ({entry.threat_model}, n={entry.n_examples}): "
+          f"clean {100 * entry.clean_accuracy:.1f}% [95% CI {100 * lo:.1f}-{100 * hi:.1f}]")
+    width = max([12] + [len(name) + 1 for name in entry.curves])
+    print(f"{'attack':<{width}}" + "".join(f"{lab:>9}" for lab in entry.worst_case.eps_label))
+    for name, curve in entry.curves.items():
+        print(f"{name:<{width}}" + "".join(f"{100 * a:>8.1f}%" for a in curve.accuracy))
+        print(f"{'  95% CI':<{width}}" + "".join(f"{f'{100 * a:.0f}-{100 * b:.0f}':>9}"
+                                               for a, b in zip(curve.ci_low, curve.ci_high, strict=True)))
 
 
 # ---------------------------------------------------------------------------------------------------- leaderboard

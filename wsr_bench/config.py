@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from wsr_bench.epsilon import DEFAULT_SWEEP, SWEEPS
 from wsr_bench.io import atomic_write_text
 
 
@@ -264,8 +265,10 @@ class EvalConfig:
     n_examples: int = 200           # test images evaluated
     threat_model: str = "Linf"      # Linf | L2
     warm_start_steps: int | None = None  # PGD survivors continue from their worst iterate with K steps (null: cold)
+    sweep: str = DEFAULT_SWEEP      # upward | downward | bisect: how chain attacks (autoattack) walk the eps
 
     def validate(self) -> None:
+        _check(self.sweep in SWEEPS, f"eval.sweep must be one of {', '.join(SWEEPS)}, got {self.sweep!r}")
         _check(len(self.eps) > 0, "eval.eps must list at least one strength")
         for e in self.eps:
             _check(0 < float(e) <= 1, f"eval.eps {e} is outside (0, 1]; eps is on the [0,1] scale (8/255 = 0.031)")

@@ -16,6 +16,22 @@ PAPER_SPECTRUM: tuple[float, ...] = (0.03, 0.10, 0.17, 0.25)
 #: Two eps closer than this are the same strength (0.0314 written as 8/255 or 0.031372549 is one column).
 EPS_TOL = 1e-6
 
+#: How a spectrum evaluation walks the strengths (:mod:`wsr_bench.evaluate.sweeps` says what each assumes):
+#: "upward" attacks a sample at every eps up to its break; "downward" and "bisect" screen every eps with a chain's
+#: cheap first attack and run the whole chain (AutoAttack) about once per sample. Named here, torch-free, so that
+#: configs and the CLI check them without importing the evaluator.
+SWEEPS: tuple[str, ...] = ("upward", "downward", "bisect")
+#: The fastest sweep that stayed identical to per-eps AutoAttack in ``benchmarks/results/autoattack_sweep.md``.
+DEFAULT_SWEEP = "downward"
+
+
+def normalize_sweep(name: str) -> str:
+    """Canonical sweep name (case and surrounding blanks folded); an unknown name raises a one-line ``ValueError``."""
+    key = str(name).strip().lower()
+    if key not in SWEEPS:
+        raise ValueError(f"unknown sweep {name!r}: expected one of {', '.join(SWEEPS)}")
+    return key
+
 
 def parse_eps(value: str | float | int, *, max_eps: float = 1.0) -> float:
     """Parse one perturbation strength: a number (``0.03``) or a fraction string (``"8/255"``).

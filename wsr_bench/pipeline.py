@@ -105,7 +105,7 @@ def _evaluate(cfg: ExperimentConfig, out: Path, name: str, model_dir: Path, eval
                 dataset=cfg.data.name, recipe=cfg.train.recipe, eps=cfg.eval.eps, attacks=cfg.eval.attacks,
                 threat_model=cfg.eval.threat_model, steps=cfg.eval.steps, batch_size=cfg.data.eval_batch_size,
                 device=device, seed=cfg.seed, progress=True, warm_start_steps=cfg.eval.warm_start_steps,
-                state_dir=state_dir_for(path), resume=True, state_info={"model": name},
+                sweep=cfg.eval.sweep, state_dir=state_dir_for(path), resume=True, state_info={"model": name},
                 notes=f"wsr-bench run {cfg.name}: {cfg.train.recipe} eps={cfg.train.eps:.4f}, "
                       f"{cfg.train.epochs} epochs, C={cfg.model.init_channels}, {cfg.model.layers} cells")
             if is_main_process():  # under torchrun every rank evaluated its share of the batches

@@ -119,6 +119,17 @@ def check_model_spec(spec: str, *, model_dir: str | Path = "models", dataset: st
     return spec
 
 
+def exported_image_size(spec: str | Path) -> int | None:
+    """The image side an exported model folder was trained at (``config.json`` -> ``wsr_bench.image_size``, written
+    by ``wsr-bench train``/``run``); None for other specs or exports that do not record it."""
+    path = Path(str(spec).strip()) / "config.json"
+    try:
+        size = json.loads(path.read_text()).get("wsr_bench", {}).get("image_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(size) if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+
+
 def _check_timm_name(name: str) -> None:
     import timm
 

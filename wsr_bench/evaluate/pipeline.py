@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 
 from wsr_bench.distributed import cleanup, is_main_process, setup_distributed
-from wsr_bench.epsilon import PAPER_SPECTRUM
-from wsr_bench.evaluate.model_loading import check_model_spec, load_eval_model
+from wsr_bench.epsilon import PAPER_SPECTRUM, normalize_sweep
+from wsr_bench.evaluate.model_loading import check_model_spec, exported_image_size, load_eval_model
 from wsr_bench.evaluate.samples import sample_record
 from wsr_bench.evaluate.spectrum import SpectrumResult, evaluate_spectrum
 from wsr_bench.evaluate.state import check_no_stale_state, remove_state, state_dir_for
@@ -49,9 +49,11 @@ def result_to_entry(result: SpectrumResult, *, model_name: str, architecture: st
     curves = {name: Curve(name, result.eps, [c[e] for e in result.eps]) for name, c in result.per_attack.items()}
     curves[WORST_CASE] = Curve(WORST_CASE, result.eps, [result.robust_accuracy[e] for e in result.eps])
     evaluation = {
-        "attacks": result.attacks, "steps": result.steps, "sweep": "attack-all" if result.attack_all else "survivors",
-        "chain_attacks": result.chain_attacks, "passes": result.passes.to_dict(), "n_verified": result.n_verified,
+        "attacks": result.attacks, "steps": result.steps, "sweep": "attack-all" if result.attack_all else result.sweep,
+        "sweep_per_attack": result.sweep_per_attack, "chain_attacks": result.chain_attacks,
+        "passes": result.passes.to_dict(), "n_verified": result.n_verified,
         "wall_time_s": round(result.wall_time_s, 3), "settings": result.settings,
+        "inferred": _inferred_counts(result.evidence),
     }
     if result.sanity is not None:
         evaluation["sanity_checks"] = result.sanity.to_dict()["checks"]
@@ -61,6 +63,13 @@ def result_to_entry(result: SpectrumResult, *, model_name: str, architecture: st
         params=params, training=recipe, sanity=result.sanity.as_flags() if result.sanity is not None else {},
         versions=package_versions(), date=date or _dt.date.today().isoformat(), evaluation=evaluation, notes=notes,
         samples=samples)
+
+
+def _inferred_counts(evidence: Sequence[str]) -> dict[str, int]:
+    """How many (sample, eps) results were attacked (``a``) or inferred: broken from a smaller eps (``b``, exact),
+    robust from a larger one (``r``, screened); see ``Samples.evidence``."""
+    text = "".join(evidence)
+    return {"attacked": text.count("a"), "broken_inferred": text.count("b"), "robust_inferred": text.count("r")}
 
 
 def evaluate_to_entry(
@@ -97,14 +106,16 @@ def evaluate_to_entry(
                                device=device, norm=threat_model, seed=seed, sanity=sanity, progress=progress,
                                **spectrum_options)
     params = sum(p.numel() for p in model.parameters())
-    samples = sample_record(result.break_eps, result.eps, x, y, sample_indices)
+    samples = sample_record(result.break_eps, result.eps, x, y, sample_indices, break_attack=result.break_attack,
+                            evidence=result.evidence)
     return result_to_entry(result, model_name=model_name, architecture=architecture, dataset=dataset,
                            recipe=recipe, params=params, date=date, notes=notes, samples=samples)
 
 
 def load_eval_data(dataset: str, n_examples: int | None, *, data_root: str | Path = "data",
-                   image_size: int = 16, seed: int = 0):
-    """The first ``n_examples`` test images of ``dataset`` (via :mod:`wsr_bench.data`) and the dataset splits."""
+                   image_size: int | None = None, seed: int = 0):
+    """The first ``n_examples`` test images of ``dataset`` (via :mod:`wsr_bench.data`) and the dataset splits, at
+    ``image_size`` (None: the dataset's default, ``wsr_bench.data.DEFAULT_SIZE``: digits 16, Fashion-MNIST 28)."""
     from wsr_bench.data import as_tensors, load_dataset
 
     if n_examples is not None and int(n_examples) < 1:
@@ -137,11 +148,17 @@ def run_eval(
     progress: bool = True,
     warm_start_steps: int | None = None,
     attack_all: bool = False,
+    sweep: str | None = None,
+    image_size: int | None = None,
     resume: bool = False,
     keep_state: bool = False,
 ) -> LeaderboardEntry:
     """``wsr-bench eval``: load ``model`` (timm name, ``robustbench:<Name>`` or exported folder) and ``dataset``,
     evaluate the spectrum and write the entry to ``out`` (refused if it exists, unless ``force``).
+
+    ``sweep`` picks how chain attacks walk the strengths (None: the default, see
+    :func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum`). Images are loaded at ``image_size``; None means the
+    size an exported model folder records it was trained at, else the dataset's default size.
 
     With ``out``, progress is kept per batch in ``out.state/`` (:mod:`wsr_bench.evaluate.state`): ``resume``
     continues from it (an existing state without ``resume`` is refused), and it is removed once the entry is
@@ -166,12 +183,20 @@ def run_eval(
     if warm_start_steps is not None and (norm != "Linf" or int(warm_start_steps) < 1 or attack_all):
         raise ValueError(f"--warm-start-steps must be >= 1 and needs the Linf threat model without --attack-all "
                          f"(got {warm_start_steps}, {norm}, attack_all={attack_all})")
+    if sweep is not None:
+        sweep = normalize_sweep(sweep)
+        if sweep != "upward" and attack_all:
+            raise ValueError(f"--sweep {sweep} cannot be combined with --attack-all (which attacks every sample at "
+                             "every eps); drop one of them")
+    if image_size is not None and int(image_size) < 1:
+        raise ValueError(f"--image-size must be >= 1, got {image_size}")
     check_model_spec(model, model_dir=model_dir, dataset=dataset, threat_model=norm)
+    image_size = image_size or exported_image_size(model)
     if checkpoint is not None and Path(checkpoint).is_dir():
         raise ValueError(f"checkpoint {checkpoint} is a directory; expected a weights file (.safetensors or torch)")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} not found")
-    x, y, splits = load_eval_data(dataset, n_examples, data_root=data_root, seed=seed)
+    x, y, splits = load_eval_data(dataset, n_examples, data_root=data_root, image_size=image_size, seed=seed)
     owns_group = not torch.distributed.is_initialized()
     device = setup_distributed(device).device  # one process unless launched by torchrun
     try:
@@ -179,7 +204,7 @@ def run_eval(
                                model_dir=model_dir, dataset=dataset, threat_model=norm, name=name, recipe=recipe,
                                eps=eps, attacks=attacks, steps=steps, batch_size=batch_size, device=device,
                                seed=seed, sanity=sanity, progress=progress, warm_start_steps=warm_start_steps,
-                               attack_all=attack_all, resume=resume)
+                               attack_all=attack_all, sweep=sweep, resume=resume)
     finally:
         if owns_group:
             cleanup()
@@ -196,6 +221,7 @@ def _eval_and_save(model: str, x, y, splits, out, state_dir, keep_state: bool, f
                               dataset=dataset, recipe=recipe, threat_model=threat_model, device=device,
                               state_dir=state_dir, state_info={"model": str(model)}, **options)
     entry.evaluation["model_spec"] = str(model)
+    entry.evaluation["image_size"] = int(splits.image_size)
     if checkpoint is not None:
         entry.evaluation["checkpoint"] = str(checkpoint)
     if out is not None and is_main_process():

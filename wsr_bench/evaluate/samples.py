@@ -56,10 +56,14 @@ def snap_break_eps(break_eps: torch.Tensor, eps: Sequence[float]) -> list[float 
 
 
 def sample_record(break_eps: torch.Tensor, eps: Sequence[float], x: torch.Tensor, y: torch.Tensor,
-                  indices: Sequence[int] | None = None, split: str = "test") -> Samples:
+                  indices: Sequence[int] | None = None, split: str = "test", *,
+                  break_attack: Sequence[str | None] | None = None, evidence: Sequence[str] | None = None) -> Samples:
     """The entry's :class:`Samples`: ``indices`` (default ``0..N-1``, the first N images of ``split``), the data
-    hash of ``x``/``y`` and the snapped per-sample worst-case breaking eps."""
+    hash of ``x``/``y``, the snapped per-sample worst-case breaking eps and, when given (empty: not recorded), which
+    attack broke each image and which strengths were attacked or inferred (``SpectrumResult.break_attack`` and
+    ``.evidence``)."""
     idx = list(range(len(x))) if indices is None else [int(i) for i in indices]
     if len(idx) != len(x):
         raise ValueError(f"{len(idx)} sample indices for {len(x)} images")
-    return Samples(idx, data_sha256(x, y), snap_break_eps(break_eps, eps), split)
+    return Samples(idx, data_sha256(x, y), snap_break_eps(break_eps, eps), split,
+                   list(break_attack) if break_attack else None, list(evidence) if evidence else None)

@@ -10,7 +10,9 @@ survivors' PGD a continuation: after the first eps each survivor restarts from i
 smaller ball) with a few steps instead of a cold PGD-k. It is a different attack, so its curve is measured, not
 guaranteed, to stay at or below the naive sweep's; ``benchmarks/results/spectrum_cost.md`` compares both. Several
 attacks give the worst case per sample. Every adversarial example is verified (finite, inside [0,1], inside the
-eps ball) before it counts, and every forward/backward pass is counted.
+eps ball) before it counts, and every forward/backward pass is counted. A chain attack (AutoAttack, or a chained
+list) is by default swept ``downward`` instead, about one whole chain per sample (:mod:`wsr_bench.evaluate.sweeps`);
+each sample's result records which attack broke it and which strengths were attacked or inferred (``evidence``).
 
 Work is done in *batches* fixed by the settings alone: at each (attack, eps) step the samples to attack, in index
 order, cut into chunks of ``batch_size``. Every per-sample result is a function of its batch (PGD's random start is
@@ -45,7 +47,7 @@ from wsr_bench.attacks import (
     validate_images,
 )
 from wsr_bench.distributed import all_gather_object, broadcast_object, get_rank, get_world_size
-from wsr_bench.epsilon import PAPER_SPECTRUM, eps_label, parse_eps_list
+from wsr_bench.epsilon import DEFAULT_SWEEP, PAPER_SPECTRUM, eps_label, normalize_sweep, parse_eps_list
 from wsr_bench.evaluate.counting import CountingModel, PassCount
 from wsr_bench.evaluate.state import SweepState, model_sha256, open_state, tensor_sha256
 
@@ -72,8 +74,16 @@ class SpectrumResult:
         break_eps: per-sample smallest breaking eps (0 = misclassified clean, inf = never broken).
         break_eps_per_attack: the same per attack.
         min_norm: per-sample breaking radius from the min-norm attack (when it ran).
-        passes: forward/backward sample passes of the whole evaluation; ``passes_per_attack`` split by attack.
+        passes: forward/backward sample passes of the whole evaluation; ``passes_per_attack`` split by attack
+            (a chain swept downward or by bisection has its screen apart, as ``"<attack>.screen"``).
         n_verified: adversarial examples checked against the eps ball, [0,1] and finiteness.
+        sweep: the strategy the chain attacks got ("downward" or "bisect"; "upward" where no attack was swept
+            otherwise, e.g. PGD alone or an attack-all sweep); ``sweep_per_attack`` what each attack (or chain) got.
+        break_attack: per sample, the attack whose adversarial example set ``break_eps`` (None: never broken or
+            misclassified clean); a chain's screen is named ``"<chain>/<screen attack>"``.
+        evidence: per sample, one letter per eps: ``a`` attacked there (every attack ran, or one fooled the model
+            there), ``b`` counted broken from an adversarial example at a smaller eps (exact: nested balls), ``r``
+            counted robust because the whole chain failed at a larger eps and only its screen ran here.
         sanity: the sanity report, when requested.
     """
 
@@ -97,6 +107,10 @@ class SpectrumResult:
     n_verified: int = 0
     wall_time_s: float = 0.0
     n_classes: int = 0
+    sweep: str = "upward"
+    sweep_per_attack: dict[str, str] = field(default_factory=dict)
+    break_attack: list[str | None] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
     sanity: Any = None
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -117,7 +131,8 @@ class SpectrumResult:
             "passes_per_attack": {a: p.to_dict() for a, p in self.passes_per_attack.items()},
             "attacks": self.attacks, "norm": self.norm, "steps": self.steps, "attack_all": self.attack_all,
             "chain_attacks": self.chain_attacks, "seed": self.seed, "n_verified": self.n_verified,
-            "wall_time_s": self.wall_time_s, "settings": self.settings,
+            "wall_time_s": self.wall_time_s, "settings": self.settings, "sweep": self.sweep,
+            "sweep_per_attack": self.sweep_per_attack, "break_attack": self.break_attack, "evidence": self.evidence,
             "sanity": self.sanity.to_dict() if self.sanity is not None else None,
         }
 
@@ -156,6 +171,41 @@ class _Sweep:
     verified_here: int = 0
 
 
+@dataclass
+class _Trace:
+    """What one attack (or one chain) did to each sample: its own first breaking eps and where it ran.
+
+    Attributes:
+        first: per sample, the smallest eps at which this attack's own adversarial example fooled the model (inf:
+            never; 0: misclassified clean).
+        ran: (n, K) bool, the whole attack (chain) ran on the sample at that eps.
+        hit: (n, K) bool, an adversarial example found at that eps fooled the model.
+        label: per sample, what produced the example at ``first`` (None where nothing did).
+        stage_groups: ``{reported name: stages}``, how its pass counts are reported (``passes_per_attack``).
+        strategy: the sweep it got ("upward", "attack-all", "downward", "bisect", "minnorm").
+    """
+
+    first: torch.Tensor
+    ran: torch.Tensor
+    hit: torch.Tensor
+    label: list[str | None]
+    stage_groups: dict[str, list[str]]
+    strategy: str
+
+    @classmethod
+    def empty(cls, sweep: _Sweep, stage_groups: dict[str, list[str]], strategy: str) -> _Trace:
+        n, k = len(sweep.x), len(sweep.eps)
+        return cls(torch.where(sweep.correct, math.inf, 0.0), torch.zeros(n, k, dtype=torch.bool),
+                   torch.zeros(n, k, dtype=torch.bool), [None] * n, stage_groups, strategy)
+
+    def record_hits(self, ids: torch.Tensor, k: int, eps: float, label: str) -> None:
+        """Samples ``ids`` were fooled at eps number ``k`` by ``label``'s examples."""
+        self.hit[ids, k] = True
+        for i in ids[self.first[ids] > eps].tolist():
+            self.label[i] = label
+        self.first[ids] = torch.clamp(self.first[ids], max=eps)
+
+
 def default_device() -> str:
     """"cuda" when available, else "cpu"."""
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -174,6 +224,7 @@ def evaluate_spectrum(
     norm: str = "Linf",
     attack_all: bool = False,
     chain_attacks: bool = False,
+    sweep: str | None = None,
     seed: int = 0,
     n_queries: int = 1000,
     n_target_classes: int = 9,
@@ -205,6 +256,13 @@ def evaluate_spectrum(
         chain_attacks: with several attacks, later attacks skip samples an earlier one already broke at that eps
             (AutoAttack-style; cheaper; ``["minnorm", "pgd"]`` is the hybrid sweep). Default: each attack sweeps
             on its own, so per-attack curves are exact.
+        sweep: how a chain attack walks the strengths (:mod:`wsr_bench.evaluate.sweeps`): "upward" attacks each
+            survivor at every eps; "downward" (default) screens every eps with the chain's first attack (for
+            AutoAttack its APGD-CE) and runs the whole chain at each sample's largest eps the screen could not
+            break, descending only while the chain breaks it; "bisect" places that boundary by bisection. The
+            chains are "autoattack" and, with ``chain_attacks``, the whole attack list; any other attack is swept
+            upward whatever this says. Ignored by ``attack_all`` (asking for "downward"/"bisect" with it is an
+            error).
         seed: seed of every attack's randomness.
         n_queries: Square's query budget; n_target_classes: targets of APGD-T/FAB-T.
         minnorm_steps, minnorm_targets: FAB iterations and target classes of the min-norm attack.
@@ -246,6 +304,7 @@ def evaluate_spectrum(
         raise ValueError(f"batch_size and steps must be >= 1, got batch_size={batch_size}, steps={steps}")
     if warm_start_steps is not None:
         _check_warm_start(int(warm_start_steps), float(warm_restart_ratio), norm, attack_all, attacks)
+    sweep = _check_sweep(sweep, attack_all, chain_attacks, attacks)
     device = torch.device(device or default_device())
     was_training = model.training
     model.to(device).eval()
@@ -253,7 +312,8 @@ def evaluate_spectrum(
                    minnorm_steps=minnorm_steps, minnorm_targets=minnorm_targets, early_stop=early_stop,
                    warm_start_steps=None if warm_start_steps is None else int(warm_start_steps),
                    warm_restart_ratio=float(warm_restart_ratio),
-                   surrogate=surrogate.to(device).eval() if surrogate is not None else None, attack_all=attack_all)
+                   surrogate=surrogate.to(device).eval() if surrogate is not None else None, attack_all=attack_all,
+                   sweep=sweep)
     try:
         sweep = _Sweep(x.cpu(), y.cpu(), CountingModel(model), device, eps_list, norm, int(batch_size), options,
                        rank=get_rank(), world=get_world_size())
@@ -294,6 +354,22 @@ def _check_warm_start(warm_steps: int, ratio: float, norm: str, attack_all: bool
         raise ValueError("warm_start_steps continues Linf PGD from each survivor's previous iterate: it needs "
                          f"attack 'pgd', norm 'Linf' and attack_all=False (got attacks={attacks}, norm={norm!r}, "
                          f"attack_all={attack_all})")
+
+
+def _check_sweep(sweep: str | None, attack_all: bool, chain: bool, attacks: list[str]) -> str:
+    """The sweep to run: None means the default ("upward" under ``attack_all``, which visits every eps anyway, and
+    for chains holding ``minnorm``, which has no eps to screen at); naming one that cannot apply is an error."""
+    if sweep is None:
+        hybrid = chain and len(attacks) > 1 and "minnorm" in attacks
+        return "upward" if attack_all or hybrid else DEFAULT_SWEEP
+    sweep = normalize_sweep(sweep)
+    if sweep != "upward" and attack_all:
+        raise ValueError(f"sweep {sweep!r} cannot be combined with attack_all (the naive sweep attacks every sample "
+                         "at every eps); drop one of them")
+    if sweep != "upward" and chain and len(attacks) > 1 and "minnorm" in attacks:
+        raise ValueError(f"sweep {sweep!r} screens a chain at every eps, but 'minnorm' has no eps; use sweep 'upward' "
+                         "for chains with minnorm")
+    return sweep
 
 
 def _open_shared_state(sweep: _Sweep, attacks: list[str], chain: bool, folder: str | Path, resume: bool,
@@ -406,20 +482,26 @@ def _run_attacks(sweep: _Sweep, attacks: list[str], chain: bool) -> SpectrumResu
     blocked = torch.where(sweep.correct, math.inf, 0.0)  # worst case so far (used to skip in chained mode)
     per_attack_break: dict[str, torch.Tensor] = {}
     raw: dict[str, dict[float, float]] = {}
-    passes: dict[str, PassCount] = {}
+    traces: dict[str, _Trace] = {}
     min_norm = None
-    for name in attacks:
+    for label, members in _units(attacks, chain, sweep.options["sweep"]):
         skip = blocked if chain else torch.where(sweep.correct, math.inf, 0.0)
-        if name == "minnorm":
-            first, min_norm = _sweep_min_norm(sweep, skip)
+        if members == ["minnorm"]:
+            trace, min_norm = _sweep_min_norm(sweep, skip)
+        elif sweep.options["sweep"] != "upward" and (len(members) > 1 or members == ["autoattack"]):
+            from wsr_bench.evaluate.sweeps import sweep_chain  # it builds on this module's batch runner
+
+            trace = sweep_chain(sweep, label, members, skip)
         else:
-            first, raw_curve = _sweep_eps(sweep, name, skip)
+            trace, raw_curve = _sweep_eps(sweep, label, skip)
             if raw_curve is not None:
-                raw[name] = raw_curve
-        per_attack_break[name] = torch.minimum(first, skip) if chain else first
-        blocked = torch.minimum(blocked, first)
-        passes[name] = sweep.passes.get(name, PassCount())
+                raw[label] = raw_curve
+        traces[label] = trace
+        per_attack_break[label] = torch.minimum(trace.first, skip) if chain else trace.first
+        blocked = torch.minimum(blocked, trace.first)
     sweep.bar.close()
+    passes = {key: sum((sweep.passes.get(s, PassCount()) for s in stages), PassCount())
+              for t in traces.values() for key, stages in t.stage_groups.items()}
     o = sweep.options
     return SpectrumResult(
         eps=sweep.eps, clean_accuracy=float(sweep.correct.float().mean()),
@@ -430,44 +512,86 @@ def _run_attacks(sweep: _Sweep, attacks: list[str], chain: bool) -> SpectrumResu
         n_examples=n,
         attacks=attacks, norm=sweep.norm, steps=o["steps"], attack_all=bool(o["attack_all"]), chain_attacks=chain,
         seed=o["seed"], n_verified=sweep.n_verified, n_classes=sweep.n_classes,
+        sweep=o["sweep"] if any(t.strategy in ("downward", "bisect") for t in traces.values()) else "upward",
+        sweep_per_attack={a: t.strategy for a, t in traces.items()},
+        break_attack=_break_attack(blocked, traces), evidence=_evidence(blocked, traces, sweep.eps),
         settings={k: v for k, v in o.items() if k not in ("surrogate",)} | {"batch_size": sweep.batch_size},
     )
+
+
+def _units(attacks: list[str], chain: bool, strategy: str) -> list[tuple[str, list[str]]]:
+    """``(label, members)`` swept together: the whole list as one chain ("a+b+c") when chained attacks are swept
+    downward or by bisection, else one unit per attack."""
+    if strategy != "upward" and chain and len(attacks) > 1:
+        return [("+".join(attacks), attacks)]
+    return [(a, [a]) for a in attacks]
+
+
+def _break_attack(break_eps: torch.Tensor, traces: dict[str, _Trace]) -> list[str | None]:
+    """Per sample, the label of the first attack (in order) whose own example sets the worst-case breaking eps."""
+    out: list[str | None] = [None] * len(break_eps)
+    for i, b in enumerate(break_eps.tolist()):
+        if 0 < b < math.inf:
+            out[i] = next(t.label[i] for t in traces.values() if float(t.first[i]) == b)
+    return out
+
+
+def _evidence(break_eps: torch.Tensor, traces: dict[str, _Trace], eps: list[float]) -> list[str]:
+    """Per sample, one letter per eps: ``a`` attacked there, ``b`` broken by inference from a smaller eps, ``r``
+    robust by inference from the whole chain failing at a larger eps (see :class:`SpectrumResult`)."""
+    broken = break_eps[:, None] <= torch.tensor(eps, dtype=break_eps.dtype)[None, :]
+    hit = torch.stack([t.hit for t in traces.values()]).any(0)
+    ran = torch.stack([t.ran for t in traces.values()]).all(0)
+    attacked = torch.where(broken, hit, ran)
+    code = torch.where(attacked, ord("a"), torch.where(broken, ord("b"), ord("r")))
+    return ["".join(map(chr, row)) for row in code.tolist()]
 
 
 def _curve(break_eps: torch.Tensor, eps: list[float], n: int) -> dict[float, float]:
     return {e: float((break_eps > e).sum().item() / n) for e in eps}
 
 
-def _sweep_eps(sweep: _Sweep, name: str, skip: torch.Tensor) -> tuple[torch.Tensor, dict[float, float] | None]:
-    """Sweep one eps-bounded attack upward; returns per-sample first breaking eps (and the raw curve)."""
+def _sweep_eps(sweep: _Sweep, name: str, skip: torch.Tensor, *, stage: str | None = None, steps: int | None = None,
+               label: str | None = None) -> tuple[_Trace, dict[float, float] | None]:
+    """Sweep one eps-bounded attack upward; returns its trace (per-sample first breaking eps, where it ran) and,
+    for attack-all sweeps, the raw curve. ``stage``/``steps``/``label`` serve a chain's screen (its own state
+    folder and pass count, e.g. AutoAttack's 100-step APGD-CE, and its name in ``break_attack``)."""
     o = sweep.options
-    first = torch.where(sweep.correct, math.inf, 0.0)
+    stage = stage or name
+    trace = _Trace.empty(sweep, {stage: [stage]}, "attack-all" if o["attack_all"] else "upward")
+    first = trace.first
     raw: dict[float, float] = {}
     warm = o.get("warm_start_steps") if name == "pgd" else None
     last = torch.full_like(sweep.x, math.nan) if warm else None  # each sample's worst PGD iterate so far
     margins = torch.full((len(sweep.x),), math.inf) if warm else None  # and its logit margin there
     for k, e in enumerate(sweep.eps):
-        atk = build_attack(name, sweep.model, e, norm=sweep.norm, steps=o["steps"], seed=o["seed"],
-                           n_queries=o["n_queries"], n_target_classes=o["n_target_classes"], n_classes=sweep.n_classes,
-                           surrogate=o["surrogate"], early_stop=o["early_stop"])
+        atk = make_attack(sweep, name, e, steps)
         standing = sweep.correct & (skip > e)
         targets = standing if o["attack_all"] else standing & (first > e)
         idx = targets.nonzero().flatten()
         if warm:
-            records = _run_batches(sweep, name, k, idx,
+            records = _run_batches(sweep, stage, k, idx,
                                    lambda ids, a=atk: _attack_warm(sweep, a, ids, last, warm, margins))
             for rec in records:  # every rank applies every batch's new iterates, so the next eps can start there
                 last[rec["ids"]], margins[rec["ids"]] = rec["last"], rec["margins"]
         else:
-            records = _run_batches(sweep, name, k, idx, lambda ids, a=atk: _attack_batch(sweep, a, ids))
+            records = _run_batches(sweep, stage, k, idx, lambda ids, a=atk: _attack_batch(sweep, a, ids))
         fooled = torch.cat([torch.zeros(0, dtype=torch.bool)] + [rec["fooled"] for rec in records])
         raw[e] = float((standing.sum() - fooled.sum()).item() / len(sweep.x))
-        hit = idx[fooled]
-        first[hit] = torch.minimum(first[hit], torch.full_like(first[hit], e))
+        trace.ran[idx, k] = True
+        trace.record_hits(idx[fooled], k, e, label or name)
         sweep.bar.update(1)
-        sweep.bar.set_postfix_str(f"{name} eps={eps_label(e)} acc={(first > e).float().mean():.3f}")
-        logger.debug("%s eps=%s attacked=%d fooled=%d", name, eps_label(e), len(idx), int(fooled.sum()))
-    return first, (raw if o["attack_all"] else None)
+        sweep.bar.set_postfix_str(f"{stage} eps={eps_label(e)} acc={(first > e).float().mean():.3f}")
+        logger.debug("%s eps=%s attacked=%d fooled=%d", stage, eps_label(e), len(idx), int(fooled.sum()))
+    return trace, (raw if o["attack_all"] else None)
+
+
+def make_attack(sweep: _Sweep, name: str, eps: float, steps: int | None = None):
+    """``name`` at ``eps`` with the evaluation's options (``steps`` overrides the iteration count)."""
+    o = sweep.options
+    return build_attack(name, sweep.model, eps, norm=sweep.norm, steps=o["steps"] if steps is None else steps,
+                        seed=o["seed"], n_queries=o["n_queries"], n_target_classes=o["n_target_classes"],
+                        n_classes=sweep.n_classes, surrogate=o["surrogate"], early_stop=o["early_stop"])
 
 
 def _attack_batch(sweep: _Sweep, atk, ids: torch.Tensor) -> dict[str, Any]:
@@ -529,8 +653,9 @@ def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return true - logits.scatter(1, y[:, None], float("-inf")).amax(1)
 
 
-def _sweep_min_norm(sweep: _Sweep, skip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One FAB min-norm run gives every sample's breaking radius, hence its first breaking eps on the grid."""
+def _sweep_min_norm(sweep: _Sweep, skip: torch.Tensor) -> tuple[_Trace, torch.Tensor]:
+    """One FAB min-norm run gives every sample's breaking radius, hence its first breaking eps on the grid (the
+    trace counts it as run at every eps on the samples it attacked); returns the trace and the radii."""
     o = sweep.options
     attack = build_min_norm_attack(sweep.model, norm=sweep.norm, steps=o["minnorm_steps"],
                                    n_target_classes=o["minnorm_targets"], seed=o["seed"])
@@ -548,12 +673,13 @@ def _sweep_min_norm(sweep: _Sweep, skip: torch.Tensor) -> tuple[torch.Tensor, to
     idx = (sweep.correct & (skip > sweep.eps[0])).nonzero().flatten()
     for rec in _run_batches(sweep, "minnorm", 0, idx, radii):
         radius[rec["ids"]] = rec["radius"]
-    first = torch.full_like(radius, math.inf)
-    for e in reversed(sweep.eps):
-        first[radius <= e] = e
-    first[~sweep.correct] = 0.0
+    trace = _Trace.empty(sweep, {"minnorm": ["minnorm"]}, "minnorm")
+    trace.ran[idx] = True
+    for k, e in reversed(list(enumerate(sweep.eps))):
+        trace.record_hits(idx[radius[idx] <= e], k, e, "minnorm")
+    trace.hit &= trace.first[:, None] == torch.tensor(sweep.eps, dtype=trace.first.dtype)  # only the first eps
     sweep.bar.update(len(sweep.eps))
-    return first, radius
+    return trace, radius
 
 
 def verify_adversarial(adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str, attack: str = "attack") -> None:

@@ -11,6 +11,8 @@ An evaluation that writes the entry ``E.json`` keeps its progress in ``E.json.st
                              attack fooled (so their breaking eps), pass counts, verified examples and, for the
                              warm-started sweep, the samples' worst iterates and margins
         minnorm/e000_b00000.pt  the min-norm attack: per-sample radii
+        autoattack.screen/, autoattack/, autoattack.b0/ ...   a chain swept downward or by bisection: its screen
+                             (APGD-CE) at each eps, the whole chain at each eps, the chain in bisection round 0
 
 Each batch file is written atomically (temporary sibling + rename, :mod:`wsr_bench.io`) by the process that ran
 the batch, so a SIGKILL at any moment leaves only whole files: a batch is either done or redone. The batches are

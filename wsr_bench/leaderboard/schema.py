@@ -13,7 +13,9 @@ Schema versions:
   labels, see :class:`Samples`) and each image's worst-case breaking eps, from which its correctness at every
   evaluated eps follows (what ``wsr-bench leaderboard compare`` pairs). A version-1 file still loads: its intervals
   are computed from accuracy and ``n_examples`` (exact, since the accuracies are k/n) and ``samples`` is None, so it
-  cannot be compared pairwise. It is written back as version 2.
+  cannot be compared pairwise. It is written back as version 2. Two optional ``samples`` fields came later within
+  version 2 and are absent from earlier files: ``break_attack`` (which attack broke each image) and ``evidence``
+  (per image and eps: attacked, or inferred from a stronger result).
 """
 
 from __future__ import annotations
@@ -140,12 +142,22 @@ class Samples:
             (0: wrong already on the clean image; None: never fooled). The image counts as correct at ``eps``
             exactly when its breaking eps is larger, so the worst-case curve is recomputable from it.
         split: the dataset split the indices refer to.
+        break_attack: per image, the attack whose adversarial example set ``break_eps`` (None: never fooled or
+            wrong already on the clean image; a chain's screen reads ``"autoattack/apgd-ce"``); None when not
+            recorded.
+        evidence: per image, one letter per eps of the worst-case curve: ``a`` attacked at that eps (every attack
+            ran there, or one fooled the model there), ``b`` counted wrong because an adversarial example at a
+            smaller eps lies inside this ball (exact), ``r`` counted correct because the whole attack chain failed
+            at a larger eps while only its cheap screen ran here (the downward and bisect sweeps; not exact, see
+            ``wsr_bench.evaluate.sweeps``); None when not recorded.
     """
 
     indices: list[int]
     data_sha256: str
     break_eps: list[float | None]
     split: str = "test"
+    break_attack: list[str | None] | None = None
+    evidence: list[str] | None = None
 
     def __post_init__(self) -> None:
         if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in self.indices):
@@ -162,6 +174,31 @@ class Samples:
             if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 <= b < math.inf):
                 raise SchemaError(f"samples.break_eps must be finite numbers >= 0 or null, got {b!r}")
         self.break_eps = [None if b is None else float(b) for b in self.break_eps]
+        if self.break_attack is not None:
+            if len(self.break_attack) != len(self.indices) or any(
+                    a is not None and not isinstance(a, str) for a in self.break_attack):
+                raise SchemaError(f"samples.break_attack must hold one attack name or null per image "
+                                  f"({len(self.indices)})")
+            self.break_attack = list(self.break_attack)
+        if self.evidence is not None:
+            if len(self.evidence) != len(self.indices) or any(
+                    not isinstance(e, str) or set(e) - set("abr") for e in self.evidence):
+                raise SchemaError(f"samples.evidence must hold one string of a/b/r letters per image "
+                                  f"({len(self.indices)})")
+            self.evidence = list(self.evidence)
+
+    def check_evidence(self, eps: Sequence[float]) -> None:
+        """``evidence`` must have one letter per eps and agree with ``break_eps`` (``b`` only where the image is
+        wrong, ``r`` only where it is correct)."""
+        if self.evidence is None:
+            return
+        for i, (text, b) in enumerate(zip(self.evidence, self.break_eps, strict=True)):
+            if len(text) != len(eps):
+                raise SchemaError(f"samples.evidence[{i}] has {len(text)} letters for {len(eps)} eps")
+            for letter, e in zip(text, eps, strict=True):
+                wrong = b is not None and b <= e
+                if (letter == "b" and not wrong) or (letter == "r" and wrong):
+                    raise SchemaError(f"samples.evidence[{i}] says {letter!r} at eps {e:g}, but its break_eps is {b}")
 
     def correct_at(self, eps: float) -> list[bool]:
         """Per-image correctness at ``eps`` (0 gives clean correctness)."""
@@ -172,18 +209,24 @@ class Samples:
         return (self.split, self.indices, self.data_sha256) == (other.split, other.indices, other.data_sha256)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"split": self.split, "indices": self.indices, "data_sha256": self.data_sha256,
-                "break_eps": self.break_eps}
+        out = {"split": self.split, "indices": self.indices, "data_sha256": self.data_sha256,
+               "break_eps": self.break_eps}
+        for key in ("break_attack", "evidence"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
 
     @classmethod
     def from_dict(cls, d: Any) -> Samples:
         if not isinstance(d, dict):
             raise SchemaError(f"samples must be an object, got {type(d).__name__}")
-        unknown = sorted(set(d) - {"split", "indices", "data_sha256", "break_eps"})
+        unknown = sorted(set(d) - {"split", "indices", "data_sha256", "break_eps", "break_attack", "evidence"})
         if unknown:
             raise SchemaError(f"unknown samples field(s): {', '.join(unknown)}")
         try:
-            return cls(list(d["indices"]), str(d["data_sha256"]), list(d["break_eps"]), str(d.get("split", "test")))
+            optional = {k: None if d.get(k) is None else list(d[k]) for k in ("break_attack", "evidence")}
+            return cls(list(d["indices"]), str(d["data_sha256"]), list(d["break_eps"]), str(d.get("split", "test")),
+                       **optional)
         except (KeyError, TypeError) as exc:
             raise SchemaError(f"malformed samples: missing or invalid {exc}") from None
 
@@ -274,6 +317,7 @@ class LeaderboardEntry:
             if abs(measured - acc) > _CONSISTENCY_TOL:
                 what = "clean accuracy" if eps == 0.0 else f"worst-case accuracy at eps {eps:g}"
                 raise SchemaError(f"samples.break_eps give {what} {measured:.6f}, but the entry says {acc:.6f}")
+        s.check_evidence(self.worst_case.eps)
 
     @property
     def worst_case(self) -> Curve:

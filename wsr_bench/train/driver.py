@@ -167,6 +167,7 @@ class _Run:
         self.aux_weight = cfg.model.auxiliary_weight if cfg.model.auxiliary else 0.0
         self.path = out / CHECKPOINT_NAME
         self.dataset = splits.name
+        self.image_size = splits.image_size  # recorded in the export, so that `wsr-bench eval` loads that size
 
     def restore(self, resume: bool) -> tuple[int, list[dict[str, Any]]]:
         """Load the checkpoint when resuming (or refuse to overwrite one); returns (epochs done, history)."""
@@ -281,7 +282,8 @@ def _export(run: _Run, history: list[dict[str, Any]]) -> Path:
 
     folder = run.out / MODEL_DIR
     final = {k: _finite_or_none(v) for k, v in (history[-1] if history else {}).items()}
-    extra = {"dataset": run.dataset, "recipe": run.recipe.label, "train": config_to_dict(run.tc), "final": final}
+    extra = {"dataset": run.dataset, "image_size": run.image_size, "recipe": run.recipe.label,
+             "train": config_to_dict(run.tc), "final": final}
     try:
         export_model(run.bare, folder, extra=extra)
     except ValueError as exc:
