@@ -55,6 +55,9 @@ from wsr_bench.evaluate import CountingModel, evaluate_spectrum
 from wsr_bench.io import atomic_write_report
 from wsr_bench.search_space.ops import Normalize
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from spectrum_cost import pgd_train_batch  # noqa: E402  (the benchmarks' one PGD-k training step)
+
 logger = logging.getLogger("autoattack_sweep")
 
 #: 0.01 to 0.25 with the paper's four strengths among them (as ``spectrum_cost.py --eps dense12``).
@@ -103,21 +106,12 @@ def train(x, y, mean, std, cfg: Config, adversarial: bool, seed: int) -> nn.Modu
             xb, yb = x[idx], y[idx]
             if adversarial:
                 model.eval()
-                xb = _pgd(model, xb, yb, eps, cfg.adv_steps, gen)
+                xb = pgd_train_batch(model, xb, yb, eps, cfg.adv_steps, gen)
             model.train()
             opt.zero_grad()
             F.cross_entropy(model(xb), yb).backward()
             opt.step()
     return model.eval()
-
-
-def _pgd(model, x, y, eps, steps, gen):
-    adv = (x + (torch.rand(x.shape, generator=gen) * 2 - 1) * eps).clamp(0, 1)
-    for _ in range(steps):
-        adv.requires_grad_(True)
-        (g,) = torch.autograd.grad(F.cross_entropy(model(adv), y), adv)
-        adv = torch.min(torch.max(adv.detach() + eps * 2.5 / steps * g.sign(), x - eps), x + eps).clamp(0, 1)
-    return adv.detach()
 
 
 def set_autoattack_budget(square_queries: int, targets: int) -> None:
