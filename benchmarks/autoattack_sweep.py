@@ -37,7 +37,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -56,6 +55,7 @@ from wsr_bench.io import atomic_write_report
 from wsr_bench.search_space.ops import Normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_record  # noqa: E402
 from spectrum_cost import pgd_train_batch  # noqa: E402  (the benchmarks' one PGD-k training step)
 
 logger = logging.getLogger("autoattack_sweep")
@@ -424,8 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"benchmark": "autoattack_sweep", "config": dataclasses.asdict(cfg), "quick": args.quick}
     report["runs"] = bench(cfg)
     report["total_wall_s"] = round(time.perf_counter() - start, 1)
-    report["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-                         "torch": torch.__version__, "load_start": load_start, "load_end": round(os.getloadavg()[0], 2)}
+    report["machine"] = machine_record(load_start)
     add_projections(report["runs"])
     report["summary"] = summarize(report["runs"])
     report["conclusion"] = conclusion(report)

@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -47,6 +46,9 @@ from wsr_bench.epsilon import PAPER_SPECTRUM
 from wsr_bench.evaluate import evaluate_spectrum
 from wsr_bench.evaluate.state import SweepState, remove_state
 from wsr_bench.io import atomic_write_report
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_record  # noqa: E402
 
 logger = logging.getLogger("eval_resume_cost")
 
@@ -260,8 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (eps, batch_size) in SETTINGS.items():
         reps = cfg.reps if batch_size == 256 else min(3, cfg.reps)
         report["settings"][name] = bench_setting(model, x, y, eps, batch_size, reps, cfg)
-    report["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-                         "torch": torch.__version__, "load_start": load_start, "load_end": round(os.getloadavg()[0], 2)}
+    report["machine"] = machine_record(load_start)
     demo_sized = [report["settings"][k] for k in ("paper4_b256", "dense12_b256")]
     report["goal_met_state_code"] = all(x["state_share"] <= 0.05 for x in demo_sized)
     report["goal_met_side_by_side"] = all(x["median_ratio"] <= 1.05 for x in demo_sized)

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 import yaml
+from test_search import TINY as SEARCH_TINY
 
 import wsr_bench.search.naive as naive_module
 import wsr_bench.search.wsr_nas as wsr_module
@@ -31,13 +32,8 @@ OFFICIAL = {
     "init_channels": 16, "layers": 8,
 }
 
-TINY = {
-    "name": "tiny", "seed": 0, "device": "cpu",
-    "data": {"name": "digits", "image_size": 16, "batch_size": 32, "eval_batch_size": 64},
-    "search": {"init_channels": 4, "layers": 3, "population": 2, "steps": 2, "train_limit": 64, "val_limit": 32,
-               "train_steps": 1, "attack_steps": 1, "ane_batch": 4, "ane_fill_batches": 1, "vle_warmup_passes": 3,
-               "vle_passes": 2, "arch_lr": 0.01, "progress": False},
-}
+TINY = {**SEARCH_TINY, "search": {**SEARCH_TINY["search"], "train_steps": 1, "attack_steps": 1,
+                                  "vle_warmup_passes": 3}}
 
 
 @pytest.fixture(autouse=True)
