@@ -5,11 +5,19 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from typing import Any
 
 
-def machine_record(load_start: float) -> dict:
-    """CPU count, platform, Python and torch versions, and the load average at the start and now (the end)."""
+def load_average() -> float:
+    """The one-minute load average, rounded: what ``machine_record`` takes at the start and records at the end."""
+    return round(os.getloadavg()[0], 2)
+
+
+def machine_record(load_start: float, **extra: Any) -> dict:
+    """CPU count, platform, processor, Python and torch versions, and the load average at the start and now (the
+    end); ``extra`` adds what a benchmark also records (e.g. ``device=resolve_device()``)."""
     import torch
 
-    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-            "torch": torch.__version__, "load_start": load_start, "load_end": round(os.getloadavg()[0], 2)}
+    return {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "python": sys.version.split()[0],
+            "torch": torch.__version__, "load_start": load_start, "load_end": load_average(), **extra}

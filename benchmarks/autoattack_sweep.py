@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -48,21 +47,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import ConcatDataset
 
+from wsr_bench.attacks import build_pgd
 from wsr_bench.data import as_tensors, load_dataset
 from wsr_bench.epsilon import eps_label
 from wsr_bench.evaluate import CountingModel, evaluate_spectrum
 from wsr_bench.io import atomic_write_report
+from wsr_bench.rules import SWEEPS
 from wsr_bench.search_space.ops import Normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_record  # noqa: E402
-from spectrum_cost import pgd_train_batch  # noqa: E402  (the benchmarks' one PGD-k training step)
+from _common import load_average, machine_record  # noqa: E402
 
 logger = logging.getLogger("autoattack_sweep")
 
 #: 0.01 to 0.25 with the paper's four strengths among them (as ``spectrum_cost.py --eps dense12``).
 DENSE_EPS = (0.01, 0.02, 0.03, 0.05, 0.07, 0.10, 0.12, 0.14, 0.17, 0.20, 0.22, 0.25)
-SWEEPS = ("upward", "downward", "bisect")
 MODELS = {"standard": False, "adversarial": True}  # name -> adversarially trained
 
 
@@ -71,6 +70,8 @@ class Config:
     """Benchmark settings (``--quick``: one model, 3 eps, 24 images)."""
 
     n_test: int = 100
+    dataset: str = "digits"                    # or fashion_mnist (16x16; 10,000 test images, so n_test can be large)
+    train_limit: int | None = None             # training images (None: all of D_t + D_v)
     eps: tuple[float, ...] = DENSE_EPS
     seeds: tuple[int, ...] = (0, 1)
     models: tuple[str, ...] = tuple(MODELS)
@@ -85,9 +86,9 @@ class Config:
     threads: int = 1
 
 
-def tiny_cnn(mean, std, num_classes: int = 10) -> nn.Module:
+def tiny_cnn(mean, std, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
     """Three conv layers (8/16/16 channels) for 16x16 inputs, normalisation inside (inputs in [0,1])."""
-    return nn.Sequential(Normalize(mean, std), nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+    return nn.Sequential(Normalize(mean, std), nn.Conv2d(in_chans, 8, 3, padding=1), nn.ReLU(),
                          nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
                          nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.ReLU(),
                          nn.Flatten(), nn.Linear(16 * 4 * 4, num_classes))
@@ -97,16 +98,15 @@ def train(x, y, mean, std, cfg: Config, adversarial: bool, seed: int) -> nn.Modu
     """Adam, batches of 64, ``cfg.epochs`` epochs; adversarially: PGD-k examples (uniform start, step eps*2.5/k) with
     eps ramped up linearly over the first half of the epochs (at once, this tiny CNN collapses to chance)."""
     torch.manual_seed(seed)
-    model = tiny_cnn(mean, std)
+    model = tiny_cnn(mean, std, in_chans=x.shape[1])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(seed)
     for epoch in range(cfg.epochs):
         eps = cfg.adv_eps * min(1.0, (epoch + 1) / max(1, cfg.epochs // 2))
         for idx in torch.randperm(len(x), generator=gen).split(64):
             xb, yb = x[idx], y[idx]
-            if adversarial:
-                model.eval()
-                xb = pgd_train_batch(model, xb, yb, eps, cfg.adv_steps, gen)
+            if adversarial:  # eval mode, uniform start drawn from gen
+                xb = build_pgd(model, eps, cfg.adv_steps, generator=gen)(xb, yb)
             model.train()
             opt.zero_grad()
             F.cross_entropy(model(xb), yb).backward()
@@ -253,8 +253,8 @@ def agreement(correct: torch.Tensor, base: torch.Tensor, res, eps, list_samples:
 
 
 def bench(cfg: Config) -> dict[str, Any]:
-    splits = load_dataset("digits", image_size=16, seed=0)
-    x_tr, y_tr = as_tensors(ConcatDataset([splits.train_t, splits.train_v]))
+    splits = load_dataset(cfg.dataset, image_size=16, seed=0)
+    x_tr, y_tr = as_tensors(ConcatDataset([splits.train_t, splits.train_v]), cfg.train_limit)
     x, y = as_tensors(splits.test, cfg.n_test)
     runs: dict[str, Any] = {}
     for seed in cfg.seeds:
@@ -332,7 +332,9 @@ def markdown(report: dict[str, Any]) -> str:
              f"thread; load average {mach['load_start']} at start, {mach['load_end']} at end (other jobs shared the "
              "machine: CPU time is the steadier cost figure, pass counts are exact). Total run "
              f"{report['total_wall_s'] / 60:.1f} min.",
-             f"Data: digits 16x16, first {cfg['n_test']} test images; tiny CNNs (8/16/16 channels), standard and "
+             f"Data: {cfg.get('dataset', 'digits')} 16x16, "
+             + (f"{cfg['train_limit']:,} training images, " if cfg.get("train_limit") else "")
+             + f"first {cfg['n_test']} test images; tiny CNNs (8/16/16 channels), standard and "
              f"PGD-{cfg['adv_steps']} adversarially trained (eps {cfg['adv_eps']}, ramped up over the first half), "
              f"{cfg['epochs']} epochs, seeds "
              f"{', '.join(map(str, cfg['seeds']))}. Attack: {budget}; attack seed = model seed.",
@@ -386,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="results JSON (a .md summary is written beside it)")
     p.add_argument("--quick", action="store_true", help="one model, seed 0, 3 eps, 24 images (a smoke run)")
     p.add_argument("--n-test", type=int, default=Config.n_test)
+    p.add_argument("--dataset", default=Config.dataset, choices=("digits", "fashion_mnist"))
+    p.add_argument("--train-limit", type=int, default=None, help="training images (default: all)")
     p.add_argument("--seeds", default="0,1", help="comma list of model (and attack) seeds")
     p.add_argument("--models", default=",".join(MODELS), help="comma list of " + ", ".join(MODELS))
     p.add_argument("--sweeps", default=",".join(SWEEPS), help="sweeps for the first seed")
@@ -407,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("auto-attack").setLevel(logging.ERROR)  # its per-call notes would drown the progress lines
     split = lambda text: tuple(t for t in text.split(",") if t)  # noqa: E731
-    cfg = Config(n_test=args.n_test, seeds=tuple(int(s) for s in split(args.seeds)), models=split(args.models),
+    cfg = Config(n_test=args.n_test, dataset=args.dataset, train_limit=args.train_limit,
+                 seeds=tuple(int(s) for s in split(args.seeds)), models=split(args.models),
                  sweeps=split(args.sweeps), sweeps_other_seeds=split(args.sweeps_seed1),
                  square_queries=args.square_queries, targets=args.targets, threads=args.threads)
     if args.quick:
@@ -420,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     count_chain_calls()
     if (cfg.square_queries, cfg.targets) != (5000, 9):
         set_autoattack_budget(cfg.square_queries, cfg.targets)
-    load_start, start = round(os.getloadavg()[0], 2), time.perf_counter()
+    load_start, start = load_average(), time.perf_counter()
     report: dict[str, Any] = {"benchmark": "autoattack_sweep", "config": dataclasses.asdict(cfg), "quick": args.quick}
     report["runs"] = bench(cfg)
     report["total_wall_s"] = round(time.perf_counter() - start, 1)

@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import dataclasses
 import logging
-import os
 import statistics
 import sys
 import tempfile
@@ -41,14 +40,16 @@ from torch.utils.data import ConcatDataset
 
 import wsr_bench.evaluate.spectrum as spectrum_mod
 import wsr_bench.models  # noqa: F401  (registers the architectures with timm)
+from wsr_bench.attacks import build_pgd
 from wsr_bench.data import as_tensors, load_dataset
 from wsr_bench.epsilon import PAPER_SPECTRUM
 from wsr_bench.evaluate import evaluate_spectrum
 from wsr_bench.evaluate.state import SweepState, remove_state
 from wsr_bench.io import atomic_write_report
+from wsr_bench.train import TrainRecipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_record  # noqa: E402
+from _common import load_average, machine_record  # noqa: E402
 
 logger = logging.getLogger("eval_resume_cost")
 
@@ -85,17 +86,14 @@ def train(cfg: Config, splits) -> torch.nn.Module:
                               mean=tuple(splits.mean), std=tuple(splits.std))
     opt = torch.optim.Adam(model.parameters(), 3e-3)
     gen = torch.Generator().manual_seed(cfg.seed)
+    fgsm_rs_step = TrainRecipe(name="fgsm_rs", eps=cfg.train_eps).attack_step_size()  # one PGD step from a random start
     for _ in range(cfg.train_epochs):
         for idx in torch.randperm(len(x), generator=gen).split(64):
             xb, yb = x[idx], y[idx]
-            delta = (torch.rand(xb.shape, generator=gen) * 2 - 1) * cfg.train_eps
-            adv = (xb + delta).clamp(0, 1).requires_grad_(True)
-            model.eval()
-            (g,) = torch.autograd.grad(F.cross_entropy(model(adv), yb), adv)
-            step = (adv.detach() + 1.25 * cfg.train_eps * g.sign() - xb).clamp(-cfg.train_eps, cfg.train_eps)
+            adv = build_pgd(model, cfg.train_eps, 1, step_size=fgsm_rs_step, generator=gen)(xb, yb)  # eval mode
             model.train()
             opt.zero_grad()
-            F.cross_entropy(model((xb + step).clamp(0, 1)), yb).backward()
+            F.cross_entropy(model(adv), yb).backward()
             opt.step()
     return model.eval()
 
@@ -249,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     cfg = Config(reps=args.reps, threads=args.threads)
     torch.set_num_threads(cfg.threads)
-    load_start = round(os.getloadavg()[0], 2)
+    load_start = load_average()
     splits = load_dataset("digits", image_size=16, seed=cfg.seed)
     t = time.perf_counter()
     model = train(cfg, splits)

@@ -42,9 +42,9 @@ from wsr_bench.config import config_from_dict
 from wsr_bench.distributed import set_epoch, shard_loader
 from wsr_bench.estimators.val_loss import LossMemory, ValLossEstimator, train_vle
 from wsr_bench.io import atomic_write_report
+from wsr_bench.run_folder import RunFolder
 from wsr_bench.search.engine import PHASES
 from wsr_bench.search.naive import NaiveSearch
-from wsr_bench.search.state import RunFolder
 from wsr_bench.search.wsr_nas import WsrSearch
 from wsr_bench.train import TrainRecipe, train_epoch
 
@@ -76,7 +76,7 @@ def settings(quick: bool) -> dict[str, Any]:
     digits' 718 + 718); the AN-Estimator's memory update (one batch of B = 10 images, the paper's B) then weighs as
     little as it can at this scale. Everything else is the official recipe (the config defaults).
     """
-    search = {"init_channels": 4, "layers": 3, "population": 2 if quick else 4, "steps": 1 if quick else 6,
+    search = {"init_channels": 4, "layers": 3, "population": 2 if quick else 4, "search_steps": 1 if quick else 6,
               "train_limit": 256 if quick else None, "val_limit": 256 if quick else None, "train_steps": 7,
               "attack_steps": 7, "ane_fill_batches": 1, "ane_batch": 10, "vle_warmup_passes": 100,
               "vle_passes": 20, "progress": False}  # otherwise the official recipe (wsr_bench/config.py defaults)

@@ -33,8 +33,6 @@ import copy
 import json
 import math
 import multiprocessing
-import os
-import platform
 import random
 import sys
 import time
@@ -44,6 +42,9 @@ from typing import Any
 
 import numpy as np
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import load_average, machine_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -56,10 +57,10 @@ SETTINGS = {
     "quick": {"image_size": 16, "search_overrides": {}, "init_channels": 8, "layers": 5, "train_images": 6000,
               "epochs": 3, "train_eps": 0.1, "train_steps": 3, "lr": 0.05, "batch_size": 64, "test_images": 1000,
               "attack_steps": 10, "workers": 2},
-    "full": {"image_size": 28, "search_overrides": {"init_channels": 16, "layers": 8, "population": 20, "steps": 50,
-                                                    "train_limit": 10000, "val_limit": 2000, "train_steps": 7,
-                                                    "attack_steps": 7, "arch_lr": 0.00012, "ane_fill_batches": 4,
-                                                    "ane_batch": 64, "ane_lr_warmup": 1000},
+    "full": {"image_size": 28, "search_overrides": {"init_channels": 16, "layers": 8, "population": 20,
+                                                    "search_steps": 50, "train_limit": 10000, "val_limit": 2000,
+                                                    "train_steps": 7, "attack_steps": 7, "arch_lr": 0.00012,
+                                                    "ane_fill_batches": 4, "ane_batch": 64, "ane_lr_warmup": 1000},
              "init_channels": 16, "layers": 8, "train_images": 60000, "epochs": 20, "train_eps": 0.1,
              "train_steps": 7, "lr": 0.1, "batch_size": 128, "test_images": 10000, "attack_steps": 20,
              "workers": 1},
@@ -115,10 +116,11 @@ def train_and_attack(name: str, arch: str | dict[str, Any], settings: dict[str, 
     import torch
 
     import wsr_bench.models  # noqa: F401  (timm registration)
-    from wsr_bench.config import config_from_dict, resolve_device
+    from wsr_bench.config import config_from_dict
     from wsr_bench.data import as_tensors, load_dataset
     from wsr_bench.evaluate.spectrum import evaluate_spectrum
     from wsr_bench.models.catalog import create
+    from wsr_bench.runtime import resolve_device
     from wsr_bench.train import train_model
 
     torch.set_num_threads(1)
@@ -236,22 +238,14 @@ def render(result: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ main
-def machine_info() -> dict[str, Any]:
-    import torch
-
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "device": "cuda" if torch.cuda.is_available() else "cpu", "cpu_count": os.cpu_count(),
-            "loadavg_start": [round(v, 2) for v in os.getloadavg()]}
-
-
 def run(quick: bool, seeds: int, n_random: int, workdir: Path) -> dict[str, Any]:
     from wsr_bench.models.wsrnet import GENOTYPE_OF
+    from wsr_bench.runtime import resolve_device
     from wsr_bench.search.diagnostics import cell_counts
     from wsr_bench.search_space.genotype import Genotype, known_genotypes
 
     settings = SETTINGS["quick" if quick else "full"]
-    t0 = time.perf_counter()
+    load_start, t0 = load_average(), time.perf_counter()
     jobs = {f"wsr-seed{s}": search_config(settings, "wsr", s) for s in range(seeds)}
     jobs["naive-seed0"] = search_config(settings, "naive", 0)
     with ProcessPoolExecutor(settings["workers"], mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -283,8 +277,8 @@ def run(quick: bool, seeds: int, n_random: int, workdir: Path) -> dict[str, Any]
                        "parameter_free_normal": cell_counts(geno.normal)["parameter_free"], "params": r["params"],
                        "train_seconds": r["train_seconds"], "eval_seconds": r["eval_seconds"],
                        "scores": r["scores"]})
-    return {"quick": quick, "machine": machine_info(), "settings": settings, "spectrum": SPECTRUM,
-            "searches": searches, "search_wall_seconds": search_wall, "models": models,
+    return {"quick": quick, "machine": machine_record(load_start, device=resolve_device()), "settings": settings,
+            "spectrum": SPECTRUM, "searches": searches, "search_wall_seconds": search_wall, "models": models,
             "summary": summarise(models), "wall_seconds": time.perf_counter() - t0}
 
 

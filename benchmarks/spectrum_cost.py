@@ -38,8 +38,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -51,11 +49,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import ConcatDataset
 
+from wsr_bench.attacks import build_pgd
 from wsr_bench.data import as_tensors, load_dataset
 from wsr_bench.epsilon import eps_label
 from wsr_bench.evaluate import evaluate_spectrum
 from wsr_bench.io import atomic_write_report
 from wsr_bench.search_space.ops import Normalize
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import load_average, machine_record  # noqa: E402
 
 logger = logging.getLogger("spectrum_cost")
 
@@ -101,16 +103,6 @@ def small_cnn(mean, std, num_classes: int = 10) -> nn.Module:
                          nn.Flatten(), nn.Linear(64 * 4 * 4, num_classes))
 
 
-def pgd_train_batch(model, x, y, eps, steps, gen):
-    """PGD-k examples for adversarial training (uniform start, step eps*2.5/k)."""
-    adv = (x + (torch.rand(x.shape, generator=gen) * 2 - 1) * eps).clamp(0, 1)
-    for _ in range(steps):
-        adv.requires_grad_(True)
-        (g,) = torch.autograd.grad(F.cross_entropy(model(adv), y), adv)
-        adv = torch.min(torch.max(adv.detach() + eps * 2.5 / steps * g.sign(), x - eps), x + eps).clamp(0, 1)
-    return adv.detach()
-
-
 #: name -> (architecture, adversarial training)
 MODELS = {"standard": ("cnn", False), "adversarial": ("cnn", True), "wsrnet": ("wsrnet", False)}
 
@@ -134,9 +126,8 @@ def train(x, y, mean, std, cfg: Config, arch: str, adv: bool) -> nn.Module:
     for _ in range(cfg.epochs if arch == "cnn" else cfg.wsrnet_epochs):
         for idx in torch.randperm(len(x), generator=gen).split(64):
             xb, yb = x[idx], y[idx]
-            if adv:
-                model.eval()
-                xb = pgd_train_batch(model, xb, yb, cfg.adv_eps, cfg.adv_steps, gen)
+            if adv:  # PGD-k examples (eval mode, uniform start drawn from gen, step eps*2.5/k)
+                xb = build_pgd(model, cfg.adv_eps, cfg.adv_steps, generator=gen)(xb, yb)
             model.train()
             opt.zero_grad()
             F.cross_entropy(model(xb), yb).backward()
@@ -315,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         cfg = dataclasses.replace(cfg, epochs=5, n_test=200, wsrnet_epochs=3)
     torch.set_num_threads(cfg.threads)
-    load_start = round(os.getloadavg()[0], 2)
+    load_start = load_average()
     splits = load_dataset("digits", image_size=16, seed=cfg.seed)
     x_tr, y_tr = as_tensors(ConcatDataset([splits.train_t, splits.train_v]))
     x, y = as_tensors(splits.test, cfg.n_test)
@@ -329,9 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         model = train(x_tr, y_tr, splits.mean, splits.std, cfg, *MODELS[name])
         logger.info("trained %s model in %.1fs", name, time.perf_counter() - t)
         report["models"][name] = bench_model(name, model, x, y, cfg)
-    report["machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
-                         "torch": torch.__version__, "load_start": load_start,
-                         "load_end": round(os.getloadavg()[0], 2)}
+    report["machine"] = machine_record(load_start)
     report["conclusion"] = conclusion(report)
     out = Path(args.out)
     atomic_write_report(out, report, markdown(report))

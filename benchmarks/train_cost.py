@@ -36,7 +36,15 @@ from wsr_bench.config import config_from_dict
 from wsr_bench.data import load_dataset
 from wsr_bench.distributed import set_epoch, shard_loader
 from wsr_bench.io import atomic_write_report, atomic_write_text
-from wsr_bench.train import TrainRecipe, build_model, build_optimizer, build_scheduler, eval_epoch, train_epoch
+from wsr_bench.train import (
+    LoopOptions,
+    TrainRecipe,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    eval_epoch,
+    train_epoch,
+)
 
 logger = logging.getLogger("train_cost")
 
@@ -88,11 +96,12 @@ def run_recipe(cfg: Config, name: str, splits: Any) -> dict[str, Any]:
     optimizer = build_optimizer(model, exp.train)
     scheduler = build_scheduler(optimizer, exp.train, len(loader))
     probe = shard_loader(Subset(splits.test, range(min(cfg.curve_examples, len(splits.test)))), 256, shuffle=False)
+    loop = LoopOptions(grad_clip=5.0)
     curve, train_s, attack_s = [], 0.0, 0.0
     for epoch in range(cfg.epochs):
         set_epoch(loader, epoch)
-        stats = train_epoch(model, loader, optimizer, recipe, "cpu", scheduler, grad_clip=5.0, progress=cfg.progress,
-                            desc=f"{name} epoch {epoch + 1}/{cfg.epochs}")
+        stats = train_epoch(model, loader, optimizer, recipe, loop, device="cpu", scheduler=scheduler,
+                            progress=cfg.progress, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}")
         train_s, attack_s = train_s + stats["seconds"], attack_s + stats["attack_seconds"]
         check = eval_epoch(model, probe, attack=TrainRecipe(eps=cfg.eps, steps=10)) if cfg.curve_examples else {}
         curve.append({"epoch": epoch + 1, "train_seconds": train_s, "train_loss": stats["loss"],

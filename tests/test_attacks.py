@@ -137,10 +137,10 @@ def test_pgd_warm_start_is_projected_and_used(model, batch):
     x, y = batch
     eps = 0.05
     far = (x + 0.5).clamp(0, 1)  # outside the ball: projected onto its surface before any step
-    adv = PGD(model, eps=eps, alpha=0.0, steps=1, random_start=False)(x, y, start=far)
+    adv = PGD(model, eps=eps, step_size=0.0, steps=1, random_start=False)(x, y, start=far)
     assert torch.allclose(adv, torch.min(x + eps, far).clamp(0, 1), atol=1e-6)
-    cold = PGD(model, eps=eps, alpha=eps * 2.5 / 3, steps=3)(x, y)
-    warm = PGD(model, eps=eps, alpha=eps * 2.5 / 3, steps=3, random_start=False)(x, y, start=far)
+    cold = PGD(model, eps=eps, step_size=eps * 2.5 / 3, steps=3)(x, y)
+    warm = PGD(model, eps=eps, step_size=eps * 2.5 / 3, steps=3, random_start=False)(x, y, start=far)
     assert not torch.equal(warm, cold) and perturbation_norm(warm - x).max() <= eps + 1e-6
     with pytest.raises(ValueError, match="start has shape"):
         PGD(model, eps=eps)(x, y, start=far[:3])

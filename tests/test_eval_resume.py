@@ -46,7 +46,7 @@ def run(model_dir, out):
     setup_distributed("cpu")
     x, y, _ = load_eval_data("digits", 32)
     entry = evaluate_to_entry(load_exported(model_dir), x, y, model_name="tiny", architecture="wsrnet_basic",
-                              dataset="digits", eps=[0.005, 0.01], attacks=["pgd"], steps=4, batch_size=8,
+                              dataset="digits", eps=[0.005, 0.01], attack=["pgd"], steps=4, batch_size=8,
                               device="cpu", sanity=False, date="2025-01-01", state_dir=out + ".state", resume=True)
     if is_main_process():
         Path(out).write_text(json.dumps(entry.to_dict()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import pytest
 import torch
@@ -227,7 +228,7 @@ def test_bad_inputs_are_clear_errors(model, data):
 def test_evaluate_to_entry_builds_a_json_ready_entry(model, data):
     x, y = data
     entry = evaluate_to_entry(model, x[:32], y[:32], model_name="tiny-cnn", architecture="cnn", dataset="digits",
-                              recipe="standard", eps=EPS, attacks=["fgsm", "pgd"], steps=5, device="cpu",
+                              recipe="standard", eps=EPS, attack=["fgsm", "pgd"], steps=5, device="cpu",
                               date="2025-01-01")
     assert isinstance(entry, LeaderboardEntry)
     assert set(entry.curves) == {"fgsm", "pgd", "worst_case"}
@@ -286,6 +287,34 @@ def test_robustbench_model_loads_offline_from_a_local_checkpoint(tmp_path):
     assert loaded.source == "robustbench" and loaded.architecture == "WideResNet-28-4"
     for (k, v), (_, w) in zip(reference.state_dict().items(), loaded.model.state_dict().items(), strict=True):
         assert torch.equal(v, w), k
+
+
+def test_the_robustbench_bridge_filters_no_warning_and_a_cli_load_prints_none(tmp_path, monkeypatch):
+    """Known third-party deprecations are silenced at the CLI's entry only: a warning robustbench's ``load_model``
+    raises reaches the caller, and under the CLI's filters (everything else an error) a local load is silent."""
+    import robustbench.utils as rb_utils
+    from robustbench.model_zoo import model_dicts
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    from wsr_bench.cli import silence_third_party_warnings
+
+    reference = model_dicts[BenchmarkDataset.cifar_10][ThreatModel.Linf]["Ding2020MMA"]["model"]()
+    target = tmp_path / "cifar10" / "Linf" / "Ding2020MMA.pt"
+    target.parent.mkdir(parents=True)
+    torch.save({"state_dict": reference.state_dict()}, target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        silence_third_party_warnings()  # what `wsr-bench` does first
+        load_robustbench_model("Ding2020MMA", tmp_path, "cifar10", "Linf")
+    load_model = rb_utils.load_model
+
+    def noisy_load_model(*args, **kwargs):
+        warnings.warn("a note from robustbench", UserWarning, stacklevel=1)
+        return load_model(*args, **kwargs)
+
+    monkeypatch.setattr(rb_utils, "load_model", noisy_load_model)
+    with pytest.warns(UserWarning, match="a note from robustbench"):
+        load_robustbench_model("Ding2020MMA", tmp_path, "cifar10", "Linf")
 
 
 def test_unknown_robustbench_names_and_datasets_are_clear_errors(tmp_path):

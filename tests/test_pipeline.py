@@ -9,7 +9,7 @@ from wsr_bench.cli import main
 from wsr_bench.models import load_exported
 
 TINY = ["data.name=synthetic", "data.image_size=8", "data.limit=24", "data.batch_size=12",
-        "search.init_channels=4", "search.layers=3", "search.population=2", "search.steps=1",
+        "search.init_channels=4", "search.layers=3", "search.population=2", "search.search_steps=1",
         "search.train_steps=1", "search.attack_steps=1", "search.vle_warmup_passes=3", "search.vle_passes=2",
         "search.ane_batch=4", "search.ane_fill_batches=1", "search.progress=false", "search.estimator=wa",
         "model.init_channels=4", "model.layers=3", "train.epochs=1", "train.steps=1", "train.eval_examples=8",

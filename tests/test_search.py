@@ -17,7 +17,7 @@ from wsr_bench.search_space.genotype import Genotype
 TINY = {
     "name": "tiny", "seed": 0, "device": "cpu",
     "data": {"name": "digits", "image_size": 16, "batch_size": 32, "eval_batch_size": 64},
-    "search": {"init_channels": 4, "layers": 3, "population": 2, "steps": 2, "train_limit": 64, "val_limit": 32,
+    "search": {"init_channels": 4, "layers": 3, "population": 2, "search_steps": 2, "train_limit": 64, "val_limit": 32,
                "train_steps": 2, "attack_steps": 2, "ane_batch": 4, "ane_fill_batches": 1, "vle_warmup_passes": 5,
                "vle_passes": 2, "arch_lr": 0.01, "progress": False},
 }
@@ -104,7 +104,7 @@ def test_same_seed_same_genotype_and_resume_checks_config(wsr_run, tiny_yaml, tm
 
 
 def test_naive_search_resumes_and_writes_the_same_files(tiny_yaml, tmp_path):
-    cfg = load_config(tiny_yaml, NAIVE + ["search.steps=1"])
+    cfg = load_config(tiny_yaml, NAIVE + ["search.search_steps=1"])
     with pytest.raises(_Stop):
         run_search(cfg, tmp_path / "a", callback=_stop_after(2))
     resumed = run_search(cfg, tmp_path / "a", resume=True)
@@ -118,7 +118,7 @@ def test_naive_search_resumes_and_writes_the_same_files(tiny_yaml, tmp_path):
 
 
 def test_cli_search_prints_the_genotype(tiny_yaml, tmp_path, capsys):
-    assert main(["search", str(tiny_yaml), "--out", str(tmp_path), "--set", "search.steps=0", "--set",
+    assert main(["search", str(tiny_yaml), "--out", str(tmp_path), "--set", "search.search_steps=0", "--set",
                  "search.estimator=wa", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "wsr search" in out and "genotype.json" in out and "normal" in out

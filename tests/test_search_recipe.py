@@ -23,7 +23,7 @@ OFFICIAL = {
     "tau": 0.1, "arch_init_std": 1e-3, "arch_lr": 3e-5, "arch_betas": [0.5, 0.999], "arch_weight_decay": 1e-3,
     "weight_lr": 0.1, "weight_lr_min": 0.001, "weight_lr_schedule": "search_cosine", "weight_momentum": 0.9,
     "weight_decay": 3e-4, "grad_clip": 5.0, "warmup_recipe": "pgd", "train_eps": 0.03, "train_steps": 7,
-    "attack_steps": 7, "attack_random_start": False, "population": 100, "steps": 200, "vle_memory": 100,
+    "attack_steps": 7, "attack_random_start": False, "population": 100, "search_steps": 200, "vle_memory": 100,
     "vle_store": "soft", "vle_hidden": 16, "vle_input_noise": 0.01, "vle_lr": 1e-3, "vle_weight_decay": 1e-3,
     "vle_batch": 64, "vle_warmup_passes": 500, "vle_passes": 500, "ewss_query": "stored",
     "objective_form": "squared", "nat_weight": 0.8, "robust_weight": 0.2, "ane_memory": 600, "ane_fill_batches": 11,
@@ -60,7 +60,7 @@ def test_official_recipe_is_the_default_and_in_the_shipped_configs(path):
 def test_naive_configs_share_the_recipe(name):
     cfg = load_config(f"configs/{name}.yaml").search
     assert cfg.method == "naive"
-    for key in ("tau", "arch_lr", "weight_lr", "warmup_recipe", "population", "steps", "attack_random_start",
+    for key in ("tau", "arch_lr", "weight_lr", "warmup_recipe", "population", "search_steps", "attack_random_start",
                 "objective_form", "genotype_rule"):
         assert getattr(cfg, key) == OFFICIAL[key], key
 
@@ -79,7 +79,7 @@ def test_mv_entries_are_where_the_ewss_queries(tiny_yaml, tmp_path, monkeypatch)
     engines = []
     monkeypatch.setattr(wsr_module.WsrSearch, "build", _recording(wsr_module.WsrSearch.build, engines))
     run_search(load_config(tiny_yaml), tmp_path / "run")
-    assert len(seen) == TINY["search"]["steps"]
+    assert len(seen) == TINY["search"]["search_steps"]
     H_mem, _ = engines[0].vle_memory.tensors()
     alpha, noise, tau = seen[-1]
     queried = gumbel_softmax(alpha, tau, hard=False, noise=noise)
@@ -185,7 +185,7 @@ def test_search_writes_report_and_picture_and_warns_in_one_line(tiny_yaml, tmp_p
     warnings = [line for line in captured.err.splitlines() if line.startswith("warning: derived cell")]
     assert len(warnings) == (1 if collapsed else 0)
     sampled = sum(report["cells"]["normal"]["sampled"].values())
-    assert sampled == 14 * (TINY["search"]["population"] + TINY["search"]["steps"])
+    assert sampled == 14 * (TINY["search"]["population"] + TINY["search"]["search_steps"])
 
 
 @pytest.mark.parametrize(("override", "match"), [
@@ -218,10 +218,10 @@ def test_genotype_with_a_wrong_op_is_a_one_line_error(tmp_path, capsys):
 def test_resume_with_a_changed_recipe_key_is_refused_and_overwrites_nothing(tiny_yaml, tmp_path, capsys):
     out = tmp_path / "r"
     args = ["search", str(tiny_yaml), "--out", str(out), "--no-progress", "--device", "cpu"]
-    assert main(args + ["--set", "search.steps=0"]) == 0
+    assert main(args + ["--set", "search.search_steps=0"]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     capsys.readouterr()
-    assert main(args + ["--resume", "--set", "search.steps=0", "--set", "search.tau=0.5"]) == 2
+    assert main(args + ["--resume", "--set", "search.search_steps=0", "--set", "search.tau=0.5"]) == 2
     err = capsys.readouterr().err
     assert "search.tau" in err and len(err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

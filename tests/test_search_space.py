@@ -63,9 +63,9 @@ def _tiny_supernet():
 
 def test_supernet_shapes_and_arch_parameters():
     net = _tiny_supernet()
-    assert net.alpha.shape == (2, num_edges(4), len(PRIMITIVES)) == (2, 14, 8)
-    assert net.arch_parameters() == [net.alpha]
-    assert all(p is not net.alpha for p in net.weights())
+    assert net.arch_weights.shape == (2, num_edges(4), len(PRIMITIVES)) == (2, 14, 8)
+    assert net.arch_parameters() == [net.arch_weights]
+    assert all(p is not net.arch_weights for p in net.weights())
     assert net(torch.rand(2, 3, 16, 16)).shape == (2, 10)
 
 
@@ -90,7 +90,7 @@ def test_soft_h_runs_every_op_and_gives_arch_gradients():
     H = net.gumbel_softmax(tau=1.0, generator=torch.Generator().manual_seed(0))
     assert (H > 0).all()
     net(torch.rand(2, 3, 16, 16), H).logsumexp(-1).sum().backward()
-    assert net.alpha.grad is not None and net.alpha.grad.abs().sum() > 0
+    assert net.arch_weights.grad is not None and net.arch_weights.grad.abs().sum() > 0
 
 
 def test_hard_gumbel_carries_straight_through_gradient():
@@ -98,7 +98,7 @@ def test_hard_gumbel_carries_straight_through_gradient():
     H = net.gumbel_softmax(tau=1.0, hard=True, generator=torch.Generator().manual_seed(0))
     assert torch.equal((H != 0).sum(-1), torch.ones(2, 14, dtype=torch.long))
     net(torch.rand(2, 3, 16, 16), H).sum().backward()
-    assert net.alpha.grad.abs().sum() > 0
+    assert net.arch_weights.grad.abs().sum() > 0
 
 
 def test_sampling_is_reproducible_with_a_generator():
@@ -111,8 +111,8 @@ def test_sampling_is_reproducible_with_a_generator():
 def test_derived_genotype_is_valid_and_builds_a_network():
     net = _tiny_supernet()
     with torch.no_grad():
-        net.alpha[:, :, PRIMITIVES.index("none")] = 10.0  # 'none' must never be chosen
-        net.alpha[0, :, PRIMITIVES.index("sep_conv_3x3")] = 1.0
+        net.arch_weights[:, :, PRIMITIVES.index("none")] = 10.0  # 'none' must never be chosen
+        net.arch_weights[0, :, PRIMITIVES.index("sep_conv_3x3")] = 1.0
     geno = net.genotype()
     assert all(op != "none" for op, _ in geno.normal + geno.reduce)
     assert all(op == "sep_conv_3x3" for op, _ in geno.normal)

@@ -74,9 +74,9 @@ def test_recipe_validation_and_step_sizes():
         TrainRecipe(steps=0)
     with pytest.raises(ValueError, match="multi_eps entry"):
         TrainRecipe(name="multi", multi_eps=(0.03, 2.0))
-    assert TrainRecipe(eps=0.07, steps=7).alpha() == pytest.approx(0.025)
-    assert TrainRecipe(name="fgsm_rs", eps=0.04).alpha() == pytest.approx(0.05)
-    assert TrainRecipe(step_size=0.01).alpha() == 0.01
+    assert TrainRecipe(eps=0.07, steps=7).attack_step_size() == pytest.approx(0.025)
+    assert TrainRecipe(name="fgsm_rs", eps=0.04).attack_step_size() == pytest.approx(0.05)
+    assert TrainRecipe(step_size=0.01).attack_step_size() == 0.01
     assert TrainRecipe(name="clean", eps=0.0).label == "clean"
     assert RECIPES == ("pgd", "trades", "fgsm_rs", "multi", "clean")
     with pytest.raises(ConfigError, match="unknown training recipe train.recipe='free'"):
@@ -206,9 +206,9 @@ def test_resume_is_exact_and_writes_metrics_log_and_export(tmp_path, splits):
     cfg.model.drop_path_rate = 0.2
     full = _train(cfg, splits, tmp_path / "a")
     part = _train(cfg, splits, tmp_path / "b", stop_after=1)
-    assert not part["finished"] and part["model_dir"] is None and not (tmp_path / "b" / "model").exists()
+    assert not part.finished and part.model_dir is None and not (tmp_path / "b" / "model").exists()
     rest = _train(cfg, splits, tmp_path / "b", resume=True)
-    assert rest["start_epoch"] == 1 and rest["finished"] and full["finished"]
+    assert rest.start_epoch == 1 and rest.finished and full.finished
     a, b = (load_exported(tmp_path / d / "model").state_dict() for d in ("a", "b"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     lines = [json.loads(ln) for ln in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
@@ -250,8 +250,8 @@ def test_resume_with_a_new_lr_scales_the_rest_of_the_schedule(tmp_path, splits):
     _train(cfg, splits, tmp_path, stop_after=1)
     cfg.train.lr = 0.01  # e.g. after a divergence
     summary = _train(cfg, splits, tmp_path, resume=True, stop_after=2)
-    assert summary["final"]["epoch"] == 2
-    assert summary["final"]["lr"] == pytest.approx(0.01 * 0.25)  # cosine at 2/3 of the run, from the new lr
+    assert summary.final["epoch"] == 2
+    assert summary.final["lr"] == pytest.approx(0.01 * 0.25)  # cosine at 2/3 of the run, from the new lr
 
 
 def test_cli_train_runs_and_reports_errors(tmp_path, capsys):

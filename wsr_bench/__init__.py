@@ -1,12 +1,10 @@
-"""wsr-bench: wide-spectrum adversarial robustness (Wsr-NAS search, WsrNets, epsilon-spectrum leaderboards)."""
+"""wsr-bench: wide-spectrum adversarial robustness (Wsr-NAS search, WsrNets, epsilon-spectrum leaderboards).
+
+``import wsr_bench`` is light: it loads neither torch nor timm, so the config, the leaderboard tools and
+``wsr-bench --help`` start at once. The models register with timm on ``import wsr_bench.models`` (which every
+part of the package that builds one does itself).
+"""
 
 __version__ = "0.1.0"
 
-import importlib.util as _util  # noqa: E402
-
-from wsr_bench import _compat  # noqa: E402,F401  (serves `autoattack` for RobustBench when absent)
-
-# Register the WsrNets and baselines with timm, so `timm.create_model("wsrnet_basic")` works after `import wsr_bench`.
-# Without torch/timm the torch-free parts (config, leaderboard) still import.
-if _util.find_spec("torch") and _util.find_spec("timm"):
-    import wsr_bench.models  # noqa: E402,F401
+from wsr_bench import _compat  # noqa: E402,F401  (serves `autoattack` for RobustBench when absent; torch-free)

@@ -59,11 +59,12 @@ class AutoAttack:
                  is_tf_model: bool = False, device: Any = None, log_path: str | None = None) -> None:
         if is_tf_model:
             raise ValueError("TensorFlow models are not supported by the pyautoattack bridge (is_tf_model=True)")
-        import torch
         from pyautoattack import AutoAttack as _PyAutoAttack
 
+        from wsr_bench.runtime import resolve_device  # here, not at the top: importing the bridge stays torch-free
+
         if device is None:  # upstream defaults to "cuda"; we pick it only when there is one
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = resolve_device("auto")
         attacks = list(attacks_to_run) or None
         object.__setattr__(self, "_aa", _PyAutoAttack(model, attacks=attacks, device=device, eps=eps, norm=norm,
                                                       seed=seed, version=version))

@@ -5,7 +5,10 @@ perturbation stays inside the eps ball (Linf by default, L2 the same way). White
 torchattacks (FGSM, PGD-k with step eps*2.5/k and random start, PGDL2) and from pyautoattack (APGD-CE, APGD-T,
 FAB-T, Square, AutoAttack standard). :class:`MinNormAttack` (FAB) returns each sample's smallest breaking
 eps instead, and ``"transfer"`` crafts PGD on a surrogate model and replays it on the target (black box, as in
-the paper's generalisation study).
+the paper's generalisation study). :func:`build_pgd` is the one Linf PGD the rest of the package (training
+recipes, the search's anchors, warm-started sweeps) and the benchmarks build, and :func:`pgd_step_size` its step rule.
+The attack and norm names (:data:`ATTACK_NAMES`, :func:`normalize_attack_name`, :func:`normalize_norm`) live in the
+torch-free :mod:`wsr_bench.rules`, which the config checks too, and are re-exported here.
 
 Randomness is explicit: every attack takes a ``seed``; pyautoattack's and torchattacks' global-RNG draws run
 inside a forked RNG so the caller's stream is untouched, and our PGD draws each sample's random start from
@@ -25,44 +28,15 @@ import torch.nn.functional as F
 import torchattacks
 
 from wsr_bench.epsilon import parse_eps
+from wsr_bench.rules import ATTACK_NAMES, NORMS, normalize_attack_name, normalize_norm  # noqa: F401 (torch-free)
 
 logger = logging.getLogger(__name__)
 
-#: Canonical attack names accepted by :func:`build_attack` (plus ``"minnorm"`` via :func:`build_min_norm_attack`).
-ATTACK_NAMES: tuple[str, ...] = (
-    "fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "square", "autoattack", "transfer", "minnorm",
-)
 #: Attacks that need the model's gradients (Square and transfer are black-box on the target).
 WHITE_BOX: frozenset[str] = frozenset({"fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "autoattack", "minnorm"})
-NORMS: tuple[str, ...] = ("Linf", "L2")
 #: Iterations of APGD inside standard AutoAttack (pyautoattack's ``version="standard"``): the screen of the
 #: downward/bisect sweeps is AutoAttack's own APGD-CE, so it runs with these rather than the evaluation's ``steps``.
 AUTOATTACK_APGD_STEPS = 100
-
-_ALIASES = {
-    "pgd-linf": "pgd", "pgdl2": "pgd", "pgd-l2": "pgd", "apgd": "apgd-ce", "apgdce": "apgd-ce", "apgdt": "apgd-t",
-    "apgd-dlr-t": "apgd-t", "fab": "fab-t", "fabt": "fab-t", "aa": "autoattack", "auto-attack": "autoattack",
-    "min-norm": "minnorm", "fab-minnorm": "minnorm", "black-box": "transfer", "fgm": "fgsm",
-}
-
-
-def normalize_attack_name(name: str) -> str:
-    """Canonical attack name (case, ``_`` and common aliases folded); unknown names raise ``ValueError``."""
-    key = str(name).strip().lower().replace("_", "-")
-    key = _ALIASES.get(key, key)
-    if key not in ATTACK_NAMES:
-        raise ValueError(f"unknown attack {name!r}: expected one of {', '.join(ATTACK_NAMES)}")
-    return key
-
-
-def normalize_norm(norm: str) -> str:
-    """``"linf"``/``"Linf"``/``"inf"`` -> ``"Linf"``, ``"l2"`` -> ``"L2"``; anything else raises ``ValueError``."""
-    key = str(norm).strip().lower()
-    if key in ("linf", "inf", "l-inf"):
-        return "Linf"
-    if key in ("l2", "2"):
-        return "L2"
-    raise ValueError(f"unknown threat model / norm {norm!r}: expected one of {', '.join(NORMS)}")
 
 
 def validate_images(x: torch.Tensor, y: torch.Tensor | None = None) -> None:
@@ -120,37 +94,65 @@ def per_sample_uniform(shape: Sequence[int], sample_ids: torch.Tensor, seed: int
     return torch.stack(rows) * 2 - 1 if rows else torch.empty(tuple(shape))
 
 
+def pgd_step_size(eps: float, steps: int) -> float:
+    """Step size of a ``steps``-iteration PGD at radius ``eps``: ``eps * 2.5 / steps``.
+
+    Madry et al.'s convention (https://arxiv.org/abs/1706.06083), used by DARTS-robust searches and the Wsr-NAS paper:
+    the iterate can travel 2.5 radii in all, so it reaches the edge of the ball from any start and still moves along
+    it. Every PGD of the package (training, anchors, evaluation, warm starts, benchmarks) takes this step unless it
+    is given one.
+    """
+    return eps * 2.5 / steps
+
+
 class PGD(torchattacks.PGD):
     r"""PGD in 'Towards Deep Learning Models Resistant to Adversarial Attacks' [https://arxiv.org/abs/1706.06083].
 
-    torchattacks' PGD with three changes: the random start of each sample is drawn from ``(seed, eps, sample_id)``
-    (batch-independent, reproducible); optionally a sample stops once an iterate is misclassified
-    (``early_stop``; it then keeps that misclassified iterate, so the attack is at least as strong); and
-    ``forward`` accepts a ``start`` iterate (warm start) in place of the random one.
+    torchattacks' PGD with these options, each off by default in :func:`build_pgd` (then torchattacks' own
+    ``forward`` runs, random start from torch's global RNG): the random start of each sample drawn from
+    ``(seed, eps, sample_id)`` (batch-independent, reproducible) or of the whole batch from a ``generator``;
+    optionally a sample stops once an iterate is misclassified (``early_stop``; it then keeps that misclassified
+    iterate, so the attack is at least as strong); and ``forward`` accepts a ``start`` iterate (warm start) in place
+    of the random one.
 
     Distance Measure : Linf
 
     Arguments:
         model (nn.Module): model to attack (normalization inside; inputs in [0,1]).
         eps (float): maximum perturbation.
-        alpha (float): step size (we use eps * 2.5 / steps).
+        step_size (float | None): step size (None: :func:`pgd_step_size`, eps * 2.5 / steps); torchattacks keeps
+            it as ``alpha``.
         steps (int): number of steps.
         random_start (bool): uniform start in the eps ball.
-        seed (int): seed of the per-sample random starts.
+        seed (int | None): seed of the per-sample random starts (None: one draw for the batch, from ``generator``
+            or torch's global RNG).
         early_stop (bool): stop iterating a sample once it is misclassified.
+        generator (torch.Generator | None): CPU generator of the batch's random start (needs ``seed=None``).
 
     Shape:
         - images: (N, C, H, W) in [0, 1]; labels: (N,); sample_ids: optional (N,) integer ids; output (N, C, H, W).
     """
 
-    def __init__(self, model, eps=8 / 255, alpha=2 / 255, steps=10, random_start=True, seed=0, early_stop=False):
-        super().__init__(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
+    def __init__(self, model, eps=8 / 255, step_size=None, steps=10, random_start=True, seed=0, early_stop=False,
+                 generator=None):
+        if seed is not None and generator is not None:
+            raise ValueError("PGD's random start comes from a seed or from a generator: give one of them")
+        step_size = pgd_step_size(eps, steps) if step_size is None else step_size
+        super().__init__(model, eps=eps, alpha=step_size, steps=steps, random_start=random_start)
         self.seed = seed
         self.early_stop = early_stop
+        self.generator = generator
+
+    @property
+    def step_size(self) -> float:
+        """The step size (torchattacks' ``alpha``)."""
+        return self.alpha
 
     def forward(self, images, labels, sample_ids=None, start=None):
         r"""Overridden. ``start`` (optional, same shape as ``images``): iterate to start from instead of a random
         point (a warm start, e.g. the sample's adversarial example at a smaller eps); it is projected first."""
+        if start is None and not self.early_stop and self.seed is None and self.generator is None:
+            return super().forward(images, labels)  # torchattacks' PGD as it is
         images = images.clone().detach().to(self.device)
         labels = labels.clone().detach().to(self.device)
         ids = torch.arange(len(images)) if sample_ids is None else torch.as_tensor(sample_ids).cpu()
@@ -161,8 +163,7 @@ class PGD(torchattacks.PGD):
             delta = torch.clamp(start.detach().to(images) - images, min=-self.eps, max=self.eps)
             adv = torch.clamp(images + delta, min=0, max=1).detach()
         elif self.random_start:
-            noise = per_sample_uniform(images.shape, ids, self.seed, round(self.eps * 1e6)).to(images)
-            adv = torch.clamp(images + self.eps * noise, min=0, max=1).detach()
+            adv = torch.clamp(images + self.eps * self._start_noise(images, ids), min=0, max=1).detach()
         active = torch.arange(len(images), device=images.device)
         for _ in range(self.steps):
             if active.numel() == 0:
@@ -172,12 +173,52 @@ class PGD(torchattacks.PGD):
             cost = F.cross_entropy(outputs, labels[active])
             grad = torch.autograd.grad(cost, x_a, retain_graph=False, create_graph=False)[0]
             keep = (outputs.argmax(1) == labels[active]) if self.early_stop else torch.ones_like(active, dtype=bool)
-            step = x_a.detach() + self.alpha * grad.sign()
+            step = x_a.detach() + self.step_size * grad.sign()
             delta = torch.clamp(step - images[active], min=-self.eps, max=self.eps)
             new = torch.clamp(images[active] + delta, min=0, max=1).detach()
             adv[active[keep]] = new[keep]
             active = active[keep]
         return adv
+
+    def _start_noise(self, images: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Uniform [-1,1] start noise: per sample from ``(seed, eps, id)``, else one draw from the generator."""
+        if self.seed is not None:
+            return per_sample_uniform(images.shape, ids, self.seed, round(self.eps * 1e6)).to(images)
+        return (torch.rand(images.shape, generator=self.generator) * 2 - 1).to(images)
+
+
+def build_pgd(model: nn.Module, eps: float, steps: int, *, step_size: float | None = None, random_start: bool = True,
+              seed: int | None = None, generator: torch.Generator | None = None, early_stop: bool = False,
+              train_mode: bool = False) -> PGD:
+    """The package's Linf PGD: training, the search's anchors, evaluation sweeps and the benchmarks all build it here.
+
+    With the defaults it is torchattacks' PGD as it is (random start from torch's global RNG, model in eval mode).
+
+    Args:
+        model: network taking [0,1] images (normalization inside) and returning logits.
+        eps: Linf radius on the [0,1] scale.
+        steps: iterations.
+        step_size: step; ``None`` = :func:`pgd_step_size` (eps * 2.5 / steps).
+        random_start: start from a uniform point of the eps ball (else from the clean image).
+        seed: draw each sample's random start from ``(seed, eps, sample_id)``, so a sample's result does not depend
+            on its batch (evaluation); ``None`` = one draw for the batch.
+        generator: CPU generator of that one draw (``None``: torch's global RNG); only with ``seed=None``.
+        early_stop: stop a sample once an iterate is misclassified (keeping that iterate).
+        train_mode: attack the model in training mode with BatchNorm on batch statistics (their running estimates
+            are updated too), e.g. where the loss that uses the examples is taken in training mode; the model's
+            previous mode is restored only if it was training (torchattacks' rule).
+
+    Returns:
+        A :class:`PGD`; call it as ``attack(x, y)``, ``attack(x, y, sample_ids)`` or ``attack(x, y, ids, start=...)``.
+
+    Raises:
+        ValueError: both ``seed`` and ``generator`` given.
+    """
+    attack = PGD(model, eps=eps, step_size=step_size, steps=steps, random_start=random_start, seed=seed,
+                 early_stop=early_stop, generator=generator)
+    if train_mode:
+        attack.set_model_training_mode(model_training=True, batchnorm_training=True)
+    return attack
 
 
 @dataclass
@@ -227,7 +268,7 @@ def build_attack(
         model: target model, in eval mode, taking [0,1] images (normalization inside) and returning logits.
         eps: budget (float or ``"8/255"``); Linf eps above 1 is refused with a hint.
         norm: "Linf" (default) or "L2".
-        steps: iterations of PGD / APGD / FAB (FGSM is one step; PGD step size is eps*2.5/steps).
+        steps: iterations of PGD / APGD / FAB (FGSM is one step; PGD's step is :func:`pgd_step_size`).
         seed: seed of the attack's randomness.
         n_queries: Square's query budget.
         n_target_classes: target classes of APGD-T / FAB-T (capped at ``n_classes - 1``).
@@ -267,16 +308,15 @@ def _fgsm(model, eps, *, norm, seed, **_):
 
 
 def _pgd(model, eps, *, norm, steps, seed, early_stop, **_):
-    alpha = eps * 2.5 / steps
     if norm == "L2":
-        atk_l2 = torchattacks.PGDL2(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+        atk_l2 = torchattacks.PGDL2(model, eps=eps, alpha=pgd_step_size(eps, steps), steps=steps, random_start=True)
 
         def run_l2(x, y, ids):
             with seeded_rng(seed, x.device):
                 return atk_l2(x, y)
 
         return run_l2
-    atk = PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True, seed=seed, early_stop=early_stop)
+    atk = build_pgd(model, eps, steps, seed=seed, early_stop=early_stop)
     return lambda x, y, ids: atk(x, y, ids)
 
 

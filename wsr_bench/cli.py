@@ -16,8 +16,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wsr_bench import __version__
+from wsr_bench.epsilon import PAPER_SPECTRUM
 
 logger = logging.getLogger("wsr_bench")
+
+#: Deprecation notices our dependencies print about their own code, which a user cannot act on: (category,
+#: message pattern). Silenced here, at the command line's entry, and nowhere else (the library leaves the
+#: caller's warning filters alone).
+THIRD_PARTY_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    (FutureWarning, r"`torch\.jit\.interface` is deprecated"),            # torch, through timm's imports
+    (UserWarning, r"pkg_resources is deprecated as an API"),               # robustbench.loaders
+    (DeprecationWarning, r"Importing from timm\.models\.\w+ is deprecated"),  # robustbench's old timm imports
+    (FutureWarning, r"You are using `torch\.load` with `weights_only=False`"),  # robustbench's load_model, torch 2.4-5
+)
+#: The paper's spectrum as ``--eps`` takes it: "0.03,0.10,0.17,0.25".
+PAPER_EPS = ",".join(f"{e:.2f}" for e in PAPER_SPECTRUM)
 
 
 # ---------------------------------------------------------------------------------------------------- models
@@ -103,15 +116,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     s = run_training(cfg, args.out, model_name=args.model, resume=args.resume, device=args.device,
                      progress=not args.no_progress)
-    if s["rank"] != 0:
+    if s.rank != 0:
         return 0
-    f = s["final"] or {}
-    print(f"trained {s['model']} ({s['params'] / 1e6:.3f}M params) with {s['recipe']} for {s['epochs']} epochs "
-          f"(from epoch {s['start_epoch']}, {s['world_size']} process(es)) in {s['seconds']:.1f}s")
+    f = s.final or {}
+    print(f"trained {s.model} ({s.params / 1e6:.3f}M params) with {s.recipe} for {s.epochs} epochs "
+          f"(from epoch {s.start_epoch}, {s.world_size} process(es)) in {s.seconds:.1f}s")
     if "clean_acc" in f:
         print(f"test (first {f['eval_n']} images): clean {f['clean_acc']:.4f}  PGD-{f['eval_steps']}@"
               f"{f['eval_eps']:g} {f['robust_acc']:.4f}")
-    print(f"run folder: {s['out_dir']}/ (config.yaml, checkpoint.pt, metrics.jsonl, train.log, model/)")
+    print(f"run folder: {s.out_dir}/ (config.yaml, checkpoint.pt, metrics.jsonl, train.log, model/)")
     return 0
 
 
@@ -122,7 +135,7 @@ def _add_search_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="experiment YAML (data/search sections), e.g. configs/demo.yaml")
     p.add_argument("--out", required=True, help="run folder (genotype.json, alpha.safetensors, metrics.jsonl, "
                                                 "search.log, arch_weights.png, checkpoint.pt)")
-    _add_job_options(p, "search.steps=2")
+    _add_job_options(p, "search.search_steps=2")
     p.set_defaults(func=_cmd_search)
 
 
@@ -139,7 +152,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         return 0
     s = cfg.search
     print(f"{s.method} search ({s.n1} PGD + {s.n2} estimated strengths, {s.population} warm-up architectures, "
-          f"{s.steps} search steps) -> {args.out}/genotype.json")
+          f"{s.search_steps} search steps) -> {args.out}/genotype.json")
     for kind, edges in (("normal", genotype.normal), ("reduce", genotype.reduce)):
         print(f"  {kind:<6} " + "  ".join(f"{op}<-{src}" for op, src in edges))
     _report_collapse(Path(args.out) / "search_report.json")
@@ -207,7 +220,7 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, metavar="S",
                    help="image side for digits/fashion_mnist/synthetic (default: the size an exported model folder "
                         "records, else the dataset's own: digits 16, fashion_mnist 28)")
-    p.add_argument("--eps", default="0.03,0.10,0.17,0.25", help="comma list on the [0,1] scale, e.g. 0.03,8/255")
+    p.add_argument("--eps", default=PAPER_EPS, help="comma list on the [0,1] scale, e.g. 0.03,8/255")
     p.add_argument("--attack", default="pgd", help="pgd, fgsm, apgd-ce, apgd-t, fab-t, square, autoattack, "
                                                    "minnorm, or a comma list (worst case per sample)")
     p.add_argument("--threat-model", default="Linf", help="Linf (default) or L2")
@@ -238,20 +251,22 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from wsr_bench.evaluate import run_eval
+    from wsr_bench.evaluate import SpectrumOptions, run_eval
 
-    entry = run_eval(args.model, dataset=args.dataset, eps=args.eps, attacks=args.attack, n_examples=args.n_examples,
-                     out=args.out, force=args.force, checkpoint=args.checkpoint, model_dir=args.model_dir,
-                     data_root=args.data_root, threat_model=args.threat_model, name=args.name, recipe=args.recipe,
-                     steps=args.steps, batch_size=args.batch_size, device=args.device, seed=args.seed,
-                     sanity=not args.no_sanity, progress=not args.no_progress,
-                     warm_start_steps=args.warm_start_steps, attack_all=args.attack_all, sweep=args.sweep,
-                     image_size=args.image_size, resume=args.resume, keep_state=args.keep_state)
+    options = SpectrumOptions(eps=args.eps, attack=args.attack, norm=args.threat_model, steps=args.steps,
+                              batch_size=args.batch_size, seed=args.seed, attack_all=args.attack_all,
+                              sweep=args.sweep, warm_start_steps=args.warm_start_steps, resume=args.resume,
+                              flag_names=True)
+    entry = run_eval(args.model, options, dataset=args.dataset, n_examples=args.n_examples,
+                     image_size=args.image_size, data_root=args.data_root, checkpoint=args.checkpoint,
+                     model_dir=args.model_dir, name=args.name, recipe=args.recipe, out=args.out, force=args.force,
+                     keep_state=args.keep_state, device=args.device, sanity=not args.no_sanity,
+                     progress=not args.no_progress)
     if os.environ.get("RANK", "0") != "0":  # under torchrun every rank evaluated its share; rank 0 wrote and reports
         return 0
     _print_curves(entry)
     avg = "n/a" if entry.avg_robust_accuracy is None else f"{100 * entry.avg_robust_accuracy:.1f}%"
-    print(f"avg over 0.03/0.10/0.17/0.25: {avg}   AUC: {100 * (entry.auc or 0):.1f}%   "
+    print(f"avg over {PAPER_EPS.replace(',', '/')}: {avg}   AUC: {100 * (entry.auc or 0):.1f}%   "
           f"passes: {entry.evaluation['passes']['total']}")
     inferred = entry.evaluation.get("inferred", {})
     print(f"sweep: {entry.evaluation.get('sweep')}; per sample and eps: {inferred.get('attacked', 0)} attacked, "
@@ -357,8 +372,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def silence_third_party_warnings() -> None:
+    """Ignore :data:`THIRD_PARTY_WARNINGS` (matched on category and message) for the rest of this process."""
+    for category, message in THIRD_PARTY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    warnings.filterwarnings("ignore", message=".*torch.jit.interface.*", category=FutureWarning)
+    silence_third_party_warnings()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

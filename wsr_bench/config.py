@@ -16,15 +16,31 @@ from typing import Any
 
 import yaml
 
-from wsr_bench.epsilon import DEFAULT_SWEEP, SWEEPS
+from wsr_bench.epsilon import PAPER_SPECTRUM, check_eps
 from wsr_bench.io import atomic_write_text
+from wsr_bench.rules import (
+    DEFAULT_SWEEP,
+    ESTIMATORS,
+    GENOTYPE_OF,
+    GENOTYPE_RULES,
+    RECIPES,
+    SEARCH_METHODS,
+    STRENGTH_FEEDS,
+    VLE_OUTPUTS,
+    Wording,
+    check_choice,
+    check_dataset,
+    check_objective,
+    check_recipe,
+    check_warm_start,
+    normalize_attacks,
+    normalize_norm,
+    normalize_sweep,
+)
 
 
 class ConfigError(ValueError):
     """A config that cannot be used: unknown key, wrong type, out-of-range value, unreadable file."""
-
-
-PAPER_SPECTRUM = [0.03, 0.10, 0.17, 0.25]
 
 
 @dataclass
@@ -38,9 +54,7 @@ class DataConfig:
     eval_batch_size: int = 256      # batch size for attacks and evaluation
 
     def validate(self) -> None:
-        from wsr_bench.data import DATASETS
-
-        _check(self.name in DATASETS, f"data.name must be one of {', '.join(DATASETS)}, got {self.name!r}")
+        check_dataset(self.name, key="data.name", error=ConfigError)
         _check(self.image_size is None or self.image_size >= 8,
                f"data.image_size must be >= 8 or null (the dataset's default size), got {self.image_size}")
         _check(self.batch_size >= 1 and self.eval_batch_size >= 1, "data batch sizes must be >= 1")
@@ -62,7 +76,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    RECIPES: typing.ClassVar[tuple[str, ...]] = ("pgd", "trades", "fgsm_rs", "multi", "clean")
+    RECIPES: typing.ClassVar[tuple[str, ...]] = RECIPES
     AUGMENTS: typing.ClassVar[tuple[str, ...]] = ("none", "crop", "crop_flip")
 
     recipe: str = "pgd"             # pgd (Madry PGD-k) | trades | fgsm_rs (fast AT) | multi (multi-strength) | clean
@@ -84,21 +98,14 @@ class TrainConfig:
     sync_bn: bool = False           # under DDP on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm)
 
     def validate(self) -> None:
-        _check(self.recipe in self.RECIPES,
-               f"unknown training recipe train.recipe={self.recipe!r}; expected one of {', '.join(self.RECIPES)}")
-        _check(self.epochs >= 1 and self.steps >= 1, "train.epochs and train.steps must be >= 1")
+        check_recipe(self.recipe, self.eps, self.steps, self.step_size, self.trades_beta, self.multi_eps,
+                     section="train", error=ConfigError)
+        _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
         _check(self.lr > 0 and 0 <= self.lr_min <= self.lr, f"train.lr must be > 0 and 0 <= train.lr_min <= lr, "
                f"got lr {self.lr}, lr_min {self.lr_min}")
         _check(0 <= self.momentum < 1 and self.weight_decay >= 0 and self.grad_clip >= 0,
                "train.momentum must be in [0,1), train.weight_decay and train.grad_clip >= 0")
-        _check(0 < self.eps <= 1, f"train.eps {self.eps} is outside (0, 1]; eps is on the [0,1] scale (8/255)")
-        _check(self.step_size is None or 0 < self.step_size <= 1, f"train.step_size must be in (0, 1] or null, "
-               f"got {self.step_size}")
-        _check(self.trades_beta >= 0, f"train.trades_beta must be >= 0, got {self.trades_beta}")
-        _check(len(self.multi_eps) > 0 and all(0 < float(e) <= 1 for e in self.multi_eps),
-               f"train.multi_eps must list strengths in (0, 1], got {self.multi_eps}")
-        _check(self.augment in self.AUGMENTS,
-               f"train.augment must be one of {', '.join(self.AUGMENTS)}, got {self.augment!r}")
+        check_choice(self.augment, self.AUGMENTS, "train.augment", error=ConfigError)
         _check(self.cutout >= 0 and self.eval_examples >= 0 and self.eval_steps >= 1,
                "train.cutout and train.eval_examples must be >= 0, train.eval_steps >= 1")
 
@@ -109,15 +116,13 @@ class SearchConfig:
     ``search/robust_train_search_official.py``; see docs/fidelity.md), at the official sizes; configs scale the
     sizes down for small budgets, not the recipe's shape."""
 
-    METHODS: typing.ClassVar[tuple[str, ...]] = ("wsr", "naive")
-    ESTIMATORS: typing.ClassVar[tuple[str, ...]] = ("wa", "a", "e", "e_minus", "none")
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
-        "strength_feed": ("l2", "linf"), "naive_gradient": ("hard", "soft"), "warmup_recipe": ("clean", "pgd"),
-        "weight_lr_schedule": ("search_cosine", "cosine"), "vle_store": ("soft", "hard"),
-        "vle_output": ("bounded", "standardised"), "ewss_query": ("stored", "fresh"),
-        "objective_form": ("squared", "linear"), "ane_targets": ("leave_one_out", "random"),
-        "genotype_rule": ("alpha", "softmax"),
-    }
+        "method": SEARCH_METHODS, "estimator": (*ESTIMATORS, "none"), "strength_feed": STRENGTH_FEEDS,
+        "naive_gradient": ("hard", "soft"), "warmup_recipe": ("clean", "pgd"),
+        "weight_lr_schedule": ("search_cosine", "cosine"), "vle_store": ("soft", "hard"), "vle_output": VLE_OUTPUTS,
+        "ewss_query": ("stored", "fresh"), "ane_targets": ("leave_one_out", "random"), "genotype_rule": GENOTYPE_RULES,
+    }  # the lists the search code also uses come from wsr_bench.rules; objective_form (rules.OBJECTIVE_FORMS) is
+    #    checked with the rest of the objective, by check_objective
 
     method: str = "wsr"             # wsr (Algorithm 1: AN-Estimator + EWSS) | naive (PGD at every strength)
     init_channels: int = 16         # super-network C (official search: 16)
@@ -132,7 +137,7 @@ class SearchConfig:
     estimator: str = "a"            # AN-Estimator: wa | a | e | e_minus | none (only with n2 = 0)
     strength_feed: str = "l2"       # strength fed to the AN-Estimator's encoders: l2 (noise RMS, official) | linf
     population: int = 100           # N: warm-up architecture population (official --warm_up_population 100)
-    steps: int = 200                # T: search steps after warm-up (official --epochs 200)
+    search_steps: int = 200         # T: search steps after warm-up (official --epochs 200)
     warmup_epochs: int = 1          # epochs each population architecture is warmed up for (Alg. 1 line 4)
     warmup_recipe: str = "pgd"      # warm-up training: pgd (PGD-k at train_eps, official) | clean
     train_eps: float = 0.03         # Linf strength of the super-network's adversarial training (PGD-k)
@@ -189,9 +194,6 @@ class SearchConfig:
     progress: bool = True           # tqdm bars on the long phases
 
     def validate(self) -> None:
-        _check(self.method in self.METHODS, f"search.method must be wsr or naive, got {self.method!r}")
-        _check(self.estimator in self.ESTIMATORS,
-               f"search.estimator must be one of {', '.join(self.ESTIMATORS)}, got {self.estimator!r}")
         for key, choices in self.CHOICES.items():
             _check(getattr(self, key) in choices, f"search.{key} must be one of {' | '.join(choices)}, got "
                    f"{getattr(self, key)!r}")
@@ -203,30 +205,27 @@ class SearchConfig:
     def _validate_strengths(self) -> None:
         s = [float(e) for e in self.strengths]
         _check(len(s) > 0, "search.strengths is empty: list at least one Linf strength, e.g. [0.03, 0.06, 0.09]")
-        _check(all(0 < e <= 1 for e in s), f"search.strengths {s} must lie in (0, 1] (eps on the [0,1] scale)")
+        for e in s:
+            check_eps(e, "search.strengths entry", error=ConfigError)
         _check(all(s[i] < s[i + 1] for i in range(len(s) - 1)), f"search.strengths {s} must be strictly increasing")
         _check(self.n1 >= 1 and self.n2 >= 0, f"search.n1 must be >= 1 and n2 >= 0, got n1={self.n1}, n2={self.n2}")
         _check(self.n1 + self.n2 == len(s), f"search.n1 + search.n2 = {self.n1 + self.n2} but search.strengths "
                f"lists {len(s)} strengths; they must match (n1 by PGD, n2 by the AN-Estimator)")
         _check(not (self.n2 > 0 and self.estimator == "none"), f"search.n2 = {self.n2} strengths need an "
-               f"AN-Estimator, but search.estimator is none; choose wa | a | e | e_minus or set n2: 0")
+               f"AN-Estimator, but search.estimator is none; choose {' | '.join(ESTIMATORS)} or set n2: 0")
         _check(self.method != "naive" or self.n2 == 0, f"search.method naive runs PGD at every strength: set "
                f"search.n2: 0 and search.n1: {len(s)}, got n2={self.n2}")
         lo, hi = (list(self.ane_target_range) + [None, None])[:2]
         _check(len(self.ane_target_range) == 2 and 0 <= lo < hi <= 1,
                f"search.ane_target_range must be [lo, hi] with 0 <= lo < hi <= 1, got {self.ane_target_range}")
-        _check(0 < self.train_eps <= 1, f"search.train_eps {self.train_eps} is outside (0, 1]")
+        check_eps(self.train_eps, "search.train_eps", error=ConfigError)
 
     def _validate_objective(self) -> None:
-        _check(self.nat_weight > 0 and self.robust_weight > 0, f"search.nat_weight and search.robust_weight must be "
-               f"> 0, got {self.nat_weight} and {self.robust_weight}")
-        _check(abs(self.nat_weight + self.robust_weight - 1.0) < 1e-6, f"search.nat_weight + search.robust_weight "
-               f"must equal 1 (Eq. 10), got {self.nat_weight} + {self.robust_weight}")
         _check(len(self.objective_weights) == len(self.strengths), f"search.objective_weights has "
                f"{len(self.objective_weights)} entries but search.strengths has {len(self.strengths)}; give one "
                f"weight beta_i per strength")
-        _check(all(float(w) > 0 for w in self.objective_weights), f"search.objective_weights must all be > 0 "
-               f"(they are normalised to sum to 1), got {self.objective_weights}")
+        check_objective(self.nat_weight, self.robust_weight, self.objective_weights, self.objective_form,
+                        section="search", error=ConfigError)
 
     def _validate_sizes(self) -> None:
         positive = ("init_channels", "population", "warmup_epochs", "train_steps", "attack_steps", "arch_samples",
@@ -234,8 +233,8 @@ class SearchConfig:
                     "vle_hidden", "vle_warmup_passes", "vle_passes", "vle_batch")
         for name in positive:
             _check(getattr(self, name) >= 1, f"search.{name} must be >= 1, got {getattr(self, name)}")
-        _check(self.layers >= 3 and self.steps >= 0, f"search.layers must be >= 3 and search.steps >= 0, got "
-               f"layers={self.layers}, steps={self.steps}")
+        _check(self.layers >= 3 and self.search_steps >= 0, f"search.layers must be >= 3 and search.search_steps >= 0, "
+               f"got layers={self.layers}, search_steps={self.search_steps}")
         _check(self.bn_batches >= 0 and self.ane_lr_warmup >= 0, f"search.bn_batches and search.ane_lr_warmup "
                f"must be >= 0, got {self.bn_batches} and {self.ane_lr_warmup}")
         for name in ("train_limit", "val_limit"):
@@ -268,16 +267,24 @@ class EvalConfig:
     sweep: str = DEFAULT_SWEEP      # upward | downward | bisect: how chain attacks (autoattack) walk the eps
 
     def validate(self) -> None:
-        _check(self.sweep in SWEEPS, f"eval.sweep must be one of {', '.join(SWEEPS)}, got {self.sweep!r}")
+        """Check the section by the rules ``SpectrumOptions`` applies to it (:mod:`wsr_bench.rules`), and store the
+        attack, threat-model and sweep names in their canonical spelling (``AA`` -> ``autoattack``, as the options
+        would), so the run folder and the leaderboard paths use the names the results record."""
+        self.sweep = normalize_sweep(self.sweep, key="eval.sweep", error=ConfigError)
         _check(len(self.eps) > 0, "eval.eps must list at least one strength")
         for e in self.eps:
-            _check(0 < float(e) <= 1, f"eval.eps {e} is outside (0, 1]; eps is on the [0,1] scale (8/255 = 0.031)")
+            check_eps(e, "eval.eps", error=ConfigError)
         _check(self.steps >= 1 and self.n_examples >= 1, "eval.steps and eval.n_examples must be >= 1")
-        _check(self.threat_model in ("Linf", "L2"), f"eval.threat_model must be Linf or L2, got {self.threat_model}")
-        _check(self.warm_start_steps is None or (self.warm_start_steps >= 1 and self.threat_model == "Linf"
-                                                  and "pgd" in self.attacks),
-               f"eval.warm_start_steps must be null or >= 1 with threat_model Linf and pgd among eval.attacks, "
-               f"got {self.warm_start_steps}")
+        self.threat_model = normalize_norm(self.threat_model, key="eval.threat_model", error=ConfigError)
+        self.attacks = list(normalize_attacks(self.attacks, key="eval.attacks", error=ConfigError))
+        if self.warm_start_steps is not None:
+            check_warm_start(self.warm_start_steps, attacks=self.attacks, norm=self.threat_model, wording=_EVAL_KEYS,
+                             error=ConfigError)
+
+
+#: how the shared evaluation checks name this section's settings in their messages.
+_EVAL_KEYS = Wording(prefix="eval.", names={"attack": "eval.attacks", "norm": "eval.threat_model"}, null="null",
+                     member_form="{value} among {name}")
 
 
 @dataclass
@@ -286,8 +293,6 @@ class RunConfig:
     leaderboard_reference: bool = True  # place RobustBench's published numbers beside ours in the leaderboard
 
     def validate(self) -> None:
-        from wsr_bench.models.wsrnet import GENOTYPE_OF
-
         for name in self.baselines:
             _check(name in GENOTYPE_OF, f"run.baselines: unknown model {name!r}; known: {', '.join(GENOTYPE_OF)}")
 
@@ -355,12 +360,20 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+#: Keys renamed since configs were first written: old dotted key -> new name (an old key gets a pointed error).
+RENAMED_KEYS = {"search.steps": "search.search_steps", "search.alpha": "search.nat_weight",
+                "search.beta": "search.robust_weight"}
+
+
 def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(names))
     if unknown:
-        raise ConfigError(f"unknown config key {prefix + unknown[0]!r}; known keys here: {', '.join(names)}")
+        key = prefix + unknown[0]
+        if key in RENAMED_KEYS:
+            raise ConfigError(f"config key {key!r} was renamed {RENAMED_KEYS[key]!r}")
+        raise ConfigError(f"unknown config key {key!r}; known keys here: {', '.join(names)}")
     return cls(**{k: _convert(v, hints[k], prefix + k) for k, v in raw.items()})
 
 
@@ -415,12 +428,3 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 def dump_config(cfg: Any, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically (every run folder gets one)."""
     atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-
-
-def resolve_device(name: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``."""
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-DATASETS = ("digits", "synthetic", "cifar10", "cifar100", "svhn", "fashion_mnist")
+from wsr_bench.rules import DATASETS, check_dataset  # noqa: F401  (DATASETS re-exported: the names loaded here)
+
+if TYPE_CHECKING:
+    from wsr_bench.config import DataConfig
+
 LOCAL_DATASETS = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "svhn": "SVHN"}
 STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
@@ -133,8 +138,7 @@ def load_dataset(name: str = "digits", root: str | Path = "data", image_size: in
         synthetic_size: number of synthetic images.
         limit: keep at most this many images per split (quick runs).
     """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+    check_dataset(name, error=DataError)
     if image_size is not None and image_size < 1:
         raise DataError(f"image_size must be >= 1 (or None for the dataset's default size), got {image_size}")
     image_size = DEFAULT_SIZE[name] if image_size is None else image_size
@@ -161,6 +165,13 @@ def load_dataset(name: str = "digits", root: str | Path = "data", image_size: in
         splits.train_t, splits.train_v, splits.test = (
             Subset(ds, range(min(limit, len(ds)))) for ds in (splits.train_t, splits.train_v, splits.test))
     return splits
+
+
+def load_splits(data: DataConfig, seed: int) -> DataSplits:
+    """The splits a config's ``data`` section describes (``seed``: the experiment's master seed); what search,
+    training and the pipeline all load, so they see the same images."""
+    return load_dataset(data.name, root=data.root, image_size=data.image_size, seed=seed, download=data.download,
+                        limit=data.limit)
 
 
 def make_loader(ds: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0, drop_last: bool = False,

@@ -29,6 +29,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from wsr_bench.runtime import resolve_device
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["DistInfo", "TrainView", "all_gather_object", "all_reduce_stats", "any_rank", "barrier",
@@ -72,8 +74,7 @@ def setup_distributed(device: str | None = None, backend: str | None = None) -> 
         backend: force a backend (``"gloo"``/``"nccl"``); default picks by device.
     """
     world, rank, local = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
-    if device is None or device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device or "auto")
     cuda = device.startswith("cuda")
     if cuda and world > 1:
         device = f"cuda:{local}"

@@ -16,22 +16,6 @@ PAPER_SPECTRUM: tuple[float, ...] = (0.03, 0.10, 0.17, 0.25)
 #: Two eps closer than this are the same strength (0.0314 written as 8/255 or 0.031372549 is one column).
 EPS_TOL = 1e-6
 
-#: How a spectrum evaluation walks the strengths (:mod:`wsr_bench.evaluate.sweeps` says what each assumes):
-#: "upward" attacks a sample at every eps up to its break; "downward" and "bisect" screen every eps with a chain's
-#: cheap first attack and run the whole chain (AutoAttack) about once per sample. Named here, torch-free, so that
-#: configs and the CLI check them without importing the evaluator.
-SWEEPS: tuple[str, ...] = ("upward", "downward", "bisect")
-#: The fastest sweep that stayed identical to per-eps AutoAttack in ``benchmarks/results/autoattack_sweep.md``.
-DEFAULT_SWEEP = "downward"
-
-
-def normalize_sweep(name: str) -> str:
-    """Canonical sweep name (case and surrounding blanks folded); an unknown name raises a one-line ``ValueError``."""
-    key = str(name).strip().lower()
-    if key not in SWEEPS:
-        raise ValueError(f"unknown sweep {name!r}: expected one of {', '.join(SWEEPS)}")
-    return key
-
 
 def parse_eps(value: str | float | int, *, max_eps: float = 1.0) -> float:
     """Parse one perturbation strength: a number (``0.03``) or a fraction string (``"8/255"``).
@@ -57,9 +41,38 @@ def parse_eps(value: str | float | int, *, max_eps: float = 1.0) -> float:
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {value!r} (a perturbation budget is a norm bound)")
     if eps > max_eps:
-        hint = f"; did you mean {text}/255 (= {eps / 255:.4f})?" if eps <= 255 else ""
+        hint = _per_255_hint(eps, text)
         raise ValueError(f"eps {value!r} is above {max_eps:g}: eps is on the [0,1] image scale{hint}")
     return eps
+
+
+def check_eps(eps: float, what: str, *, allow_zero: bool = False, error: type[ValueError] = ValueError) -> float:
+    """Refuse a Linf strength outside (0, 1] (``[0, 1]`` with ``allow_zero``): the one range rule that configs,
+    training recipes and attacks share.
+
+    Args:
+        eps: the strength, already a number (use :func:`parse_eps` for strings).
+        what: how the message names it (``"train.eps"``, ``"recipe eps"``, ``"PGD strength"``).
+        allow_zero: accept 0 (no perturbation), e.g. for the ``clean`` recipe.
+        error: the ``ValueError`` subclass to raise (``ConfigError`` from the config).
+
+    Returns:
+        ``eps`` as a float.
+
+    Raises:
+        error: NaN, out of range; a value in (1, 255] gets a "did you mean N/255?" hint.
+    """
+    value = float(eps)
+    if not ((0 <= value if allow_zero else 0 < value) and value <= 1):
+        bounds = "[0, 1]" if allow_zero else "(0, 1]"
+        hint = _per_255_hint(value, f"{value:g}") if value > 1 else ""
+        raise error(f"{what} {value:g} is outside {bounds}; eps is on the [0,1] image scale (8/255 = 0.031){hint}")
+    return value
+
+
+def _per_255_hint(eps: float, text: str) -> str:
+    """``"; did you mean 8/255 (= 0.0314)?"`` for a strength written on the [0,255] pixel scale, else ``""``."""
+    return f"; did you mean {text}/255 (= {eps / 255:.4f})?" if eps <= 255 else ""
 
 
 def parse_eps_list(values: str | float | Iterable[str | float], *, max_eps: float = 1.0) -> list[float]:

@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wsr_bench.config import ExperimentConfig, dump_config, resolve_device
+from wsr_bench.config import ExperimentConfig, dump_config
 from wsr_bench.distributed import barrier, is_main_process, setup_distributed
 from wsr_bench.io import append_jsonl
+from wsr_bench.runtime import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +63,13 @@ def _stage(out: Path, name: str, done: bool, timings: dict[str, float]):
 
 
 def _search(cfg: ExperimentConfig, out: Path, device: str, timings: dict[str, float]) -> Path:
-    from wsr_bench.search import run_search
+    from wsr_bench.search import SearchFolder, run_search
 
     genotype = out / "genotype.json"
     with _stage(out, "search", genotype.is_file(), timings):
         if not genotype.is_file():
-            search_dir = out / "search"
-            found = run_search(cfg, search_dir, resume=(search_dir / "checkpoint.pt").exists(), device=device)
+            folder = SearchFolder(out / "search")
+            found = run_search(cfg, folder.root, resume=folder.checkpoint.exists(), device=device)
             from wsr_bench.io import atomic_write_text
 
             atomic_write_text(genotype, found.to_json() + "\n")
@@ -77,19 +78,20 @@ def _search(cfg: ExperimentConfig, out: Path, device: str, timings: dict[str, fl
 
 def _train(cfg: ExperimentConfig, out: Path, name: str, spec: str, splits, device: str,
            timings: dict[str, float]) -> Path:
-    from wsr_bench.train.driver import build_model, train_model
+    from wsr_bench.train.driver import TrainFolder, build_model, train_model
 
-    run_dir = out / "train" / name
-    model_dir = run_dir / "model"
-    with _stage(out, f"train:{name}", (model_dir / "model.safetensors").is_file(), timings):
-        if not (model_dir / "model.safetensors").is_file():
+    folder = TrainFolder(out / "train" / name)
+    done = (folder.model / "model.safetensors").is_file()
+    with _stage(out, f"train:{name}", done, timings):
+        if not done:
             model = build_model(spec, cfg, splits)
-            train_model(cfg, model, splits, run_dir, resume=(run_dir / "checkpoint.pt").exists(), device=device)
-    return model_dir
+            train_model(cfg, model, splits, folder.root, resume=folder.checkpoint.exists(), device=device)
+    return folder.model
 
 
-def _evaluate(cfg: ExperimentConfig, out: Path, name: str, model_dir: Path, eval_data, device: str,
+def _evaluate(cfg: ExperimentConfig, out: Path, name: str, model_dir: Path, eval_data, options, device: str,
               timings: dict[str, float]) -> Path:
+    """Evaluate one trained model with ``options`` (a ``SpectrumOptions``) into its leaderboard entry, resuming."""
     from wsr_bench.evaluate.pipeline import evaluate_to_entry
     from wsr_bench.evaluate.state import remove_state, state_dir_for
     from wsr_bench.leaderboard.io import save_entry, slug
@@ -101,11 +103,9 @@ def _evaluate(cfg: ExperimentConfig, out: Path, name: str, model_dir: Path, eval
             x, y = eval_data
             model = load_exported(model_dir, device=device)
             entry = evaluate_to_entry(
-                model, x, y, model_name=name, architecture=model.pretrained_cfg["architecture"],
-                dataset=cfg.data.name, recipe=cfg.train.recipe, eps=cfg.eval.eps, attacks=cfg.eval.attacks,
-                threat_model=cfg.eval.threat_model, steps=cfg.eval.steps, batch_size=cfg.data.eval_batch_size,
-                device=device, seed=cfg.seed, progress=True, warm_start_steps=cfg.eval.warm_start_steps,
-                sweep=cfg.eval.sweep, state_dir=state_dir_for(path), resume=True, state_info={"model": name},
+                model, x, y, options, model_name=name, architecture=model.pretrained_cfg["architecture"],
+                dataset=cfg.data.name, recipe=cfg.train.recipe, device=device, progress=True,
+                state_dir=state_dir_for(path), state_info={"model": name},
                 notes=f"wsr-bench run {cfg.name}: {cfg.train.recipe} eps={cfg.train.eps:.4f}, "
                       f"{cfg.train.epochs} epochs, C={cfg.model.init_channels}, {cfg.model.layers} cells")
             if is_main_process():  # under torchrun every rank evaluated its share of the batches
@@ -117,7 +117,8 @@ def _evaluate(cfg: ExperimentConfig, out: Path, name: str, model_dir: Path, eval
 
 def run_pipeline(cfg: ExperimentConfig, out_dir: str | Path, device: str | None = None) -> PipelineResult:
     """Run (or continue) the whole job described by ``cfg`` in ``out_dir``; see the module docstring."""
-    from wsr_bench.data import as_tensors, load_dataset
+    from wsr_bench.data import as_tensors, load_splits
+    from wsr_bench.evaluate.options import SpectrumOptions
     from wsr_bench.leaderboard.build import build_leaderboard
 
     out = Path(out_dir)
@@ -127,8 +128,7 @@ def run_pipeline(cfg: ExperimentConfig, out_dir: str | Path, device: str | None 
         dump_config(cfg, out / "config.yaml")
     timings: dict[str, float] = {}
     genotype = _search(cfg, out, device, timings)
-    splits = load_dataset(cfg.data.name, root=cfg.data.root, image_size=cfg.data.image_size, seed=cfg.seed,
-                          download=cfg.data.download, limit=cfg.data.limit)
+    splits = load_splits(cfg.data, cfg.seed)
     models = {FOUND_MODEL: str(genotype), **{name: name for name in cfg.run.baselines}}
     model_dirs = {name: _train(cfg, out, name, spec, splits, device, timings) for name, spec in models.items()}
     found_dir = out / "model"
@@ -136,7 +136,9 @@ def run_pipeline(cfg: ExperimentConfig, out_dir: str | Path, device: str | None 
         shutil.copytree(model_dirs[FOUND_MODEL], found_dir, dirs_exist_ok=True)
     barrier()
     eval_data = as_tensors(splits.test, cfg.eval.n_examples)
-    entries = {name: _evaluate(cfg, out, name, d, eval_data, device, timings) for name, d in model_dirs.items()}
+    options = SpectrumOptions.from_config(cfg, resume=True)
+    entries = {name: _evaluate(cfg, out, name, d, eval_data, options, device, timings)
+               for name, d in model_dirs.items()}
     with _stage(out, "leaderboard", False, timings):
         if is_main_process():
             build_leaderboard(out / "leaderboard")

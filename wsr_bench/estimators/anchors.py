@@ -1,4 +1,4 @@
-"""Anchor (and target) adversarial noise from torchattacks PGD on a given network.
+"""Anchor (and target) adversarial noise from the package's PGD (torchattacks') on a given network.
 
 The AN-Estimators never see a network: they turn a few PGD noises of an input (the *anchors*) into noises at other
 strengths. This module makes those PGD noises, for the estimators' training data (anchors plus the target noise the
@@ -8,12 +8,13 @@ estimate is compared to) and for the search, which needs the anchors anyway.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 
 import torch
-import torchattacks
 from torch import Tensor, nn
+
+from wsr_bench.attacks import build_pgd
+from wsr_bench.epsilon import check_eps
 
 logger = logging.getLogger(__name__)
 
@@ -25,17 +26,15 @@ def _check_eps_list(eps_list: Sequence[float] | Tensor) -> list[float]:
     values = [float(e) for e in (eps_list.tolist() if isinstance(eps_list, Tensor) else eps_list)]
     if not values:
         raise ValueError("eps_list is empty: give at least one Linf strength in (0, 1]")
-    for eps in values:
-        if not math.isfinite(eps) or eps <= 0 or eps > 1:
-            raise ValueError(f"PGD strength {eps!r} is outside (0, 1]: eps is on the [0,1] image scale (8/255 ~ 0.031)")
-    return values
+    return [check_eps(eps, "PGD strength") for eps in values]
 
 
-def pgd_noise(model: nn.Module, x: Tensor, y: Tensor, eps_list: Sequence[float] | Tensor, steps: int = 7,
-              step_factor: float = 2.5, random_start: bool = True, train_mode: bool = False) -> Tensor:
+def pgd_noise(model: nn.Module, x: Tensor, y: Tensor, eps_list: Sequence[float] | Tensor, steps: int = 7, *,
+              random_start: bool = True, train_mode: bool = False) -> Tensor:
     """Adversarial noise of ``x`` against ``model`` at each Linf strength, with torchattacks' PGD.
 
-    One PGD run per strength, step size ``eps * step_factor / steps`` (Madry et al.; the paper's setting), random
+    One PGD run per strength (:func:`~wsr_bench.attacks.build_pgd`), step size
+    :func:`~wsr_bench.attacks.pgd_step_size` (eps * 2.5 / steps, Madry et al.; the paper's setting), random
     start drawn from torch's global generator (seed it with ``torch.manual_seed`` for repeatable noise). The model
     is attacked in eval mode and its mode is restored afterwards (torchattacks' default).
 
@@ -45,7 +44,6 @@ def pgd_noise(model: nn.Module, x: Tensor, y: Tensor, eps_list: Sequence[float] 
         y: integer labels ``(B,)``.
         eps_list: Linf strengths in (0, 1], in any order; the output follows this order.
         steps: PGD iterations (7 = PGD-7 as in the paper's search).
-        step_factor: step size is ``eps * step_factor / steps``.
         random_start: start from a uniform random point in the eps ball.
         train_mode: attack the model in training mode (BatchNorm on batch statistics), e.g. where the loss that
             uses the noise is also taken in training mode; the running statistics are then updated too.
@@ -68,11 +66,7 @@ def pgd_noise(model: nn.Module, x: Tensor, y: Tensor, eps_list: Sequence[float] 
         raise ValueError("x must be images in [0, 1] (models normalize inside)")
     noises = []
     for eps in eps_values:
-        attack = torchattacks.PGD(model, eps=eps, alpha=eps * step_factor / steps, steps=steps,
-                                  random_start=random_start)
-        if train_mode:
-            attack.set_model_training_mode(model_training=True, batchnorm_training=True)
-        adv = attack(x, y).to(x.device)
+        adv = build_pgd(model, eps, steps, random_start=random_start, train_mode=train_mode)(x, y).to(x.device)
         # torchattacks clamps delta to the ball before re-clamping the image; re-project to drop rounding residue.
         noises.append(torch.clamp(adv - x, -eps, eps))
     return torch.stack(noises, dim=1)

@@ -38,12 +38,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from wsr_bench.estimators.anchors import pgd_noise
+from wsr_bench.rules import ESTIMATORS as ESTIMATOR_NAMES
+from wsr_bench.rules import STRENGTH_FEEDS, check_choice
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "ESTIMATORS",
-    "STRENGTHS",
     "AttentionEstimator",
     "EncodingEstimator",
     "EncodingEstimatorNoAttention",
@@ -56,7 +57,6 @@ __all__ = [
     "train_estimator",
 ]
 
-STRENGTHS: tuple[str, ...] = ("linf", "l2")
 _STRENGTH_SCALE = 10.0  # strengths (~0.01-0.2) are multiplied by this before the FC norm encoders
 
 
@@ -177,8 +177,7 @@ class NoiseEstimator(nn.Module):
 
     def __init__(self, in_chans: int = 3, image_size: int | tuple[int, int] = 32, strength: str = "linf"):
         super().__init__()
-        if strength not in STRENGTHS:
-            raise ValueError(f"strength must be one of {STRENGTHS}, got {strength!r}")
+        check_choice(strength, STRENGTH_FEEDS, "strength")
         if in_chans < 1:
             raise ValueError(f"in_chans must be >= 1, got {in_chans}")
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -416,12 +415,11 @@ class EncodingEstimatorNoAttention(EncodingEstimator):
         super().__init__(in_chans, image_size, strength, **kwargs)
 
 
-ESTIMATORS: dict[str, type[NoiseEstimator]] = {
-    "wa": WeightedAverageEstimator,
-    "a": AttentionEstimator,
-    "e": EncodingEstimator,
-    "e_minus": EncodingEstimatorNoAttention,
-}
+#: the AN-Estimators by name: the names (``search.estimator``) are ``wsr_bench.rules.ESTIMATORS``, in this order.
+ESTIMATORS: dict[str, type[NoiseEstimator]] = dict(zip(
+    ESTIMATOR_NAMES,
+    (WeightedAverageEstimator, AttentionEstimator, EncodingEstimator, EncodingEstimatorNoAttention),
+    strict=True))
 
 
 def build_estimator(name: str, in_chans: int = 3, image_size: int | tuple[int, int] = 32, strength: str = "linf",

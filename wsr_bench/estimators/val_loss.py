@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from wsr_bench.rules import VLE_OUTPUTS, check_choice
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["LossMemory", "ValLossEstimator", "train_vle", "vle_loss"]
@@ -39,7 +41,7 @@ class ValLossEstimator(nn.Module):
         output: ``bounded`` (``2 * sigmoid``, official) or ``standardised`` (see module docstring).
     """
 
-    OUTPUTS = ("bounded", "standardised")
+    OUTPUTS = VLE_OUTPUTS  # the config's search.vle_output checks the same list
 
     def __init__(self, num_edges: int, num_ops: int, num_outputs: int, hidden: int = 16, cells: int = 2,
                  output: str = "bounded"):
@@ -47,8 +49,7 @@ class ValLossEstimator(nn.Module):
         if min(num_edges, num_ops, num_outputs, hidden, cells) < 1:
             raise ValueError(f"ValLossEstimator sizes must be >= 1, got edges={num_edges}, ops={num_ops}, "
                              f"outputs={num_outputs}, hidden={hidden}, cells={cells}")
-        if output not in self.OUTPUTS:
-            raise ValueError(f"VLE output must be one of {', '.join(self.OUTPUTS)}, got {output!r}")
+        check_choice(output, self.OUTPUTS, "VLE output")
         self.output = output
         self.shape = (cells, num_edges, num_ops)
         self.num_outputs = num_outputs

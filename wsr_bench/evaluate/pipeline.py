@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 
 from wsr_bench.distributed import cleanup, is_main_process, setup_distributed
-from wsr_bench.epsilon import PAPER_SPECTRUM, normalize_sweep
 from wsr_bench.evaluate.model_loading import check_model_spec, exported_image_size, load_eval_model
+from wsr_bench.evaluate.options import SpectrumOptions, resolve_options
 from wsr_bench.evaluate.samples import sample_record
 from wsr_bench.evaluate.spectrum import SpectrumResult, evaluate_spectrum
 from wsr_bench.evaluate.state import check_no_stale_state, remove_state, state_dir_for
@@ -76,35 +76,34 @@ def evaluate_to_entry(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
+    options: SpectrumOptions | None = None,
     *,
     model_name: str,
     architecture: str,
     dataset: str,
     recipe: str = "",
-    eps: Sequence[float | str] | str = PAPER_SPECTRUM,
-    attacks: str | Sequence[str] = ("pgd",),
-    threat_model: str = "Linf",
-    steps: int = 20,
-    batch_size: int = 128,
-    device: str | torch.device | None = None,
-    seed: int = 0,
-    sanity: bool = True,
-    progress: bool = False,
     date: str | None = None,
     notes: str = "",
     sample_indices: Sequence[int] | None = None,
-    **spectrum_options: Any,
+    device: str | torch.device | None = None,
+    surrogate: nn.Module | None = None,
+    sanity: bool = True,
+    progress: bool = False,
+    state_dir: str | Path | None = None,
+    state_info: dict[str, Any] | None = None,
+    **fields: Any,
 ) -> LeaderboardEntry:
     """Evaluate ``model`` over the spectrum (with sanity checks) and return its leaderboard entry.
 
-    ``sample_indices`` are the positions of ``x`` in the test split, recorded in the entry with a hash of
-    ``x``/``y`` (default ``0..N-1``: the first N test images, which is what ``wsr-bench eval`` and ``run`` use).
-    Extra keyword arguments go to :func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum` (``attack_all``,
-    ``chain_attacks``, ``n_queries``, ``surrogate``...). The pipeline (``wsr-bench run``) calls this after training.
+    ``options`` and the keyword ``fields`` (``eps``, ``attack``, ``steps``, ``norm``...) say what to compute, and
+    ``device`` ... ``state_info`` how, exactly as for :func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum`
+    (sanity checks on by default here). ``model_name`` ... ``notes`` label the entry. ``sample_indices`` are the
+    positions of ``x`` in the test split, recorded in the entry with a hash of ``x``/``y`` (default ``0..N-1``: the
+    first N test images, which is what ``wsr-bench eval`` and ``run`` use). The pipeline (``wsr-bench run``) calls
+    this after training.
     """
-    result = evaluate_spectrum(model, x, y, eps=eps, attack=attacks, steps=steps, batch_size=batch_size,
-                               device=device, norm=threat_model, seed=seed, sanity=sanity, progress=progress,
-                               **spectrum_options)
+    result = evaluate_spectrum(model, x, y, options, device=device, surrogate=surrogate, sanity=sanity,
+                               progress=progress, state_dir=state_dir, state_info=state_info, **fields)
     params = sum(p.numel() for p in model.parameters())
     samples = sample_record(result.break_eps, result.eps, x, y, sample_indices, break_attack=result.break_attack,
                             evidence=result.evidence)
@@ -127,99 +126,79 @@ def load_eval_data(dataset: str, n_examples: int | None, *, data_root: str | Pat
 
 def run_eval(
     model: str,
+    options: SpectrumOptions | None = None,
     *,
     dataset: str = "digits",
-    eps: Sequence[float | str] | str = PAPER_SPECTRUM,
-    attacks: str | Sequence[str] = ("pgd",),
     n_examples: int | None = 256,
-    out: str | Path | None = None,
-    force: bool = False,
+    image_size: int | None = None,
+    data_root: str | Path = "data",
     checkpoint: str | Path | None = None,
     model_dir: str | Path = "models",
-    data_root: str | Path = "data",
-    threat_model: str = "Linf",
     name: str | None = None,
     recipe: str = "",
-    steps: int = 20,
-    batch_size: int = 128,
+    out: str | Path | None = None,
+    force: bool = False,
+    keep_state: bool = False,
     device: str | None = None,
-    seed: int = 0,
     sanity: bool = True,
     progress: bool = True,
-    warm_start_steps: int | None = None,
-    attack_all: bool = False,
-    sweep: str | None = None,
-    image_size: int | None = None,
-    resume: bool = False,
-    keep_state: bool = False,
+    **fields: Any,
 ) -> LeaderboardEntry:
     """``wsr-bench eval``: load ``model`` (timm name, ``robustbench:<Name>`` or exported folder) and ``dataset``,
     evaluate the spectrum and write the entry to ``out`` (refused if it exists, unless ``force``).
 
-    ``sweep`` picks how chain attacks walk the strengths (None: the default, see
-    :func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum`). Images are loaded at ``image_size``; None means the
-    size an exported model folder records it was trained at, else the dataset's default size.
+    ``options`` and the keyword ``fields`` say what to compute, as for
+    :func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum`; its seed also picks the dataset's splits. The first
+    ``n_examples`` test images are loaded at ``image_size``; None means the size an exported model folder records
+    it was trained at, else the dataset's default size. ``checkpoint``/``model_dir`` locate the weights, ``name``
+    and ``recipe`` label the entry.
 
     With ``out``, progress is kept per batch in ``out.state/`` (:mod:`wsr_bench.evaluate.state`): ``resume``
     continues from it (an existing state without ``resume`` is refused), and it is removed once the entry is
     written unless ``keep_state``. Under ``torchrun`` every rank evaluates its share of the batches and rank 0
     writes the entry. Every argument is validated before the (long) evaluation starts.
     """
+    options = resolve_options(options, fields)
     state_dir = None
     if out is not None:
         check_writable(out, force)
         state_dir = state_dir_for(out)
-        check_no_stale_state(state_dir, resume)
-    elif resume or keep_state:
+        check_no_stale_state(state_dir, options.resume)
+    elif options.resume or keep_state:
         raise ValueError("--resume and --keep-state need --out (the state folder lives beside the entry)")
-    from wsr_bench.attacks import normalize_attack_name, normalize_norm
-    from wsr_bench.epsilon import parse_eps_list
-
-    norm = normalize_norm(threat_model)
-    parse_eps_list(eps, max_eps=1.0 if norm == "Linf" else 1e3)
-    for a in [attacks] if isinstance(attacks, str) else attacks:
-        for part in str(a).split(","):
-            normalize_attack_name(part) if part.strip() else None
-    if warm_start_steps is not None and (norm != "Linf" or int(warm_start_steps) < 1 or attack_all):
-        raise ValueError(f"--warm-start-steps must be >= 1 and needs the Linf threat model without --attack-all "
-                         f"(got {warm_start_steps}, {norm}, attack_all={attack_all})")
-    if sweep is not None:
-        sweep = normalize_sweep(sweep)
-        if sweep != "upward" and attack_all:
-            raise ValueError(f"--sweep {sweep} cannot be combined with --attack-all (which attacks every sample at "
-                             "every eps); drop one of them")
     if image_size is not None and int(image_size) < 1:
         raise ValueError(f"--image-size must be >= 1, got {image_size}")
-    check_model_spec(model, model_dir=model_dir, dataset=dataset, threat_model=norm)
+    check_model_spec(model, model_dir=model_dir, dataset=dataset, threat_model=options.norm)
     image_size = image_size or exported_image_size(model)
     if checkpoint is not None and Path(checkpoint).is_dir():
         raise ValueError(f"checkpoint {checkpoint} is a directory; expected a weights file (.safetensors or torch)")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} not found")
-    x, y, splits = load_eval_data(dataset, n_examples, data_root=data_root, image_size=image_size, seed=seed)
+    x, y, splits = load_eval_data(dataset, n_examples, data_root=data_root, image_size=image_size,
+                                  seed=options.seed)
     owns_group = not torch.distributed.is_initialized()
     device = setup_distributed(device).device  # one process unless launched by torchrun
     try:
-        entry = _eval_and_save(model, x, y, splits, out, state_dir, keep_state, force, checkpoint=checkpoint,
-                               model_dir=model_dir, dataset=dataset, threat_model=norm, name=name, recipe=recipe,
-                               eps=eps, attacks=attacks, steps=steps, batch_size=batch_size, device=device,
-                               seed=seed, sanity=sanity, progress=progress, warm_start_steps=warm_start_steps,
-                               attack_all=attack_all, sweep=sweep, resume=resume)
+        entry = _eval_and_save(model, x, y, splits, options, out=out, state_dir=state_dir, keep_state=keep_state,
+                               force=force, checkpoint=checkpoint, model_dir=model_dir, dataset=dataset, name=name,
+                               recipe=recipe, device=device, sanity=sanity, progress=progress)
     finally:
         if owns_group:
             cleanup()
     return entry
 
 
-def _eval_and_save(model: str, x, y, splits, out, state_dir, keep_state: bool, force: bool, *, checkpoint, model_dir,
-                   dataset: str, threat_model: str, name, recipe: str, device: str, **options: Any) -> LeaderboardEntry:
+def _eval_and_save(model: str, x, y, splits, options: SpectrumOptions, *, out, state_dir, keep_state: bool,
+                   force: bool, checkpoint, model_dir, dataset: str, name, recipe: str, device: str, sanity: bool,
+                   progress: bool) -> LeaderboardEntry:
     """Load the model, evaluate (sharded under torchrun), and on rank 0 write the entry and drop the state."""
     loaded = load_eval_model(model, checkpoint=checkpoint, model_dir=model_dir, dataset=dataset,
-                             threat_model=threat_model, num_classes=splits.num_classes, in_chans=splits.in_chans,
+                             threat_model=options.norm, num_classes=splits.num_classes, in_chans=splits.in_chans,
                              mean=splits.mean, std=splits.std, device=device)
-    entry = evaluate_to_entry(loaded.model, x, y, model_name=name or loaded.name, architecture=loaded.architecture,
-                              dataset=dataset, recipe=recipe, threat_model=threat_model, device=device,
-                              state_dir=state_dir, state_info={"model": str(model)}, **options)
+    entry = evaluate_to_entry(loaded.model, x, y, options, model_name=name or loaded.name,
+                              architecture=loaded.architecture, dataset=dataset, recipe=recipe, device=device,
+                              sanity=sanity, progress=progress, state_dir=state_dir,
+                              state_info={"model": str(model)})
     entry.evaluation["model_spec"] = str(model)
     entry.evaluation["image_size"] = int(splits.image_size)
     if checkpoint is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import logging
 import pickle
-import warnings
 from pathlib import Path
 
 import torch.nn as nn
@@ -90,11 +89,8 @@ def load_robustbench_model(name: str, model_dir: str | Path = "models", dataset:
     from robustbench.utils import load_model
 
     logger.info("loading RobustBench model %s from %s", name, files[0])
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = load_model(name, model_dir=str(model_dir), dataset=DATASET_NAMES[dataset],
-                               threat_model=threat_model)
+    try:  # its deprecation notices (torch.load's weights_only on torch 2.4/2.5) are the CLI's to filter
+        model = load_model(name, model_dir=str(model_dir), dataset=DATASET_NAMES[dataset], threat_model=threat_model)
     except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:
         from wsr_bench.models.export import WeightsFileError, load_error_reason
 

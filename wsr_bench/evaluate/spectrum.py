@@ -38,18 +38,18 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from wsr_bench.attacks import (
-    PGD,
     build_attack,
     build_min_norm_attack,
-    normalize_attack_name,
-    normalize_norm,
+    build_pgd,
     perturbation_norm,
     validate_images,
 )
 from wsr_bench.distributed import all_gather_object, broadcast_object, get_rank, get_world_size
-from wsr_bench.epsilon import DEFAULT_SWEEP, PAPER_SPECTRUM, eps_label, normalize_sweep, parse_eps_list
+from wsr_bench.epsilon import PAPER_SPECTRUM, eps_label, find_eps
 from wsr_bench.evaluate.counting import CountingModel, PassCount
+from wsr_bench.evaluate.options import SpectrumOptions, resolve_options
 from wsr_bench.evaluate.state import SweepState, model_sha256, open_state, tensor_sha256
+from wsr_bench.runtime import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +138,9 @@ class SpectrumResult:
 
 
 def _lookup(curve: dict[float, float], eps: float, tol: float = 1e-4) -> float | None:
-    for e, v in curve.items():
-        if abs(e - eps) <= tol:
-            return v
-    return None
+    keys = list(curve)
+    i = find_eps(eps, keys, tol)
+    return None if i is None else curve[keys[i]]
 
 
 @dataclass
@@ -156,10 +155,8 @@ class _Sweep:
     y: torch.Tensor
     model: CountingModel
     device: torch.device
-    eps: list[float]
-    norm: str
-    batch_size: int
-    options: dict[str, Any]
+    options: SpectrumOptions
+    surrogate: nn.Module | None = None
     correct: torch.Tensor | None = None
     n_classes: int = 0
     bar: Any = None
@@ -169,6 +166,11 @@ class _Sweep:
     passes: dict[str, PassCount] = field(default_factory=dict)
     n_verified: int = 0
     verified_here: int = 0
+
+    @property
+    def eps(self) -> list[float]:
+        """The strengths, ascending (``options.eps`` as a list)."""
+        return list(self.options.eps)
 
 
 @dataclass
@@ -206,51 +208,45 @@ class _Trace:
         self.first[ids] = torch.clamp(self.first[ids], max=eps)
 
 
-def default_device() -> str:
-    """"cuda" when available, else "cpu"."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def evaluate_spectrum(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    eps: Sequence[float | str] | str = PAPER_SPECTRUM,
-    attack: str | Sequence[str] = "pgd",
-    steps: int = 20,
-    batch_size: int = 128,
-    device: str | torch.device | None = None,
+    options: SpectrumOptions | None = None,
     *,
-    norm: str = "Linf",
-    attack_all: bool = False,
-    chain_attacks: bool = False,
-    sweep: str | None = None,
-    seed: int = 0,
-    n_queries: int = 1000,
-    n_target_classes: int = 9,
-    minnorm_steps: int = 20,
-    minnorm_targets: int = 3,
-    early_stop: bool = False,
-    warm_start_steps: int | None = None,
-    warm_restart_ratio: float = 0.3,
+    device: str | torch.device | None = None,
     surrogate: nn.Module | None = None,
     sanity: bool = False,
     progress: bool = False,
     state_dir: str | Path | None = None,
-    resume: bool = False,
     state_info: dict[str, Any] | None = None,
+    **fields: Any,
 ) -> SpectrumResult:
     """Robust accuracy of ``model`` on ``(x, y)`` at every strength in ``eps``.
+
+    What is computed is a :class:`~wsr_bench.evaluate.options.SpectrumOptions`: ``options`` (default: the
+    defaults) with the keyword ``fields`` replacing its fields, e.g.
+    ``evaluate_spectrum(model, x, y, eps=[0.03, 0.1], attack="pgd", steps=5)``; a misspelt field is a ``TypeError``.
 
     Args:
         model: classifier on [0,1] images (normalization inside) returning logits.
         x: images, float (B,C,H,W) in [0,1]; y: int64 labels (B,).
+        options: the evaluation's settings (its fields are listed below).
+        device: where to run (default CUDA when available); the model is moved there.
+        surrogate: model the transfer attack crafts on.
+        sanity: also run :func:`wsr_bench.evaluate.sanity.run_sanity_checks` and attach the report (rank 0 only
+            under torchrun).
+        progress: show a tqdm bar.
+        state_dir: keep per-batch progress in this folder (see :mod:`wsr_bench.evaluate.state`); the caller
+            removes it once the result is safe.
+        state_info: extra identity recorded in (and compared with) the state, e.g. ``{"model": spec}``.
+
+    Fields (of ``options``, or as keywords):
         eps: strengths (floats or "8/255" strings, or one "0.03,8/255" string); sorted and de-duplicated.
         attack: a name ("pgd", "fgsm", "apgd-ce", "apgd-t", "fab-t", "square", "autoattack", "minnorm",
             "transfer") or a list of names (worst case per sample).
         steps: iterations of PGD/APGD/FAB-T (PGD step size eps*2.5/steps).
         batch_size: attack batch size.
-        device: where to run (default CUDA when available); the model is moved there.
         norm: "Linf" (default) or "L2".
         attack_all: attack every clean-correct sample at every eps (naive sweep) instead of only survivors.
         chain_attacks: with several attacks, later attacks skip samples an earlier one already broke at that eps
@@ -276,15 +272,8 @@ def evaluate_spectrum(
             passes).
         warm_restart_ratio: with ``warm_start_steps``, a survivor of the continuation whose logit margin fell
             below this fraction of its margin at the previous eps also gets the cold attack (0: never).
-        surrogate: model the transfer attack crafts on.
-        sanity: also run :func:`wsr_bench.evaluate.sanity.run_sanity_checks` and attach the report (rank 0 only
-            under torchrun).
-        progress: show a tqdm bar.
-        state_dir: keep per-batch progress in this folder (see :mod:`wsr_bench.evaluate.state`); the caller
-            removes it once the result is safe.
         resume: continue from ``state_dir``'s finished batches (its settings must match: model weights, images,
             every argument that changes a result). Without it an existing ``state_dir`` is refused.
-        state_info: extra identity recorded in (and compared with) the state, e.g. ``{"model": spec}``.
 
     Returns:
         A :class:`SpectrumResult` (on every rank under torchrun).
@@ -296,84 +285,31 @@ def evaluate_spectrum(
         AdversarialExampleError: an attack produced an invalid adversarial example.
     """
     start = time.perf_counter()
-    norm = normalize_norm(norm)
-    eps_list = parse_eps_list(eps, max_eps=1.0 if norm == "Linf" else 1e3)
-    attacks = _attack_list(attack)
+    options = resolve_options(options, fields)
     validate_images(x, y)
-    if int(batch_size) < 1 or int(steps) < 1:
-        raise ValueError(f"batch_size and steps must be >= 1, got batch_size={batch_size}, steps={steps}")
-    if warm_start_steps is not None:
-        _check_warm_start(int(warm_start_steps), float(warm_restart_ratio), norm, attack_all, attacks)
-    sweep = _check_sweep(sweep, attack_all, chain_attacks, attacks)
-    device = torch.device(device or default_device())
+    device = torch.device(resolve_device(device or "auto"))
     was_training = model.training
     model.to(device).eval()
-    options = dict(steps=int(steps), seed=int(seed), n_queries=n_queries, n_target_classes=n_target_classes,
-                   minnorm_steps=minnorm_steps, minnorm_targets=minnorm_targets, early_stop=early_stop,
-                   warm_start_steps=None if warm_start_steps is None else int(warm_start_steps),
-                   warm_restart_ratio=float(warm_restart_ratio),
-                   surrogate=surrogate.to(device).eval() if surrogate is not None else None, attack_all=attack_all,
-                   sweep=sweep)
+    surrogate = surrogate.to(device).eval() if surrogate is not None else None
     try:
-        sweep = _Sweep(x.cpu(), y.cpu(), CountingModel(model), device, eps_list, norm, int(batch_size), options,
-                       rank=get_rank(), world=get_world_size())
+        sweep = _Sweep(x.cpu(), y.cpu(), CountingModel(model), device, options, surrogate, rank=get_rank(),
+                       world=get_world_size())
         if state_dir is not None:
-            sweep.state = _open_shared_state(sweep, attacks, chain_attacks, state_dir, resume, state_info)
-        _prepare(sweep, progress, attacks)
-        result = _run_attacks(sweep, attacks, chain_attacks)
+            sweep.state = _open_shared_state(sweep, state_dir, state_info)
+        _prepare(sweep, progress)
+        result = _run_attacks(sweep)
     finally:
         model.train(was_training)
     result.wall_time_s = time.perf_counter() - start
     if sanity and sweep.rank == 0:
         from wsr_bench.evaluate.sanity import run_sanity_checks
 
-        result.sanity = run_sanity_checks(model, x, y, eps=eps_list, result=result, device=device, seed=seed,
-                                          norm=norm)
+        result.sanity = run_sanity_checks(model, x, y, eps=sweep.eps, result=result, device=device,
+                                          seed=options.seed, norm=options.norm)
     return result
 
 
-def _attack_list(attack: str | Sequence[str]) -> list[str]:
-    names = [attack] if isinstance(attack, str) else list(attack)
-    names = [n for part in names for n in str(part).split(",") if n.strip()]
-    if not names:
-        raise ValueError("no attack given: expected a name like 'pgd' or a list like ['fgsm', 'pgd']")
-    out: list[str] = []
-    for n in names:
-        key = normalize_attack_name(n)
-        if key not in out:
-            out.append(key)
-    return out
-
-
-def _check_warm_start(warm_steps: int, ratio: float, norm: str, attack_all: bool, attacks: list[str]) -> None:
-    if warm_steps < 1:
-        raise ValueError(f"warm_start_steps must be >= 1 (or None for cold starts), got {warm_steps}")
-    if not 0 <= ratio <= 1:
-        raise ValueError(f"warm_restart_ratio must be in [0, 1] (0: never restart cold), got {ratio}")
-    if norm != "Linf" or attack_all or "pgd" not in attacks:
-        raise ValueError("warm_start_steps continues Linf PGD from each survivor's previous iterate: it needs "
-                         f"attack 'pgd', norm 'Linf' and attack_all=False (got attacks={attacks}, norm={norm!r}, "
-                         f"attack_all={attack_all})")
-
-
-def _check_sweep(sweep: str | None, attack_all: bool, chain: bool, attacks: list[str]) -> str:
-    """The sweep to run: None means the default ("upward" under ``attack_all``, which visits every eps anyway, and
-    for chains holding ``minnorm``, which has no eps to screen at); naming one that cannot apply is an error."""
-    if sweep is None:
-        hybrid = chain and len(attacks) > 1 and "minnorm" in attacks
-        return "upward" if attack_all or hybrid else DEFAULT_SWEEP
-    sweep = normalize_sweep(sweep)
-    if sweep != "upward" and attack_all:
-        raise ValueError(f"sweep {sweep!r} cannot be combined with attack_all (the naive sweep attacks every sample "
-                         "at every eps); drop one of them")
-    if sweep != "upward" and chain and len(attacks) > 1 and "minnorm" in attacks:
-        raise ValueError(f"sweep {sweep!r} screens a chain at every eps, but 'minnorm' has no eps; use sweep 'upward' "
-                         "for chains with minnorm")
-    return sweep
-
-
-def _open_shared_state(sweep: _Sweep, attacks: list[str], chain: bool, folder: str | Path, resume: bool,
-                       info: dict[str, Any] | None) -> SweepState:
+def _open_shared_state(sweep: _Sweep, folder: str | Path, info: dict[str, Any] | None) -> SweepState:
     """Rank 0 creates or checks the state folder; every rank gets the same snapshot of its finished batches.
 
     The state's identity: exact hashes of the weights and images, and every argument that changes a result (not
@@ -383,13 +319,13 @@ def _open_shared_state(sweep: _Sweep, attacks: list[str], chain: bool, folder: s
     if sweep.rank == 0:
         o = sweep.options
         settings = {"n": len(sweep.x), "data_sha256": tensor_sha256(sweep.x, sweep.y),
-                    "weights_sha256": model_sha256(sweep.model.model), "eps": sweep.eps, "attacks": attacks,
-                    "norm": sweep.norm, "batch_size": sweep.batch_size, "chain_attacks": chain,
-                    **{k: v for k, v in o.items() if k != "surrogate"},
-                    "surrogate_sha256": None if o["surrogate"] is None else model_sha256(o["surrogate"]),
+                    "weights_sha256": model_sha256(sweep.model.model), "eps": sweep.eps, "attacks": list(o.attack),
+                    "norm": o.norm, "batch_size": o.batch_size, "chain_attacks": o.chain_attacks,
+                    **o.result_settings(),
+                    "surrogate_sha256": None if sweep.surrogate is None else model_sha256(sweep.surrogate),
                     **(info or {})}
         try:
-            opened = open_state(folder, settings, resume)
+            opened = open_state(folder, settings, o.resume)
         except (ValueError, FileExistsError) as exc:
             opened = f"{type(exc).__name__}:{exc}"
     opened = broadcast_object(opened)
@@ -399,9 +335,9 @@ def _open_shared_state(sweep: _Sweep, attacks: list[str], chain: bool, folder: s
     return SweepState(folder, opened.done)
 
 
-def _prepare(sweep: _Sweep, progress: bool, attacks: list[str]) -> None:
-    """Check the options, run the clean pass (in batches, like the attacks), refuse non-finite logits."""
-    if "transfer" in attacks and sweep.options["surrogate"] is None:
+def _prepare(sweep: _Sweep, progress: bool) -> None:
+    """Check the surrogate, run the clean pass (in batches, like the attacks), refuse non-finite logits."""
+    if "transfer" in sweep.options.attack and sweep.surrogate is None:
         raise ValueError("the transfer attack needs a surrogate model (surrogate=...)")
 
     def clean(ids: torch.Tensor) -> dict[str, Any]:
@@ -418,7 +354,7 @@ def _prepare(sweep: _Sweep, progress: bool, attacks: list[str]) -> None:
     records = _run_batches(sweep, "clean", 0, torch.arange(len(sweep.x)), clean)
     sweep.correct = torch.cat([r["pred"] for r in records]) == sweep.y
     sweep.n_classes = int(records[0]["n_classes"])
-    total = len(attacks) * len(sweep.eps)
+    total = len(sweep.options.attack) * len(sweep.eps)
     sweep.bar = tqdm(total=total, desc="spectrum", unit="eps", disable=not progress or sweep.rank != 0, leave=False)
 
 
@@ -431,7 +367,7 @@ def _run_batches(sweep: _Sweep, stage: str, eps_index: int, idx: torch.Tensor,
     given their sample ids, pass count, number of verified examples and rank, saved, and exchanged between the
     ranks. The step's passes and verified examples are added to the totals from the records, whoever ran them.
     """
-    chunks = list(idx.split(sweep.batch_size)) if len(idx) else []
+    chunks = list(idx.split(sweep.options.batch_size)) if len(idx) else []
     records = _finished_records(sweep, stage, eps_index, chunks)
     mine: dict[int, dict[str, Any]] = {}
     failure: Exception | None = None
@@ -477,18 +413,20 @@ def _finished_records(sweep: _Sweep, stage: str, eps_index: int, chunks: list[to
     return records
 
 
-def _run_attacks(sweep: _Sweep, attacks: list[str], chain: bool) -> SpectrumResult:
+def _run_attacks(sweep: _Sweep) -> SpectrumResult:
+    o = sweep.options
+    attacks, chain, strategy = list(o.attack), o.chain_attacks, o.sweep_strategy
     n = len(sweep.x)
     blocked = torch.where(sweep.correct, math.inf, 0.0)  # worst case so far (used to skip in chained mode)
     per_attack_break: dict[str, torch.Tensor] = {}
     raw: dict[str, dict[float, float]] = {}
     traces: dict[str, _Trace] = {}
     min_norm = None
-    for label, members in _units(attacks, chain, sweep.options["sweep"]):
+    for label, members in _units(attacks, chain, strategy):
         skip = blocked if chain else torch.where(sweep.correct, math.inf, 0.0)
         if members == ["minnorm"]:
             trace, min_norm = _sweep_min_norm(sweep, skip)
-        elif sweep.options["sweep"] != "upward" and (len(members) > 1 or members == ["autoattack"]):
+        elif strategy != "upward" and (len(members) > 1 or members == ["autoattack"]):
             from wsr_bench.evaluate.sweeps import sweep_chain  # it builds on this module's batch runner
 
             trace = sweep_chain(sweep, label, members, skip)
@@ -502,7 +440,6 @@ def _run_attacks(sweep: _Sweep, attacks: list[str], chain: bool) -> SpectrumResu
     sweep.bar.close()
     passes = {key: sum((sweep.passes.get(s, PassCount()) for s in stages), PassCount())
               for t in traces.values() for key, stages in t.stage_groups.items()}
-    o = sweep.options
     return SpectrumResult(
         eps=sweep.eps, clean_accuracy=float(sweep.correct.float().mean()),
         robust_accuracy=_curve(blocked, sweep.eps, n),
@@ -510,12 +447,12 @@ def _run_attacks(sweep: _Sweep, attacks: list[str], chain: bool) -> SpectrumResu
         break_eps=blocked, break_eps_per_attack=per_attack_break, min_norm=min_norm,
         passes=sum(sweep.passes.values(), PassCount()), passes_per_attack={"clean": sweep.passes["clean"], **passes},
         n_examples=n,
-        attacks=attacks, norm=sweep.norm, steps=o["steps"], attack_all=bool(o["attack_all"]), chain_attacks=chain,
-        seed=o["seed"], n_verified=sweep.n_verified, n_classes=sweep.n_classes,
-        sweep=o["sweep"] if any(t.strategy in ("downward", "bisect") for t in traces.values()) else "upward",
+        attacks=attacks, norm=o.norm, steps=o.steps, attack_all=bool(o.attack_all), chain_attacks=chain,
+        seed=o.seed, n_verified=sweep.n_verified, n_classes=sweep.n_classes,
+        sweep=strategy if any(t.strategy in ("downward", "bisect") for t in traces.values()) else "upward",
         sweep_per_attack={a: t.strategy for a, t in traces.items()},
         break_attack=_break_attack(blocked, traces), evidence=_evidence(blocked, traces, sweep.eps),
-        settings={k: v for k, v in o.items() if k not in ("surrogate",)} | {"batch_size": sweep.batch_size},
+        settings=o.result_settings() | {"batch_size": o.batch_size},
     )
 
 
@@ -558,16 +495,16 @@ def _sweep_eps(sweep: _Sweep, name: str, skip: torch.Tensor, *, stage: str | Non
     folder and pass count, e.g. AutoAttack's 100-step APGD-CE, and its name in ``break_attack``)."""
     o = sweep.options
     stage = stage or name
-    trace = _Trace.empty(sweep, {stage: [stage]}, "attack-all" if o["attack_all"] else "upward")
+    trace = _Trace.empty(sweep, {stage: [stage]}, "attack-all" if o.attack_all else "upward")
     first = trace.first
     raw: dict[float, float] = {}
-    warm = o.get("warm_start_steps") if name == "pgd" else None
+    warm = o.warm_start_steps if name == "pgd" else None
     last = torch.full_like(sweep.x, math.nan) if warm else None  # each sample's worst PGD iterate so far
     margins = torch.full((len(sweep.x),), math.inf) if warm else None  # and its logit margin there
     for k, e in enumerate(sweep.eps):
         atk = make_attack(sweep, name, e, steps)
         standing = sweep.correct & (skip > e)
-        targets = standing if o["attack_all"] else standing & (first > e)
+        targets = standing if o.attack_all else standing & (first > e)
         idx = targets.nonzero().flatten()
         if warm:
             records = _run_batches(sweep, stage, k, idx,
@@ -583,15 +520,15 @@ def _sweep_eps(sweep: _Sweep, name: str, skip: torch.Tensor, *, stage: str | Non
         sweep.bar.update(1)
         sweep.bar.set_postfix_str(f"{stage} eps={eps_label(e)} acc={(first > e).float().mean():.3f}")
         logger.debug("%s eps=%s attacked=%d fooled=%d", stage, eps_label(e), len(idx), int(fooled.sum()))
-    return trace, (raw if o["attack_all"] else None)
+    return trace, (raw if o.attack_all else None)
 
 
 def make_attack(sweep: _Sweep, name: str, eps: float, steps: int | None = None):
     """``name`` at ``eps`` with the evaluation's options (``steps`` overrides the iteration count)."""
     o = sweep.options
-    return build_attack(name, sweep.model, eps, norm=sweep.norm, steps=o["steps"] if steps is None else steps,
-                        seed=o["seed"], n_queries=o["n_queries"], n_target_classes=o["n_target_classes"],
-                        n_classes=sweep.n_classes, surrogate=o["surrogate"], early_stop=o["early_stop"])
+    return build_attack(name, sweep.model, eps, norm=sweep.options.norm, steps=o.steps if steps is None else steps,
+                        seed=o.seed, n_queries=o.n_queries, n_target_classes=o.n_target_classes,
+                        n_classes=sweep.n_classes, surrogate=sweep.surrogate, early_stop=o.early_stop)
 
 
 def _attack_batch(sweep: _Sweep, atk, ids: torch.Tensor) -> dict[str, Any]:
@@ -599,7 +536,7 @@ def _attack_batch(sweep: _Sweep, atk, ids: torch.Tensor) -> dict[str, Any]:
     xb, yb = sweep.x[ids].to(sweep.device), sweep.y[ids].to(sweep.device)
     adv = atk(xb, yb, ids)
     sweep.model.eval()  # whatever the attack library did to the mode, verify with running BN statistics
-    verify_adversarial(adv, xb, atk.eps, sweep.norm, atk.name)
+    verify_adversarial(adv, xb, atk.eps, sweep.options.norm, atk.name)
     sweep.verified_here += len(ids)
     with torch.no_grad():
         return {"fooled": (sweep.model(adv).argmax(1) != yb).cpu()}
@@ -618,8 +555,8 @@ def _attack_warm(sweep: _Sweep, atk, ids: torch.Tensor, last: torch.Tensor, warm
     o = sweep.options
     best, best_margin = last[ids], margins[ids]  # copies (advanced indexing)
     has_start = ~torch.isnan(best.flatten(1)[:, 0])
-    cont = PGD(sweep.model, eps=atk.eps, alpha=atk.eps * 2.5 / warm_steps, steps=warm_steps, random_start=False,
-               seed=o["seed"], early_stop=o["early_stop"])
+    cont = build_pgd(sweep.model, atk.eps, warm_steps, random_start=False, seed=o.seed,
+                     early_stop=o.early_stop)
     fooled = torch.zeros(len(ids), dtype=torch.bool)
 
     def run(group: torch.Tensor, attack) -> None:
@@ -629,7 +566,7 @@ def _attack_warm(sweep: _Sweep, atk, ids: torch.Tensor, last: torch.Tensor, warm
         xb, yb = sweep.x[ids[sel]].to(sweep.device), sweep.y[ids[sel]].to(sweep.device)
         adv = attack(xb, yb, sel)
         sweep.model.eval()
-        verify_adversarial(adv, xb, atk.eps, sweep.norm, f"{atk.name} (warm-started sweep)")
+        verify_adversarial(adv, xb, atk.eps, sweep.options.norm, f"{atk.name} (warm-started sweep)")
         sweep.verified_here += len(sel)
         with torch.no_grad():
             m = _margin(sweep.model(adv), yb).cpu()
@@ -642,7 +579,7 @@ def _attack_warm(sweep: _Sweep, atk, ids: torch.Tensor, last: torch.Tensor, warm
     previous = best_margin.clone()
     with torch.enable_grad():
         run(has_start, lambda xb, yb, sel: cont(xb, yb, ids[sel], start=best[sel].to(xb)))
-    near = has_start & ~fooled & (best_margin < o["warm_restart_ratio"] * previous)
+    near = has_start & ~fooled & (best_margin < o.warm_restart_ratio * previous)
     run(near, lambda xb, yb, sel: atk(xb, yb, ids[sel]))
     return {"fooled": fooled, "last": best, "margins": best_margin}
 
@@ -657,15 +594,15 @@ def _sweep_min_norm(sweep: _Sweep, skip: torch.Tensor) -> tuple[_Trace, torch.Te
     """One FAB min-norm run gives every sample's breaking radius, hence its first breaking eps on the grid (the
     trace counts it as run at every eps on the samples it attacked); returns the trace and the radii."""
     o = sweep.options
-    attack = build_min_norm_attack(sweep.model, norm=sweep.norm, steps=o["minnorm_steps"],
-                                   n_target_classes=o["minnorm_targets"], seed=o["seed"])
+    attack = build_min_norm_attack(sweep.model, norm=sweep.options.norm, steps=o.minnorm_steps,
+                                   n_target_classes=o.minnorm_targets, seed=o.seed)
 
     def radii(ids: torch.Tensor) -> dict[str, Any]:
         xb, yb = sweep.x[ids].to(sweep.device), sweep.y[ids].to(sweep.device)
         r, adv = attack.radii(xb, yb)
         found = torch.isfinite(r)
         if found.any():
-            verify_adversarial(adv[found], xb[found], float(r[found].max()), sweep.norm, "minnorm")
+            verify_adversarial(adv[found], xb[found], float(r[found].max()), sweep.options.norm, "minnorm")
             sweep.verified_here += int(found.sum())
         return {"radius": r.cpu()}
 

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 
 def sweep_chain(sweep: _Sweep, label: str, members: list[str], skip: torch.Tensor) -> _Trace:
-    """Sweep the chain ``members`` (``["autoattack"]`` or an attack list) with ``sweep.options["sweep"]``.
+    """Sweep the chain ``members`` (``["autoattack"]`` or an attack list) with ``sweep.options.sweep_strategy``.
 
     Args:
         sweep: the evaluation's shared state (inputs, options, batch runner state).
@@ -53,7 +53,7 @@ def sweep_chain(sweep: _Sweep, label: str, members: list[str], skip: torch.Tenso
     Returns:
         The chain's trace: its own first breaking eps per sample, where the whole chain ran, where it hit.
     """
-    strategy = sweep.options["sweep"]
+    strategy = sweep.options.sweep_strategy
     autoattack = members == ["autoattack"]
     screen_name, steps = ("apgd-ce", AUTOATTACK_APGD_STEPS) if autoattack else (members[0], None)
     screen_stage = f"{label}.screen"

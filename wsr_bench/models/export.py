@@ -67,8 +67,8 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 def _read_torch(path: Path) -> Any:
     try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing foreign pickles
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings():  # torch's hint before it refuses a foreign pickle; our error says more
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Unsupported global" in str(exc):

@@ -22,19 +22,12 @@ from typing import Any
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from wsr_bench.models.network import DartsNetwork
+from wsr_bench.rules import GENOTYPE_OF, IMAGENET_MODELS  # the names, torch-free so that configs can check them
 from wsr_bench.search_space.genotype import Genotype, known_genotypes, load_genotype
 from wsr_bench.search_space.supernet import CIFAR_MEAN, CIFAR_STD
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-#: timm model name -> shipped genotype name (WsrNet-Robust is WsrNet-Basic retrained with other hyper-parameters).
-GENOTYPE_OF = {
-    "wsrnet_basic": "wsrnet_basic", "wsrnet_plus": "wsrnet_plus", "wsrnet_robust": "wsrnet_basic",
-    "wsrnet_m": "wsrnet_m", "wsrnet_n": "wsrnet_n", "racl": "racl", "advrush": "advrush",
-    "darts_v2": "darts_v2", "pc_darts": "pc_darts",
-}
-IMAGENET_MODELS = ("wsrnet_basic", "racl", "advrush")
 
 
 def _cfg(imagenet: bool = False, **kwargs: Any) -> dict[str, Any]:

@@ -7,8 +7,8 @@ baseline, the robust search objective (Eq. 10), and the run folder / checkpoint 
 
 from wsr_bench.search.engine import PHASES, strength_layout
 from wsr_bench.search.objective import ObjectiveError, RobustObjective, ewss_step
-from wsr_bench.search.state import RunFolder, SearchCheckpointError
+from wsr_bench.search.state import SearchCheckpointError, SearchFolder
 from wsr_bench.search.wsr_nas import WsrSearch, run_search
 
-__all__ = ["PHASES", "ObjectiveError", "RobustObjective", "RunFolder", "SearchCheckpointError", "WsrSearch",
+__all__ = ["PHASES", "ObjectiveError", "RobustObjective", "SearchCheckpointError", "SearchFolder", "WsrSearch",
            "ewss_step", "run_search", "strength_layout"]

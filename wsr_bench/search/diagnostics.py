@@ -32,17 +32,17 @@ def cell_counts(edges: tuple[tuple[str, int], ...]) -> dict[str, Any]:
             "ops": {name: ops.count(name) for name in PRIMITIVES if name in ops}}
 
 
-def search_report(genotype: Genotype, alpha: torch.Tensor, op_counts: torch.Tensor, scfg: Any = None
+def search_report(genotype: Genotype, arch_weights: torch.Tensor, op_counts: torch.Tensor, scfg: Any = None
                   ) -> dict[str, Any]:
     """The report of a finished (or interrupted) search.
 
     Args:
         genotype: the derived genotype.
-        alpha: architecture weights ``(2, E, K)``.
+        arch_weights: architecture weights ``(2, E, K)``.
         op_counts: how often each op was sampled, ``(2, K)`` (normal, reduction).
         scfg: the search config, for the derivation rule and cap (optional).
     """
-    probs = torch.softmax(alpha.detach().float().cpu(), -1)
+    probs = torch.softmax(arch_weights.detach().float().cpu(), -1)
     entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)  # (2, E)
     cells = {}
     for c, (kind, edges) in enumerate((("normal", genotype.normal), ("reduce", genotype.reduce))):
@@ -57,7 +57,7 @@ def search_report(genotype: Genotype, alpha: torch.Tensor, op_counts: torch.Tens
                            / max(sum(sampled), 1), 4)}
     report = {"max_entropy": round(math.log(len(PRIMITIVES)), 4), "cells": cells}
     if scfg is not None:
-        uncapped = derive_genotype(alpha, len(genotype.normal) // 2, scfg.genotype_rule)
+        uncapped = derive_genotype(arch_weights, len(genotype.normal) // 2, scfg.genotype_rule)
         report.update(genotype_rule=scfg.genotype_rule, max_skip_normal=scfg.max_skip_normal,
                       max_parameter_free_normal=scfg.max_parameter_free_normal,
                       uncapped_normal=cell_counts(uncapped.normal),

@@ -15,28 +15,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
 from wsr_bench.checkpoint import get_rng_state, set_rng_state
-from wsr_bench.config import ExperimentConfig, config_to_dict, dump_config, resolve_device
-from wsr_bench.data import as_tensors, load_dataset
+from wsr_bench.config import ExperimentConfig, config_to_dict, dump_config
+from wsr_bench.data import as_tensors, load_splits
 from wsr_bench.distributed import barrier, is_distributed, is_main_process, set_epoch, shard_loader, wrap_ddp
+from wsr_bench.runtime import resolve_device, seed_everything
 from wsr_bench.search.diagnostics import search_report
 from wsr_bench.search.objective import RobustObjective
-from wsr_bench.search.state import RunFolder, SearchCheckpointError
+from wsr_bench.search.state import SearchCheckpointError, SearchFolder
 from wsr_bench.search_space.genotype import Genotype
 from wsr_bench.search_space.supernet import FixedArchitecture, SuperNet, gumbel_noise, gumbel_softmax
-from wsr_bench.train import TrainRecipe, train_epoch
+from wsr_bench.train import LoopOptions, TrainRecipe, train_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -88,13 +87,6 @@ def strength_layout(strengths: list[float], n1: int, n2: int) -> tuple[list[floa
     return pgd, [e for e in s if e not in pgd]
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) global generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def autocast(device: str) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA; nothing on the CPU (the CPU path stays float32 and bit-reproducible)."""
     if str(device).startswith("cuda"):
@@ -119,10 +111,8 @@ class SearchEngine:
                  clock: Callable[[], float] = time.perf_counter):
         self.cfg, self.scfg, self.clock = cfg, cfg.search, clock
         self.device = resolve_device(device or cfg.device)
-        self.folder = RunFolder(out_dir)
-        d = cfg.data
-        self.splits = load_dataset(d.name, root=d.root, image_size=d.image_size, seed=cfg.seed, download=d.download,
-                                   limit=d.limit)
+        self.folder = SearchFolder(out_dir)
+        self.splits = load_splits(cfg.data, cfg.seed)
         self.strengths = sorted(float(e) for e in self.scfg.strengths)
         self.pgd_eps, self.est_eps = strength_layout(self.strengths, self.scfg.n1, self.scfg.n2)
         self.objective = RobustObjective.from_search_config(self.scfg)
@@ -140,10 +130,12 @@ class SearchEngine:
                                      momentum=self.scfg.weight_momentum, weight_decay=self.scfg.weight_decay)
         self.a_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=self.scfg.arch_lr,
                                       betas=tuple(self.scfg.arch_betas), weight_decay=self.scfg.arch_weight_decay)
-        self.op_counts = torch.zeros(self.supernet.alpha.shape[0], self.supernet.alpha.shape[2], dtype=torch.long)
+        self.loop = LoopOptions(grad_clip=self.scfg.grad_clip or None)  # how train_arch steps the weights
+        cells, _, n_ops = self.supernet.arch_weights.shape
+        self.op_counts = torch.zeros(cells, n_ops, dtype=torch.long)
         self.population = [self.sample_arch() for _ in range(self.scfg.population)]
         self.epoch, self.next_task, self.elapsed = 0, 0, 0.0
-        self.history = [self.supernet.alpha.detach().cpu().clone()]
+        self.history = [self.supernet.arch_weights.detach().cpu().clone()]
         self.build()
 
     # ------------------------------------------------------------------------------------------- for subclasses
@@ -196,9 +188,9 @@ class SearchEngine:
     def sample_arch(self) -> ArchSample:
         """Draw ``H`` from GumbelSoftmax(A, xi, tau) with the search's own generator (CPU tensors) and count its
         ops (the collapse diagnostics report how often each op was sampled)."""
-        alpha = self.supernet.alpha.detach().cpu()
-        noise = gumbel_noise(alpha.shape, self.generator)
-        soft = gumbel_softmax(alpha, self.scfg.tau, hard=False, noise=noise)
+        arch_weights = self.supernet.arch_weights.detach().cpu()
+        noise = gumbel_noise(arch_weights.shape, self.generator)
+        soft = gumbel_softmax(arch_weights, self.scfg.tau, hard=False, noise=noise)
         hard = torch.nn.functional.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
         self.count_ops(hard)
         return ArchSample(hard, soft, noise)
@@ -230,8 +222,8 @@ class SearchEngine:
             self.recalibrate_bn(H)  # the training attacks run in eval mode
         model = wrap_ddp(self.view(H), find_unused_parameters=True)
         with autocast(self.device):
-            stats = train_epoch(model, loader, self.w_opt, recipe, device=self.device, grad_clip=s.grad_clip or None,
-                                progress=s.progress, desc=desc)
+            stats = train_epoch(model, loader, self.w_opt, recipe, self.loop, device=self.device, progress=s.progress,
+                                desc=desc)
         self.recalibrate_bn(H)  # for the attacks and evaluation that follow
         self.epoch += 1
         return {"loss": stats["loss"], "acc": stats["acc"], "n": stats["n"], "lr": lr, "seconds": stats["seconds"]}
@@ -281,10 +273,10 @@ class SearchEngine:
         keys = ["natural"] + [f"{e:g}" for e in self.strengths]
         return {k: float(v) for k, v in zip(keys, losses.tolist(), strict=True)}
 
-    def sync_alpha(self) -> None:
+    def sync_arch_weights(self) -> None:
         """Under DDP, make every rank use rank 0's A (the architecture update runs on every rank)."""
         if is_distributed():
-            torch.distributed.broadcast(self.supernet.alpha.data, src=0)
+            torch.distributed.broadcast(self.supernet.arch_weights.data, src=0)
 
     # ------------------------------------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:
@@ -331,7 +323,7 @@ class SearchEngine:
                 self.elapsed += self.now() - t0
                 record = self._finish_record(k, tasks[k], record, self.now() - t0)
                 self.next_task = k + 1
-                self.history.append(self.supernet.alpha.detach().cpu().clone())
+                self.history.append(self.supernet.arch_weights.detach().cpu().clone())
                 if is_main_process():
                     self.folder.append_metrics(record)
                     self.folder.save_checkpoint(self.state_dict())
@@ -340,8 +332,8 @@ class SearchEngine:
                     callback(k, record)
             genotype = self.genotype()
             if is_main_process():
-                self.folder.write_results(genotype, self.supernet.alpha, torch.stack(self.history))
-                self.folder.write_report(search_report(genotype, self.supernet.alpha, self.op_counts, self.scfg))
+                self.folder.write_results(genotype, self.supernet.arch_weights, torch.stack(self.history))
+                self.folder.write_report(search_report(genotype, self.supernet.arch_weights, self.op_counts, self.scfg))
                 logger.info("search done in %.1fs: genotype written to %s", self.elapsed, self.folder.genotype)
             return genotype
 

@@ -35,7 +35,7 @@ class NaiveSearch(SearchEngine):
     method = "naive"
 
     def tasks(self) -> list[Task]:
-        n, t = self.scfg.population, self.scfg.steps
+        n, t = self.scfg.population, self.scfg.search_steps
         return ([Task("warmup", i) for i in range(n)] + [Task("population", i) for i in range(n)]
                 + [Task("search", i) for i in range(t)])
 
@@ -52,8 +52,8 @@ class NaiveSearch(SearchEngine):
         t0 = self.now()
         train = self.train_arch(H, self.pgd_recipe(), desc="adv. train")
         times["adv_train"] = self.now() - t0
-        alpha = self.supernet.alpha
-        grad = torch.zeros_like(alpha)
+        arch_weights = self.supernet.arch_weights
+        grad = torch.zeros_like(arch_weights)
         sums, n_total = torch.zeros(len(self.strengths) + 1, dtype=torch.float64), len(self.y_v)
         for x, y in self.val_batches("PGD + arch. gradient"):
             batch_grad, losses = self.arch_gradient(x, y, weight=len(y) / n_total, times=times)
@@ -61,9 +61,9 @@ class NaiveSearch(SearchEngine):
             sums += losses * len(y)
         t0 = self.now()
         self.a_opt.zero_grad(set_to_none=True)
-        alpha.grad = grad
+        arch_weights.grad = grad
         self.a_opt.step()
-        self.sync_alpha()
+        self.sync_arch_weights()
         times["arch_update"] += self.now() - t0
         losses = (sums / n_total).float()
         return {"train": train, "losses": self.loss_dict(losses), "objective": float(self.objective(losses)),
@@ -72,7 +72,7 @@ class NaiveSearch(SearchEngine):
     def draw(self) -> torch.Tensor:
         """``H`` for one D_v batch, differentiable in ``A``: straight-through one-hot (``hard``) or soft."""
         hard = self.scfg.naive_gradient == "hard"
-        H = gumbel_softmax(self.supernet.alpha, self.scfg.tau, hard=hard, generator=self.generator)
+        H = gumbel_softmax(self.supernet.arch_weights, self.scfg.tau, hard=hard, generator=self.generator)
         if hard:
             self.count_ops(H.detach())
         return H
@@ -82,7 +82,7 @@ class NaiveSearch(SearchEngine):
         """Gradient of ``weight * objective`` w.r.t. ``A`` on one D_v batch (clean + every strength) through a
         fresh draw ``H``, with the PGD noise crafted on that same ``H`` (training mode, as the loss); returns it
         with the batch's mean losses ``(N+1,)`` (float64, CPU)."""
-        alpha = self.supernet.alpha
+        arch_weights = self.supernet.arch_weights
         H = self.draw()
         H_in = H.detach().requires_grad_(True)  # gradients are gathered on H, then taken back to A once
         t0 = self.now()
@@ -102,6 +102,6 @@ class NaiveSearch(SearchEngine):
             value = loss.square() if self.objective.form == "squared" else loss
             grad_H += torch.autograd.grad(weight * w * value, [H_in])[0]
             losses.append(float(loss.detach()))
-        (grad,) = torch.autograd.grad(H, [alpha], grad_outputs=grad_H)
+        (grad,) = torch.autograd.grad(H, [arch_weights], grad_outputs=grad_H)
         times["arch_update"] += self.now() - t1
         return grad, torch.tensor(losses, dtype=torch.float64)

@@ -12,12 +12,12 @@ search evaluates the same objective on losses measured through the super-network
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from wsr_bench.rules import check_objective
 from wsr_bench.search_space.supernet import gumbel_softmax
 
 __all__ = ["ObjectiveError", "RobustObjective", "ewss_step"]
@@ -45,19 +45,8 @@ class RobustObjective:
     form: str = "linear"
 
     def __post_init__(self) -> None:
+        check_objective(self.nat_weight, self.robust_weight, self.weights, self.form, error=ObjectiveError)
         w = [float(v) for v in self.weights]
-        if not w:
-            raise ObjectiveError("the objective needs at least one strength weight beta_i")
-        if not all(math.isfinite(v) and v > 0 for v in w):
-            raise ObjectiveError(f"strength weights beta_i must all be > 0, got {w}")
-        if not (self.nat_weight > 0 and self.robust_weight > 0):
-            raise ObjectiveError(f"nat_weight and robust_weight must be > 0, got {self.nat_weight} and "
-                                 f"{self.robust_weight}")
-        if abs(self.nat_weight + self.robust_weight - 1.0) > 1e-6:
-            raise ObjectiveError(f"nat_weight + robust_weight must equal 1, got {self.nat_weight} + "
-                                 f"{self.robust_weight} = {self.nat_weight + self.robust_weight:g}")
-        if self.form not in ("linear", "squared"):
-            raise ObjectiveError(f"objective form must be linear or squared, got {self.form!r}")
         total = sum(w)
         object.__setattr__(self, "weights", tuple(v / total for v in w))
 

@@ -14,44 +14,43 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from wsr_bench.checkpoint import load_checkpoint, save_checkpoint
-from wsr_bench.io import append_jsonl, atomic_write_text, atomic_write_with
+from wsr_bench.io import atomic_write_text, atomic_write_with
+from wsr_bench.run_folder import RunFolder
 from wsr_bench.search_space.genotype import Genotype
 from wsr_bench.search_space.ops import PRIMITIVES
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CHECKPOINT_VERSION", "RunFolder", "SearchCheckpointError", "plot_arch_weights", "plot_genotype"]
+__all__ = ["CHECKPOINT_VERSION", "SearchCheckpointError", "SearchFolder", "plot_arch_weights", "plot_genotype"]
 
-CHECKPOINT_VERSION = 2  # 2: population as (hard, soft, noise) draws, op counts, the official recipe's state
+# 3: the supernet's A is saved as `arch_weights`; 2: population as (hard, soft, noise) draws, op counts, the official
+# recipe's state
+CHECKPOINT_VERSION = 3
 # What a resumed search must share with the run that wrote the checkpoint: the config sections the search reads
 # (model/train/eval/run sections belong to later stages and may change), except the keys below.
 SEARCH_SECTIONS = ("seed", "data", "search")
-RESUMABLE_CHANGES = ("steps", "progress")
+RESUMABLE_CHANGES = ("search_steps", "progress")
 
 
 class SearchCheckpointError(ValueError):
     """A run folder that cannot be used as asked: an existing search without ``--resume``, or a mismatch."""
 
 
-class RunFolder:
-    """Paths and writers of one search run folder (see module docstring)."""
+class SearchFolder(RunFolder):
+    """A search run folder (see module docstring): the common files plus what the search writes at its end."""
+
+    log_name = "search.log"
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
-        self.config = self.root / "config.yaml"
-        self.log = self.root / "search.log"
-        self.metrics = self.root / "metrics.jsonl"
-        self.checkpoint = self.root / "checkpoint.pt"
+        super().__init__(root)
         self.genotype = self.root / "genotype.json"
-        self.alpha = self.root / "alpha.safetensors"
+        self.arch_weights = self.root / "alpha.safetensors"  # A, under the file name DARTS users know
         self.plot = self.root / "arch_weights.png"
         self.report = self.root / "search_report.json"
         self.cells_plot = self.root / "genotype.png"
@@ -62,39 +61,10 @@ class RunFolder:
             raise SearchCheckpointError(f"{self.root} already holds a search (checkpoint.pt/genotype.json); pass "
                                         f"--resume to continue it or choose another --out folder")
 
-    def append_metrics(self, record: dict[str, Any]) -> None:
-        append_jsonl(self.metrics, record)
-
-    def read_metrics(self) -> list[dict[str, Any]]:
-        """All metric records (empty when none were written)."""
-        if not self.metrics.exists():
-            return []
-        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
-
     def truncate_metrics(self, next_task: int) -> None:
         """Keep only records of tasks before ``next_task`` (those the checkpoint already covers)."""
-        if not self.metrics.exists():
-            return
-        keep = [r for r in self.read_metrics() if int(r.get("task", -1)) < next_task]
-        atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in keep))
-
-    @contextmanager
-    def logging_to_file(self, name: str = "wsr_bench") -> Iterator[None]:
-        """Copy the package's log records into ``search.log`` while the search runs."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(self.log, mode="a")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-        pkg = logging.getLogger(name)
-        old_level = pkg.level
-        if pkg.getEffectiveLevel() > logging.INFO:
-            pkg.setLevel(logging.INFO)
-        pkg.addHandler(handler)
-        try:
-            yield
-        finally:
-            pkg.removeHandler(handler)
-            pkg.setLevel(old_level)
-            handler.close()
+        if self.metrics.exists():
+            self.write_metrics([r for r in self.read_metrics() if int(r.get("task", -1)) < next_task])
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         save_checkpoint(self.checkpoint, {"version": CHECKPOINT_VERSION, **state})
@@ -112,14 +82,14 @@ class RunFolder:
                                         f"(only search.{' / search.'.join(RESUMABLE_CHANGES)} may change)")
         return state
 
-    def write_results(self, genotype: Genotype, alpha: torch.Tensor, history: torch.Tensor) -> None:
+    def write_results(self, genotype: Genotype, arch_weights: torch.Tensor, history: torch.Tensor) -> None:
         """Write ``genotype.json``, ``alpha.safetensors`` and ``arch_weights.png`` (each atomically)."""
         from safetensors.torch import save_file
 
         atomic_write_text(self.genotype, genotype.to_json() + "\n")
-        tensors = {"alpha": alpha.detach().float().cpu().contiguous(),
-                   "probabilities": torch.softmax(alpha.detach().float().cpu(), -1).contiguous()}
-        atomic_write_with(self.alpha, lambda tmp: save_file(tensors, str(tmp), metadata={
+        tensors = {"alpha": arch_weights.detach().float().cpu().contiguous(),
+                   "probabilities": torch.softmax(arch_weights.detach().float().cpu(), -1).contiguous()}
+        atomic_write_with(self.arch_weights, lambda tmp: save_file(tensors, str(tmp), metadata={
             "primitives": ",".join(PRIMITIVES), "layout": "(cell: normal|reduce, edge, primitive)"}))
         atomic_write_with(self.plot, lambda tmp: plot_arch_weights(history, tmp))
         atomic_write_with(self.cells_plot, lambda tmp: plot_genotype(genotype, tmp))

@@ -31,10 +31,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from wsr_bench.config import ExperimentConfig, resolve_device
+from wsr_bench.config import ExperimentConfig
 from wsr_bench.distributed import setup_distributed
 from wsr_bench.estimators.noise import NoiseMemory, build_estimator, pgd_noise, train_estimator
 from wsr_bench.estimators.val_loss import LossMemory, ValLossEstimator, train_vle
+from wsr_bench.rules import SEARCH_METHODS
+from wsr_bench.runtime import resolve_device
 from wsr_bench.search.engine import ArchSample, SearchEngine, Task, TaskCallback, autocast
 from wsr_bench.search.objective import ewss_step
 from wsr_bench.search_space.genotype import Genotype
@@ -51,7 +53,7 @@ class WsrSearch(SearchEngine):
 
     def build(self) -> None:
         s, sp = self.scfg, self.splits
-        self.vle = ValLossEstimator(self.supernet.alpha.shape[1], self.supernet.alpha.shape[2],
+        self.vle = ValLossEstimator(self.supernet.arch_weights.shape[1], self.supernet.arch_weights.shape[2],
                                     len(self.strengths) + 1, hidden=s.vle_hidden, output=s.vle_output).to(self.device)
         self.vle_opt = torch.optim.Adam(self.vle.parameters(), lr=s.vle_lr, weight_decay=s.vle_weight_decay)
         self.vle_memory = LossMemory(s.vle_memory)
@@ -70,7 +72,7 @@ class WsrSearch(SearchEngine):
         self.perm = [order.index(e) for e in self.strengths]
 
     def tasks(self) -> list[Task]:
-        n, t = self.scfg.population, self.scfg.steps
+        n, t = self.scfg.population, self.scfg.search_steps
         return ([Task("warmup", i) for i in range(n)] + [Task("population", i) for i in range(n)]
                 + [Task("vle_warmup", 0)] + [Task("search", i) for i in range(t)])
 
@@ -112,9 +114,9 @@ class WsrSearch(SearchEngine):
             times["vle_train"] = self.now() - t0
             t0 = self.now()
             noise = sample.noise if self.scfg.ewss_query == "stored" else None
-            record["arch_objective"] = ewss_step(self.supernet.alpha, self.vle, self.objective, self.a_opt,
+            record["arch_objective"] = ewss_step(self.supernet.arch_weights, self.vle, self.objective, self.a_opt,
                                                  self.scfg.tau, self.scfg.arch_samples, self.generator, noise=noise)
-            self.sync_alpha()
+            self.sync_arch_weights()
             times["arch_update"] = self.now() - t0
         record["seconds"] = times
         return record
@@ -228,7 +230,7 @@ def run_search(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     """
     from wsr_bench.search.naive import NaiveSearch
 
-    engines = {"wsr": WsrSearch, "naive": NaiveSearch}
+    engines = dict(zip(SEARCH_METHODS, (WsrSearch, NaiveSearch), strict=True))
     if cfg.search.method not in engines:
         raise ValueError(f"unknown search method {cfg.search.method!r}; expected one of {', '.join(engines)}")
     info = setup_distributed(resolve_device(device or cfg.device))  # one process unless launched by torchrun

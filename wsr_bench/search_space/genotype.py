@@ -1,6 +1,6 @@
 """Genotypes: the discrete cell descriptions of the DARTS space, as frozen JSON-serialisable values.
 
-A cell has two input nodes (0, 1: outputs of the two previous cells) and ``steps`` intermediate nodes. Each
+A cell has two input nodes (0, 1: outputs of the two previous cells) and ``nodes`` intermediate nodes. Each
 intermediate node ``j`` (numbered from 2) takes exactly two edges ``(op, i)`` with ``i < j``; the cell output
 concatenates ``concat``. The known genotypes (WsrNets and baselines) ship as package data with their sources.
 """
@@ -59,7 +59,7 @@ class Genotype:
         _validate_cell("reduce", self.reduce, self.reduce_concat)
 
     @property
-    def steps(self) -> int:
+    def nodes(self) -> int:
         """Number of intermediate nodes in a cell."""
         return len(self.normal) // 2
 

@@ -8,12 +8,10 @@
 """
 
 from wsr_bench.train.driver import (
-    CHECKPOINT_NAME,
-    LOG_NAME,
-    METRICS_NAME,
-    MODEL_DIR,
     ResumeError,
+    TrainFolder,
     TrainingDivergedError,
+    TrainSummary,
     build_model,
     build_optimizer,
     build_scheduler,
@@ -22,10 +20,10 @@ from wsr_bench.train.driver import (
     run_training,
     train_model,
 )
-from wsr_bench.train.loop import NonFiniteLossError, eval_epoch, train_epoch
+from wsr_bench.train.loop import LoopOptions, NonFiniteLossError, eval_epoch, train_epoch
 from wsr_bench.train.recipes import RECIPES, TrainRecipe, adversarial_examples, attack_batch, recipe_loss
 
-__all__ = ["CHECKPOINT_NAME", "LOG_NAME", "METRICS_NAME", "MODEL_DIR", "RECIPES", "NonFiniteLossError",
-           "ResumeError", "TrainRecipe", "TrainingDivergedError", "adversarial_examples", "attack_batch",
+__all__ = ["RECIPES", "LoopOptions", "NonFiniteLossError", "ResumeError", "TrainFolder", "TrainRecipe", "TrainSummary",
+           "TrainingDivergedError", "adversarial_examples", "attack_batch",
            "build_model", "build_optimizer", "build_scheduler", "default_model_name", "eval_epoch", "model_identity",
            "recipe_loss", "run_training", "train_epoch", "train_model"]

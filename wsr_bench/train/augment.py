@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from wsr_bench.config import TrainConfig
+from wsr_bench.rules import check_choice
 
 
 def random_crop(x: torch.Tensor, padding: int = 4) -> torch.Tensor:
@@ -50,8 +51,7 @@ def cutout(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def make_augment(cfg: TrainConfig) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The batch transform ``cfg.augment`` / ``cfg.cutout`` describe, or ``None`` when both are off."""
-    if cfg.augment not in TrainConfig.AUGMENTS:
-        raise ValueError(f"train.augment must be one of {', '.join(TrainConfig.AUGMENTS)}, got {cfg.augment!r}")
+    check_choice(cfg.augment, TrainConfig.AUGMENTS, "train.augment")
     if cfg.augment == "none" and cfg.cutout <= 0:
         return None
 

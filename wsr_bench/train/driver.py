@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,8 @@ from torch.utils.data import ConcatDataset, Subset
 from tqdm.auto import tqdm
 
 from wsr_bench.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
-from wsr_bench.config import ExperimentConfig, TrainConfig, config_to_dict, dump_config, resolve_device
-from wsr_bench.data import DataSplits
+from wsr_bench.config import ExperimentConfig, TrainConfig, config_to_dict, dump_config
+from wsr_bench.data import DataSplits, load_splits
 from wsr_bench.distributed import (
     all_gather_object,
     barrier,
@@ -44,18 +45,52 @@ from wsr_bench.distributed import (
     unwrap_model,
     wrap_ddp,
 )
-from wsr_bench.io import append_jsonl, atomic_write_text
+from wsr_bench.run_folder import RunFolder
+from wsr_bench.runtime import resolve_device, seed_everything
 from wsr_bench.train.augment import make_augment
-from wsr_bench.train.loop import NonFiniteLossError, eval_epoch, train_epoch
+from wsr_bench.train.loop import LoopOptions, NonFiniteLossError, eval_epoch, train_epoch
 from wsr_bench.train.recipes import TrainRecipe
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.pt"
-METRICS_NAME = "metrics.jsonl"
-LOG_NAME = "train.log"
-MODEL_DIR = "model"
 CHECKPOINT_FORMAT = "wsr-bench-train/1"
+
+
+class TrainFolder(RunFolder):
+    """A training run folder: the common files (``config.yaml``, ``checkpoint.pt``, ``metrics.jsonl``, ``train.log``)
+    and the exported network in ``model/``."""
+
+    log_name = "train.log"
+
+    def __init__(self, root: str | Path):
+        super().__init__(root)
+        self.model = self.root / "model"
+
+    def check_fresh(self) -> None:
+        """Refuse to start over a folder that already holds a training checkpoint (``--resume`` continues it)."""
+        if self.checkpoint.is_file():
+            raise FileExistsError(f"{self.root} already holds a training checkpoint ({self.checkpoint.name}); pass "
+                                  f"--resume to continue it, or choose another --out")
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What one ``train_model`` call did (every rank returns one; only rank 0 wrote files)."""
+
+    model: str                      # the model name or genotype file it was built from ("" when not known)
+    architecture: str               # the network's identity (class and genotype), as checked on resume
+    params: int                     # number of parameters
+    recipe: str                     # the training recipe, e.g. "PGD-3 (eps 0.1)"
+    epochs: int                     # epochs asked for (train.epochs)
+    start_epoch: int                # epochs already done when this call started (resume)
+    epochs_done: int                # epochs done when it returned
+    finished: bool                  # all epochs done and the model exported
+    final: dict[str, Any] | None    # the last epoch's metrics record (as in metrics.jsonl)
+    out_dir: str                    # the run folder
+    model_dir: str | None           # the exported model (None until finished)
+    seconds: float                  # wall time of this call's epochs
+    rank: int                       # this process's rank under torchrun (0 alone)
+    world_size: int                 # number of processes
 
 
 class TrainingDivergedError(ValueError):
@@ -124,22 +159,6 @@ def _check_aux(cfg: ExperimentConfig, splits: DataSplits) -> None:
                          f"second reduction), got {splits.image_size}x{splits.image_size} {splits.name} images")
 
 
-def _seed_all(seed: int) -> None:
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _write_log(out: Path, text: str) -> None:
-    logger.info(text)
-    with (out / LOG_NAME).open("a") as f:
-        f.write(text + "\n")
-
-
 def _finite_or_none(v: Any) -> Any:
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
@@ -150,7 +169,7 @@ class _Run:
 
     def __init__(self, cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out: Path, device: str,
                  progress: bool):
-        self.cfg, self.tc, self.out, self.device, self.progress = cfg, cfg.train, out, device, progress
+        self.cfg, self.tc, self.folder, self.device, self.progress = cfg, cfg.train, TrainFolder(out), device, progress
         self.recipe = TrainRecipe.from_config(cfg.train)
         _check_aux(cfg, splits)
         self.bare = model.to(device)
@@ -164,8 +183,9 @@ class _Run:
         self.eval_loader = None if n_eval == 0 else shard_loader(
             Subset(splits.test, range(n_eval)), cfg.data.eval_batch_size * get_world_size(), shuffle=False)
         self.augment = make_augment(cfg.train)
-        self.aux_weight = cfg.model.auxiliary_weight if cfg.model.auxiliary else 0.0
-        self.path = out / CHECKPOINT_NAME
+        self.loop = LoopOptions(grad_clip=cfg.train.grad_clip or None,
+                                aux_weight=cfg.model.auxiliary_weight if cfg.model.auxiliary else 0.0)
+        self.path = self.folder.checkpoint
         self.dataset = splits.name
         self.image_size = splits.image_size  # recorded in the export, so that `wsr-bench eval` loads that size
 
@@ -173,14 +193,13 @@ class _Run:
         """Load the checkpoint when resuming (or refuse to overwrite one); returns (epochs done, history)."""
         if not self.path.is_file():
             if resume:
-                logger.info("no checkpoint in %s; starting from scratch", self.out)
-            _seed_all(self.cfg.seed + get_rank())
+                logger.info("no checkpoint in %s; starting from scratch", self.folder.root)
+            seed_everything(self.cfg.seed + get_rank())
             if is_main_process():
-                atomic_write_text(self.out / METRICS_NAME, "")
+                self.folder.write_metrics([])
             return 0, []
         if not resume:
-            raise FileExistsError(f"{self.out} already holds a training checkpoint ({CHECKPOINT_NAME}); pass "
-                                  f"--resume to continue it, or choose another --out")
+            self.folder.check_fresh()
         state = load_checkpoint(self.path)
         _check_resume(state, self.identity, self.path)
         self.bare.load_state_dict(state["model"])
@@ -191,7 +210,7 @@ class _Run:
         self._apply_config(state.get("train_config") or {})
         history = list(state.get("history", []))
         if is_main_process():  # the checkpoint is the truth: drop lines of an epoch that was never checkpointed
-            atomic_write_text(self.out / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in history))
+            self.folder.write_metrics(history)
         logger.info("resumed %s after epoch %d/%d", self.path, state["epoch"], self.tc.epochs)
         return int(state["epoch"]), history
 
@@ -219,9 +238,9 @@ class _Run:
         if hasattr(self.bare, "drop_path_prob"):
             self.bare.drop_path_prob = self.cfg.model.drop_path_rate * epoch / tc.epochs
         try:
-            stats = train_epoch(self.net, self.loader, self.optimizer, self.recipe, self.device, self.scheduler,
-                                tc.grad_clip or None, self.aux_weight, self.progress,
-                                desc=f"epoch {epoch + 1}/{tc.epochs}", augment=self.augment)
+            stats = train_epoch(self.net, self.loader, self.optimizer, self.recipe, self.loop, device=self.device,
+                                scheduler=self.scheduler, augment=self.augment, progress=self.progress,
+                                desc=f"epoch {epoch + 1}/{tc.epochs}")
         except NonFiniteLossError as exc:
             kept = (f"the last good checkpoint {self.path} (after epoch {epoch}) is kept" if self.path.is_file()
                     else "no checkpoint had been written yet")
@@ -259,8 +278,10 @@ class _Run:
                 "scheduler": self.scheduler.state_dict(), "rng": rngs, "history": history,
                 "train_config": config_to_dict(self.tc), "steps_per_epoch": len(self.loader),
                 "world_size": get_world_size()})
-            append_jsonl(self.out / METRICS_NAME, history[-1])
-            _write_log(self.out, _log_line(history[-1], self.recipe))
+            self.folder.append_metrics(history[-1])
+            line = _log_line(history[-1], self.recipe)
+            logger.info(line)
+            self.folder.write_log_line(line)
         barrier()
 
 
@@ -280,7 +301,7 @@ def _export(run: _Run, history: list[dict[str, Any]]) -> Path:
     from wsr_bench.io import atomic_write_with
     from wsr_bench.models import export_model
 
-    folder = run.out / MODEL_DIR
+    folder = run.folder.model
     final = {k: _finite_or_none(v) for k, v in (history[-1] if history else {}).items()}
     extra = {"dataset": run.dataset, "image_size": run.image_size, "recipe": run.recipe.label,
              "train": config_to_dict(run.tc), "final": final}
@@ -295,7 +316,7 @@ def _export(run: _Run, history: list[dict[str, Any]]) -> Path:
 
 def train_model(cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out_dir: str | Path,
                 resume: bool = False, device: str | None = None, progress: bool = True,
-                stop_after: int | None = None, config_path: str | Path | None = None) -> dict[str, Any]:
+                stop_after: int | None = None, config_path: str | Path | None = None) -> TrainSummary:
     """Adversarially train ``model`` as ``cfg.train`` says, checkpointing into ``out_dir``; export at the end.
 
     Args:
@@ -315,9 +336,7 @@ def train_model(cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out
             resume leaves the run folder as it was.
 
     Returns:
-        A summary dict: ``epochs``, ``start_epoch``, ``epochs_done``, ``finished``, ``final`` (last metrics
-        record), ``model_dir`` (``None`` until finished), ``out_dir``, ``seconds``, ``recipe``, ``architecture``,
-        ``params``, ``rank``, ``world_size``.
+        A :class:`TrainSummary` (``model`` empty: the caller knows the name).
 
     Raises:
         ValueError: bad recipe/config (``ConfigError``), a checkpoint of another model (``ResumeError``), a NaN
@@ -327,7 +346,7 @@ def train_model(cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out
     out = Path(out_dir)
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
-    run = _Run(cfg, model, splits, out, _pick_device(device or cfg.device), progress)
+    run = _Run(cfg, model, splits, out, resolve_device(device or cfg.device), progress)
     start, history = run.restore(resume)
     if config_path is not None and is_main_process():
         dump_config(cfg, config_path)
@@ -341,23 +360,16 @@ def train_model(cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out
             break
     epochs.close()
     finished = len(history) >= cfg.train.epochs
-    folder = run.out / MODEL_DIR
+    folder = run.folder.model
     if finished and is_main_process():
         _export(run, history)
     barrier()
-    return {"epochs": cfg.train.epochs, "start_epoch": start, "epochs_done": len(history), "finished": finished,
-            "final": history[-1] if history else None, "model_dir": str(folder) if finished else None,
-            "out_dir": str(out), "seconds": time.perf_counter() - t0,
-            "recipe": run.recipe.label, "architecture": run.identity["architecture"],
-            "params": sum(p.numel() for p in run.bare.parameters()), "rank": get_rank(),
-            "world_size": get_world_size()}
-
-
-def _pick_device(name: str) -> str:
-    device = resolve_device(name)
-    if device == "cuda" and get_world_size() > 1:
-        return f"cuda:{torch.cuda.current_device()}"
-    return device
+    return TrainSummary(model="", architecture=run.identity["architecture"],
+                        params=sum(p.numel() for p in run.bare.parameters()), recipe=run.recipe.label,
+                        epochs=cfg.train.epochs, start_epoch=start, epochs_done=len(history), finished=finished,
+                        final=history[-1] if history else None, out_dir=str(out),
+                        model_dir=str(folder) if finished else None, seconds=time.perf_counter() - t0,
+                        rank=get_rank(), world_size=get_world_size())
 
 
 # ------------------------------------------------------------------------------------------------ CLI entry
@@ -377,28 +389,24 @@ def default_model_name(out_dir: str | Path) -> str:
 
 
 def run_training(cfg: ExperimentConfig, out_dir: str | Path, model_name: str | None = None, resume: bool = False,
-                 device: str | None = None, progress: bool = True) -> dict[str, Any]:
+                 device: str | None = None, progress: bool = True) -> TrainSummary:
     """``wsr-bench train``: join torchrun's process group (if any), load the data, build the model, write
     ``config.yaml``, ``train_model``, leave the group (only if this call joined it: a caller that trains several
-    models in one torchrun launch sets the group up once and keeps it). Returns ``train_model``'s summary plus
-    ``model``."""
-    from wsr_bench.data import load_dataset
-
+    models in one torchrun launch sets the group up once and keeps it). Returns ``train_model``'s summary with
+    ``model`` filled in."""
     out = Path(out_dir)
-    if (out / CHECKPOINT_NAME).is_file() and not resume:
-        raise FileExistsError(f"{out} already holds a training checkpoint ({CHECKPOINT_NAME}); pass --resume to "
-                              f"continue it, or choose another --out")
+    if not resume:
+        TrainFolder(out).check_fresh()
     owns_group = not dist.is_initialized()  # keep a process group the caller set up (re-creating one is racy)
     info = setup_distributed(resolve_device(device or cfg.device))
     try:
-        d = cfg.data
-        splits = load_dataset(d.name, d.root, d.image_size, cfg.seed, d.download, limit=d.limit)
+        splits = load_splits(cfg.data, cfg.seed)
         name = model_name or default_model_name(out)
-        _seed_all(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
+        seed_everything(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
         model = build_model(name, cfg, splits)
         summary = train_model(cfg, model, splits, out, resume=resume, device=info.device, progress=progress,
                               config_path=out / "config.yaml")
-        return {**summary, "model": name}
+        return replace(summary, model=name)
     finally:
         if owns_group:
             cleanup()

@@ -7,10 +7,12 @@ are averaged), and the returned statistics are reduced over ranks (``n``-weighte
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -55,16 +57,27 @@ def _forward_fn(model: nn.Module, bare: nn.Module) -> Callable[[torch.Tensor, bo
     return forward
 
 
+@dataclass(frozen=True)
+class LoopOptions:
+    """How :func:`train_epoch` takes each step, built once per run (by the training driver, the search, a
+    benchmark) and passed to every epoch. What a step learns from is the ``TrainRecipe``; the model, data, optimizer,
+    schedule, augmentation, callbacks and progress bar are the epoch's arguments."""
+
+    grad_clip: float | None = None  # max gradient norm (None/0: no clipping)
+    aux_weight: float = 0.0         # weight of DARTS' auxiliary-head loss (0: no auxiliary forward)
+    max_steps: int | None = None    # stop the epoch after this many batches (None: the whole loader)
+
+
 def _clip(model: nn.Module, grad_clip: float | None) -> None:
     if grad_clip:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
 
 
 def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, recipe: TrainRecipe,
-                device: str | torch.device = "cpu", scheduler: Any = None, grad_clip: float | None = None,
-                aux_weight: float = 0.0, progress: bool = False, desc: str = "train",
-                step_callback: StepCallback | None = None, augment: Callable[[torch.Tensor], torch.Tensor] | None
-                = None, max_steps: int | None = None) -> dict[str, Any]:
+                options: LoopOptions | None = None, *, device: str | torch.device = "cpu", scheduler: Any = None,
+                augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                step_callback: StepCallback | None = None, progress: bool = False, desc: str = "train",
+                **fields: Any) -> dict[str, Any]:
     """Train for one pass over ``loader`` with ``recipe``.
 
     Args:
@@ -72,14 +85,13 @@ def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optim
         loader: yields ``(x, y)`` with x in [0,1].
         optimizer: steps once per batch; ``scheduler`` (optional) steps once per batch after it.
         recipe: a ``TrainRecipe``.
+        options: the step settings (:class:`LoopOptions`); keyword ``fields`` (``grad_clip``, ``aux_weight``,
+            ``max_steps``) replace its fields, e.g. ``train_epoch(model, loader, opt, recipe, grad_clip=5.0)``.
         device: where batches go.
-        grad_clip: max gradient norm (``None``/0 disables).
-        aux_weight: weight of DARTS' auxiliary-head loss (0: no auxiliary forward).
-        progress: show a tqdm bar (rank 0 only).
+        augment: batch transform applied to the clean batch before the attack (crop/flip/cutout).
         step_callback: called after each step as ``step_callback(step, {"loss", "acc", "n", "lr"})``; a truthy
             return value ends the epoch early.
-        augment: batch transform applied to the clean batch before the attack (crop/flip/cutout).
-        max_steps: stop after this many batches.
+        progress: show a tqdm bar (rank 0 only), labelled ``desc``.
 
     Returns:
         ``{"loss", "acc", "n", "steps", "seconds", "attack_seconds"}``: mean loss and accuracy on the batches the
@@ -88,6 +100,7 @@ def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optim
     Raises:
         NonFiniteLossError: the loss of some step is NaN/inf (that step is not applied; all ranks stop).
     """
+    options = dataclasses.replace(options or LoopOptions(), **fields)
     bare = unwrap_model(model)
     forward = _forward_fn(model, bare)
     model.train()
@@ -101,14 +114,14 @@ def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optim
         ta = time.perf_counter()
         x_train, y_train = attack_batch(recipe, bare, x, y)
         attack_s += time.perf_counter() - ta
-        loss, logits = recipe_loss(recipe, forward, x, y, x_train, y_train, aux_weight)
+        loss, logits = recipe_loss(recipe, forward, x, y, x_train, y_train, options.aux_weight)
         value = float(loss.detach())
         if any_rank(not math.isfinite(value)):
             raise NonFiniteLossError(f"non-finite training loss ({value}) at step {step} of {desc}; the step was not "
                                      f"applied", step, value)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        _clip(model, grad_clip)
+        _clip(model, options.grad_clip)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
@@ -117,7 +130,8 @@ def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optim
         loss_sum, correct, n, steps = loss_sum + value * b, correct + batch_correct, n + b, steps + 1
         bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{correct / n:.3f}")
         info = {"loss": value, "acc": batch_correct / b, "n": b, "lr": optimizer.param_groups[0]["lr"]}
-        if (step_callback is not None and step_callback(step, info)) or (max_steps and steps >= max_steps):
+        stop = step_callback is not None and step_callback(step, info)
+        if stop or (options.max_steps and steps >= options.max_steps):
             break
     bar.close()
     stats = {"loss": loss_sum / max(n, 1), "acc": correct / max(n, 1), "n": n, "steps": steps,

@@ -24,9 +24,13 @@ import torch.nn.functional as F
 import torchattacks
 from torch import nn
 
+from wsr_bench.attacks import build_pgd, pgd_step_size
 from wsr_bench.config import TrainConfig
+from wsr_bench.epsilon import check_eps
+from wsr_bench.rules import RECIPES, check_recipe  # noqa: F401  (RECIPES re-exported with the recipes)
 
-RECIPES: tuple[str, ...] = TrainConfig.RECIPES
+#: FGSM-RS step in units of eps (Wong et al. 2020, "Fast is better than free"); the other recipes take PGD's.
+FGSM_RS_STEP = 1.25
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,8 @@ class TrainRecipe:
         name: ``pgd`` | ``trades`` | ``fgsm_rs`` | ``multi`` | ``clean``.
         eps: Linf strength on the [0,1] scale (0.031 = 8/255); ignored by ``clean`` and ``multi``.
         steps: attack steps (PGD-k, TRADES' KL-PGD, and each strength of ``multi``); FGSM-RS takes one.
-        step_size: attack step; ``None`` = eps*2.5/steps, or 1.25*eps for ``fgsm_rs``.
+        step_size: attack step; ``None`` = :func:`~wsr_bench.attacks.pgd_step_size` (eps*2.5/steps), or
+            ``FGSM_RS_STEP * eps`` for ``fgsm_rs``.
         trades_beta: TRADES trade-off beta.
         multi_eps: strengths of the ``multi`` recipe.
         random_start: random initialisation of PGD/``multi`` (off only for exactness tests).
@@ -52,20 +57,8 @@ class TrainRecipe:
     random_start: bool = True
 
     def __post_init__(self) -> None:
-        if self.name not in RECIPES:
-            raise ValueError(f"unknown training recipe {self.name!r}; expected one of {', '.join(RECIPES)}")
+        check_recipe(self.name, self.eps, self.steps, self.step_size, self.trades_beta, self.multi_eps)
         object.__setattr__(self, "multi_eps", tuple(float(e) for e in self.multi_eps))
-        _check_eps(self.eps, "eps", allow_zero=self.name == "clean")
-        if int(self.steps) != self.steps or self.steps < 1:
-            raise ValueError(f"recipe steps must be an integer >= 1, got {self.steps}")
-        if self.step_size is not None and not 0 < self.step_size <= 1:
-            raise ValueError(f"recipe step_size must be in (0, 1] or None, got {self.step_size}")
-        if self.trades_beta < 0:
-            raise ValueError(f"trades_beta must be >= 0, got {self.trades_beta}")
-        if self.name == "multi" and not self.multi_eps:
-            raise ValueError("recipe multi needs at least one strength in multi_eps")
-        for e in self.multi_eps:
-            _check_eps(e, "multi_eps entry")
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> TrainRecipe:
@@ -73,12 +66,13 @@ class TrainRecipe:
         return cls(name=cfg.recipe, eps=cfg.eps, steps=cfg.steps, step_size=cfg.step_size,
                    trades_beta=cfg.trades_beta, multi_eps=tuple(cfg.multi_eps))
 
-    def alpha(self, eps: float | None = None) -> float:
-        """Attack step size for strength ``eps`` (default: the recipe's)."""
+    def attack_step_size(self, eps: float | None = None) -> float:
+        """Attack step size for strength ``eps`` (default: the recipe's): ``step_size`` if set, else the recipe's
+        rule (``FGSM_RS_STEP * eps`` for ``fgsm_rs``, PGD's :func:`~wsr_bench.attacks.pgd_step_size` otherwise)."""
         eps = self.eps if eps is None else eps
         if self.step_size is not None:
             return self.step_size
-        return 1.25 * eps if self.name == "fgsm_rs" else eps * 2.5 / self.steps
+        return FGSM_RS_STEP * eps if self.name == "fgsm_rs" else pgd_step_size(eps, self.steps)
 
     @property
     def label(self) -> str:
@@ -96,15 +90,9 @@ class TrainRecipe:
         return replace(self, **changes)
 
 
-def _check_eps(eps: float, what: str, allow_zero: bool = False) -> None:
-    lo_ok = eps >= 0 if allow_zero else eps > 0
-    if not (lo_ok and eps <= 1):
-        raise ValueError(f"recipe {what} {eps} is outside (0, 1]; eps is on the [0,1] image scale (8/255 = 0.031)")
-
-
 def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
                          step_size: float | None = None, random_start: bool = True) -> torch.Tensor:
-    """Linf PGD examples (torchattacks ``PGD``; CE loss; step ``eps*2.5/steps`` unless given).
+    """Linf PGD examples (the package's :func:`~wsr_bench.attacks.build_pgd`, i.e. torchattacks ``PGD``; CE loss).
 
     The attack runs with the model in eval mode (torchattacks' default) and puts it back into its previous
     train/eval mode. ``eps == 0`` returns a copy of ``x``.
@@ -113,16 +101,15 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps
         model: any ``nn.Module`` mapping [0,1] images to logits (e.g. a ``FixedArchitecture`` view).
         x: images in [0,1], shape (B,C,H,W); y: int64 labels (B,).
         eps: Linf radius on the [0,1] scale; steps: PGD iterations (>= 1).
-        step_size: PGD step; ``None`` = eps*2.5/steps.
+        step_size: PGD step; ``None`` = :func:`~wsr_bench.attacks.pgd_step_size` (eps*2.5/steps).
         random_start: uniform start in the eps ball (Madry et al.).
     """
-    _check_eps(eps, "eps", allow_zero=True)
+    check_eps(eps, "PGD eps", allow_zero=True)
     if steps < 1:
         raise ValueError(f"PGD steps must be >= 1, got {steps}")
     if eps == 0:
         return x.detach().clone()
-    alpha = eps * 2.5 / steps if step_size is None else step_size
-    return _run_attack(torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=random_start), x, y)
+    return _run_attack(build_pgd(model, eps, steps, step_size=step_size, random_start=random_start), x, y)
 
 
 def _run_attack(attack: torchattacks.attack.Attack, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -143,10 +130,10 @@ def attack_batch(recipe: TrainRecipe, model: nn.Module, x: torch.Tensor, y: torc
     if recipe.name == "pgd":
         return adversarial_examples(model, x, y, recipe.eps, recipe.steps, recipe.step_size, recipe.random_start), y
     if recipe.name == "fgsm_rs":
-        return _run_attack(torchattacks.FFGSM(model, eps=recipe.eps, alpha=recipe.alpha()), x, y), y
+        return _run_attack(torchattacks.FFGSM(model, eps=recipe.eps, alpha=recipe.attack_step_size()), x, y), y
     if recipe.name == "trades":
-        return _run_attack(torchattacks.TPGD(model, eps=recipe.eps, alpha=recipe.alpha(), steps=recipe.steps),
-                           x, None), y
+        kl_pgd = torchattacks.TPGD(model, eps=recipe.eps, alpha=recipe.attack_step_size(), steps=recipe.steps)
+        return _run_attack(kl_pgd, x, None), y
     xs = [adversarial_examples(model, x, y, e, recipe.steps, recipe.step_size, recipe.random_start)
           for e in recipe.multi_eps]
     return torch.cat(xs), y.repeat(len(xs))

@@ -1,0 +1,145 @@
+"""Shared rules and run-time helpers: one name list and one check per invariant, used by the config and by the
+objects built from it; one device resolution, one seeding, one dataset-from-config."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import wsr_bench.data as data
+import wsr_bench.models.wsrnet as wsrnet
+from wsr_bench import rules
+from wsr_bench.config import ConfigError, TrainConfig, load_config
+from wsr_bench.epsilon import check_eps
+from wsr_bench.runtime import resolve_device, seed_everything
+from wsr_bench.search import ObjectiveError, RobustObjective
+from wsr_bench.train import TrainRecipe
+
+
+def test_name_lists_exist_once():
+    assert data.DATASETS is rules.DATASETS and TrainConfig.RECIPES is rules.RECIPES
+    assert wsrnet.GENOTYPE_OF is rules.GENOTYPE_OF and wsrnet.IMAGENET_MODELS is rules.IMAGENET_MODELS
+
+
+def test_search_and_evaluation_name_lists_exist_once():
+    from wsr_bench.attacks import ATTACK_NAMES, NORMS
+    from wsr_bench.config import SearchConfig
+    from wsr_bench.estimators.noise import ESTIMATORS
+    from wsr_bench.estimators.val_loss import ValLossEstimator
+
+    choices = SearchConfig.CHOICES
+    assert tuple(ESTIMATORS) == rules.ESTIMATORS and choices["estimator"] == (*rules.ESTIMATORS, "none")
+    assert choices["strength_feed"] is rules.STRENGTH_FEEDS and choices["genotype_rule"] is rules.GENOTYPE_RULES
+    assert choices["vle_output"] is rules.VLE_OUTPUTS is ValLossEstimator.OUTPUTS
+    assert choices["method"] is rules.SEARCH_METHODS
+    assert ATTACK_NAMES is rules.ATTACK_NAMES and NORMS is rules.NORMS
+
+
+@pytest.mark.parametrize(("overrides", "kwargs", "config_message", "options_message"), [
+    (["eval.warm_start_steps=0"], {"warm_start_steps": 0}, "eval.warm_start_steps must be null or >= 1",
+     "warm_start_steps must be >= 1"),
+    (["eval.warm_start_steps=2", "eval.threat_model=L2"], {"warm_start_steps": 2, "norm": "L2", "eps": [0.5]},
+     "it needs pgd among eval.attacks and eval.threat_model 'Linf'",
+     "it needs attack 'pgd' and norm 'Linf', attack_all=False"),
+    (["eval.attacks=[pgdd]"], {"attack": "pgdd"}, "eval.attacks entry must be one of fgsm, pgd",
+     "unknown attack 'pgdd': expected one of fgsm, pgd"),
+    (["eval.threat_model=L3"], {"norm": "L3"}, "eval.threat_model must be one of Linf, L2, got 'L3'",
+     "unknown threat model / norm 'L3'"),
+])
+def test_config_and_spectrum_options_share_the_evaluation_rules(overrides, kwargs, config_message, options_message):
+    from wsr_bench.evaluate.options import SpectrumOptions
+
+    with pytest.raises(ConfigError, match=config_message):
+        load_config(None, overrides)
+    with pytest.raises(ValueError, match=options_message):
+        SpectrumOptions(**kwargs)
+
+
+def test_the_config_spells_evaluation_names_as_the_options_do():
+    from wsr_bench.evaluate.options import SpectrumOptions
+
+    cfg = load_config(None, ["eval.attacks=[PGD, AA, pgd]", "eval.threat_model=linf", "eval.sweep=Bisect"])
+    assert (cfg.eval.attacks, cfg.eval.threat_model, cfg.eval.sweep) == (["pgd", "autoattack"], "Linf", "bisect")
+    options = SpectrumOptions.from_config(cfg)
+    assert (list(options.attack), options.norm, options.sweep) == (cfg.eval.attacks, "Linf", "bisect")
+
+
+def test_check_eps_range_and_hint():
+    assert check_eps(0.03, "x") == 0.03 and check_eps(0, "x", allow_zero=True) == 0.0
+    with pytest.raises(ValueError, match=r"x 0 is outside \(0, 1\]"):
+        check_eps(0, "x")
+    with pytest.raises(ValueError, match="x nan is outside"):
+        check_eps(float("nan"), "x", allow_zero=True)
+    with pytest.raises(ConfigError, match=r"x 8 is outside .*did you mean 8/255 \(= 0.0314\)\?"):
+        check_eps(8, "x", error=ConfigError)
+
+
+@pytest.mark.parametrize(("overrides", "kwargs", "message"), [
+    (["train.eps=8"], {"eps": 8}, "eps 8 is outside .*did you mean 8/255"),
+    (["train.steps=0"], {"steps": 0}, "steps must be an integer >= 1, got 0"),
+    (["train.step_size=2"], {"step_size": 2}, r"step_size must be in \(0, 1\] or null"),
+    (["train.trades_beta=-1"], {"trades_beta": -1}, "trades_beta must be >= 0"),
+    (["train.multi_eps=[0.03, 2]"], {"multi_eps": (0.03, 2)}, "multi_eps entry 2 is outside"),
+])
+def test_config_and_recipe_share_the_recipe_rules(overrides, kwargs, message):
+    with pytest.raises(ConfigError, match="train." + message):
+        load_config(None, overrides)
+    with pytest.raises(ValueError, match="recipe " + message):
+        TrainRecipe(**kwargs)
+
+
+def test_clean_recipe_may_have_zero_eps_everywhere():
+    assert load_config(None, ["train.recipe=clean", "train.eps=0"]).train.eps == 0
+    assert TrainRecipe(name="clean", eps=0).eps == 0
+
+
+@pytest.mark.parametrize(("overrides", "kwargs", "message"), [
+    (["search.nat_weight=0.7"], {"nat_weight": 0.7}, r"nat_weight \+ \S*robust_weight must equal 1 \(Eq. 10\)"),
+    (["search.objective_weights=[1, 2, 3, 5, 7, .inf]"], {"weights": (1, float("inf"))}, "beta_i must all be > 0"),
+    (["search.objective_form=cubic"], {"form": "cubic"}, "must be one of squared, linear, got 'cubic'"),
+])
+def test_config_and_objective_share_eq10s_rules(overrides, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+    with pytest.raises(ObjectiveError, match=message):
+        RobustObjective(**kwargs)
+
+
+def test_dataset_names_are_checked_by_one_rule():
+    with pytest.raises(ConfigError, match="unknown dataset 'mnist'; data.name must be one of digits"):
+        load_config(None, ["data.name=mnist"])
+    with pytest.raises(data.DataError, match="unknown dataset 'mnist'; name must be one of digits"):
+        data.load_dataset("mnist")
+
+
+def test_load_splits_is_load_dataset_with_the_config_arguments():
+    cfg = load_config(None, ["data.name=synthetic", "data.image_size=8", "data.limit=10", "seed=3"])
+    got = data.load_splits(cfg.data, cfg.seed)
+    want = data.load_dataset("synthetic", image_size=8, seed=3, limit=10)
+    for split in ("train_t", "train_v", "test"):
+        x, y = data.as_tensors(getattr(got, split))
+        x2, y2 = data.as_tensors(getattr(want, split))
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"
+    assert resolve_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_seed_everything_seeds_python_numpy_and_torch():
+    seed_everything(5)
+    drawn = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(5)
+    np.random.seed(5)
+    torch.manual_seed(5)
+    assert drawn == (random.random(), np.random.rand(), torch.rand(1).item())
+
+
+@pytest.mark.parametrize("old,new", [("search.steps", "search.search_steps"), ("search.alpha", "search.nat_weight")])
+def test_a_renamed_config_key_names_its_new_name(old, new):
+    from wsr_bench.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=f"config key '{old}' was renamed '{new}'"):
+        load_config("configs/demo.yaml", [f"{old}=1"])

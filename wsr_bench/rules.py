@@ -1,0 +1,265 @@
+"""Names and invariants that the configs and the objects built from them share, written once and torch-free.
+
+``config.py`` checks a YAML file against these rules, and the objects the stages build (``TrainRecipe``,
+``RobustObjective``, ``load_dataset``) check their own arguments against the same functions, so a rule and its
+message live in one place. Each check takes the error class to raise (``ConfigError`` from the config,
+``ObjectiveError`` from the objective, ``DataError`` from the data loader) and says which names its message uses:
+the config's keys (``section="train"`` -> ``train.eps``) or the object's own fields.
+
+Nothing here imports torch (or the modules that do): ``wsr_bench.config``, and through it ``wsr-bench --help`` and
+the leaderboard tools, must load without it. The eps range rule is :func:`wsr_bench.epsilon.check_eps`.
+
+The evaluation's names (attacks, threat models, sweeps) are normalised here too: ``normalize_*`` fold case and
+aliases into the canonical name, for ``EvalConfig`` and ``SpectrumOptions`` (and ``wsr_bench.attacks``) alike, and
+:func:`check_warm_start` holds the rule both apply to a warm-started sweep. Their messages name the settings the way
+the caller's user wrote them, through a :class:`Wording` (Python keywords, config keys or ``wsr-bench eval`` flags).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from wsr_bench.epsilon import check_eps
+
+__all__ = ["ATTACK_NAMES", "DATASETS", "DEFAULT_SWEEP", "ESTIMATORS", "GENOTYPE_OF", "GENOTYPE_RULES",
+           "IMAGENET_MODELS", "KEYWORDS", "NORMS", "OBJECTIVE_FORMS", "RECIPES", "SEARCH_METHODS", "STRENGTH_FEEDS",
+           "SWEEPS", "VLE_OUTPUTS", "Wording", "check_choice", "check_dataset", "check_objective", "check_recipe",
+           "check_warm_start", "normalize_attack_name", "normalize_attacks", "normalize_norm", "normalize_sweep"]
+
+#: Datasets ``wsr_bench.data.load_dataset`` can load (``data.name``).
+DATASETS: tuple[str, ...] = ("digits", "synthetic", "cifar10", "cifar100", "svhn", "fashion_mnist")
+
+#: timm model name -> shipped genotype name (WsrNet-Robust is WsrNet-Basic retrained with other hyper-parameters).
+GENOTYPE_OF: dict[str, str] = {
+    "wsrnet_basic": "wsrnet_basic", "wsrnet_plus": "wsrnet_plus", "wsrnet_robust": "wsrnet_basic",
+    "wsrnet_m": "wsrnet_m", "wsrnet_n": "wsrnet_n", "racl": "racl", "advrush": "advrush",
+    "darts_v2": "darts_v2", "pc_darts": "pc_darts",
+}
+#: models also registered in an ImageNet shape (``<name>_imagenet``).
+IMAGENET_MODELS: tuple[str, ...] = ("wsrnet_basic", "racl", "advrush")
+
+#: adversarial training recipes (``train.recipe``; ``wsr_bench.train.recipes`` says what each does).
+RECIPES: tuple[str, ...] = ("pgd", "trades", "fgsm_rs", "multi", "clean")
+
+#: forms of the robust search objective (``search.objective_form``; ``wsr_bench.search.objective``).
+OBJECTIVE_FORMS: tuple[str, ...] = ("squared", "linear")
+
+#: search algorithms (``search.method``; ``wsr_bench.search.wsr_nas.run_search`` runs them).
+SEARCH_METHODS: tuple[str, ...] = ("wsr", "naive")
+#: AN-Estimators (``search.estimator``, which also takes ``none``; ``wsr_bench.estimators.noise`` builds them).
+ESTIMATORS: tuple[str, ...] = ("wa", "a", "e", "e_minus")
+#: the strength an AN-Estimator's encoders are fed (``search.strength_feed``): the noise's L2 RMS or the Linf eps.
+STRENGTH_FEEDS: tuple[str, ...] = ("l2", "linf")
+#: output heads of the validation-loss estimator (``search.vle_output``; ``wsr_bench.estimators.val_loss``).
+VLE_OUTPUTS: tuple[str, ...] = ("bounded", "standardised")
+#: how a genotype is read from the architecture weights (``search.genotype_rule``): raw A or softmax(A) per edge.
+GENOTYPE_RULES: tuple[str, ...] = ("alpha", "softmax")
+
+#: canonical attack names (``eval.attacks``, ``wsr-bench eval --attack``; ``wsr_bench.attacks`` builds them).
+ATTACK_NAMES: tuple[str, ...] = (
+    "fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "square", "autoattack", "transfer", "minnorm",
+)
+_ATTACK_ALIASES = {
+    "pgd-linf": "pgd", "pgdl2": "pgd", "pgd-l2": "pgd", "apgd": "apgd-ce", "apgdce": "apgd-ce", "apgdt": "apgd-t",
+    "apgd-dlr-t": "apgd-t", "fab": "fab-t", "fabt": "fab-t", "aa": "autoattack", "auto-attack": "autoattack",
+    "min-norm": "minnorm", "fab-minnorm": "minnorm", "black-box": "transfer", "fgm": "fgsm",
+}
+#: threat models, i.e. the norm of the perturbation ball (``eval.threat_model``, ``--threat-model``).
+NORMS: tuple[str, ...] = ("Linf", "L2")
+_NORM_ALIASES = {"linf": "Linf", "inf": "Linf", "l-inf": "Linf", "l2": "L2", "2": "L2"}
+#: How a spectrum evaluation walks the strengths (:mod:`wsr_bench.evaluate.sweeps` says what each assumes):
+#: "upward" attacks a sample at every eps up to its break; "downward" and "bisect" screen every eps with a chain's
+#: cheap first attack and run the whole chain (AutoAttack) about once per sample (``eval.sweep``, ``--sweep``).
+SWEEPS: tuple[str, ...] = ("upward", "downward", "bisect")
+#: The fastest sweep that stayed identical to per-eps AutoAttack in ``benchmarks/results/autoattack_sweep.md``.
+DEFAULT_SWEEP = "downward"
+
+#: the config spells two objective fields differently from ``RobustObjective``.
+_OBJECTIVE_KEYS = {"weights": "objective_weights", "form": "objective_form"}
+
+Error = type[ValueError]
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How a shared check's messages name the settings it checks, so that each user reads the names they wrote.
+
+    The default (:data:`KEYWORDS`) uses the Python field names (``attack_all=False``); the config uses its keys
+    (``pgd among eval.attacks``) and ``wsr-bench eval`` its flags (``without --attack-all``).
+    """
+
+    names: Mapping[str, str] = field(default_factory=dict)  # field -> name, where it is not prefix + field
+    prefix: str = ""                      # put before the other fields' names: "eval." (config keys), "--" (flags)
+    dashes: bool = False                  # write "_" as "-" in those names (flags)
+    null: str = ""                        # the word for "no value" where it is written ("null" in YAML), else ""
+    off_form: str = "{}=False"            # a boolean that must be off ("without {}" for a flag)
+    member_form: str = "{name} {value!r}"  # a list that must hold a value ("attack 'pgd'", "pgd among eval.attacks")
+
+    def __call__(self, setting: str) -> str:
+        """The name of ``setting`` (a Python field name)."""
+        if setting in self.names:
+            return self.names[setting]
+        return self.prefix + (setting.replace("_", "-") if self.dashes else setting)
+
+    def off(self, setting: str) -> str:
+        """``setting`` (a boolean) switched off: ``attack_all=False`` / ``without --attack-all``."""
+        return self.off_form.format(self(setting))
+
+    def member(self, setting: str, value: str) -> str:
+        """``setting`` (a list) holding ``value``: ``attack 'pgd'`` / ``pgd among eval.attacks``."""
+        return self.member_form.format(name=self(setting), value=value)
+
+    def nullable(self, rule: str) -> str:
+        """``rule`` for a setting that may also be unset: ``null or >= 1`` where "no value" is written."""
+        return f"{self.null} or {rule}" if self.null else rule
+
+
+#: messages that name the settings by their Python field names.
+KEYWORDS = Wording()
+
+
+def check_choice(value: str, choices: Sequence[str], key: str, *, error: Error = ValueError) -> str:
+    """Refuse ``value`` unless it is one of ``choices``: ``"<key> must be one of a, b, got 'c'"``."""
+    if value not in choices:
+        raise error(f"{key} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def check_dataset(name: str, *, key: str = "name", error: Error = ValueError) -> str:
+    """Refuse a dataset name ``load_dataset`` does not know; ``key`` is how the message names the setting."""
+    if name not in DATASETS:
+        raise error(f"unknown dataset {name!r}; {key} must be one of {', '.join(DATASETS)}")
+    return name
+
+
+def check_recipe(name: str, eps: float, steps: int, step_size: float | None, trades_beta: float,
+                 multi_eps: Sequence[float], *, section: str | None = None, error: Error = ValueError) -> None:
+    """The rules of an adversarial training recipe, for ``TrainConfig`` and ``TrainRecipe`` alike.
+
+    ``eps`` lies in (0, 1] (``clean`` may take 0), ``steps`` is an integer >= 1, ``step_size`` is ``None`` or in
+    (0, 1], ``trades_beta`` >= 0, and every ``multi_eps`` entry is a strength in (0, 1] (recipe ``multi`` needs one).
+
+    Args:
+        section: config section whose keys the messages name (``"train"`` -> ``train.eps``); ``None`` names the
+            recipe's fields (``recipe eps``).
+        error: the ``ValueError`` subclass to raise.
+    """
+    def key(field: str) -> str:
+        return f"{section}.{field}" if section else f"recipe {field}"
+
+    if name not in RECIPES:
+        where = f"{section}.recipe=" if section else ""
+        raise error(f"unknown training recipe {where}{name!r}; expected one of {', '.join(RECIPES)}")
+    check_eps(eps, key("eps"), allow_zero=name == "clean", error=error)
+    if int(steps) != steps or steps < 1:
+        raise error(f"{key('steps')} must be an integer >= 1, got {steps}")
+    if step_size is not None and not 0 < step_size <= 1:
+        raise error(f"{key('step_size')} must be in (0, 1] or null (eps*2.5/steps), got {step_size}")
+    if trades_beta < 0:
+        raise error(f"{key('trades_beta')} must be >= 0, got {trades_beta}")
+    if name == "multi" and not multi_eps:
+        raise error(f"{key('multi_eps')} is empty: recipe multi needs at least one strength")
+    for e in multi_eps:
+        check_eps(e, f"{key('multi_eps')} entry", error=error)
+
+
+def check_objective(nat_weight: float, robust_weight: float, weights: Sequence[float], form: str, *,
+                    section: str | None = None, error: Error = ValueError) -> None:
+    """The constraints of the robust search objective (paper Eq. 10), for ``SearchConfig`` and ``RobustObjective``.
+
+    ``alpha, beta > 0`` with ``alpha + beta = 1`` (``nat_weight``, ``robust_weight``), at least one strength
+    weight ``beta_i``, all finite and > 0 (they are normalised to sum to 1 afterwards), and a known ``form``.
+
+    Args:
+        section: config section whose keys the messages name (``"search"`` -> ``search.objective_weights``);
+            ``None`` names ``RobustObjective``'s fields.
+        error: the ``ValueError`` subclass to raise.
+    """
+    def key(field: str) -> str:
+        return f"{section}.{_OBJECTIVE_KEYS.get(field, field)}" if section else field
+
+    w = [float(v) for v in weights]
+    if not w:
+        raise error(f"{key('weights')} is empty: the objective needs at least one strength weight beta_i")
+    if not all(math.isfinite(v) and v > 0 for v in w):
+        raise error(f"{key('weights')}: the strength weights beta_i must all be > 0 (they are normalised to sum "
+                    f"to 1), got {list(weights)}")
+    nat, rob = key("nat_weight"), key("robust_weight")
+    if not (nat_weight > 0 and robust_weight > 0):
+        raise error(f"{nat} and {rob} must be > 0, got {nat_weight} and {robust_weight}")
+    if abs(nat_weight + robust_weight - 1.0) > 1e-6:
+        raise error(f"{nat} + {rob} must equal 1 (Eq. 10), got {nat_weight} + {robust_weight} = "
+                    f"{nat_weight + robust_weight:g}")
+    check_choice(form, OBJECTIVE_FORMS, key("form"), error=error)
+
+
+def normalize_attack_name(name: str, *, key: str | None = None, error: Error = ValueError) -> str:
+    """Canonical attack name (case, ``_`` and common aliases folded); an unknown name raises ``error``, naming the
+    setting ``key`` when given (``"eval.attacks entry must be one of ..."``)."""
+    folded = str(name).strip().lower().replace("_", "-")
+    return _canonical(name, _ATTACK_ALIASES.get(folded, folded), ATTACK_NAMES, "attack", key, error)
+
+
+def normalize_attacks(attack: str | Sequence[str], *, key: str | None = None,
+                      error: Error = ValueError) -> tuple[str, ...]:
+    """Canonical attack names, in order, without repeats; comma lists (``"fgsm,pgd"``) are split."""
+    names = [attack] if isinstance(attack, str) else list(attack)
+    names = [n for part in names for n in str(part).split(",") if n.strip()]
+    if not names:
+        where = f" in {key}" if key else ""
+        raise error(f"no attack given{where}: expected a name like 'pgd' or a list like ['fgsm', 'pgd']")
+    entry = f"{key} entry" if key else None
+    return tuple(dict.fromkeys(normalize_attack_name(n, key=entry, error=error) for n in names))
+
+
+def normalize_norm(norm: str, *, key: str | None = None, error: Error = ValueError) -> str:
+    """``"linf"``/``"Linf"``/``"inf"`` -> ``"Linf"``, ``"l2"``/``"2"`` -> ``"L2"``; anything else raises ``error``."""
+    folded = str(norm).strip().lower()
+    return _canonical(norm, _NORM_ALIASES.get(folded, folded), NORMS, "threat model / norm", key, error)
+
+
+def normalize_sweep(name: str, *, key: str | None = None, error: Error = ValueError) -> str:
+    """Canonical sweep name (case and surrounding blanks folded); an unknown name raises a one-line ``error``."""
+    folded = str(name).strip().lower()
+    return _canonical(name, folded, SWEEPS, "sweep", key, error)
+
+
+def _canonical(value: str, name: str, choices: Sequence[str], noun: str, key: str | None, error: Error) -> str:
+    """``name`` (``value`` folded) if it is one of ``choices``; else an error naming the setting ``key`` as
+    :func:`check_choice` does (``value`` is no choice either: folding keeps a canonical name), or the ``noun``."""
+    if name in choices:
+        return name
+    if key is not None:
+        check_choice(value, choices, key, error=error)
+    raise error(f"unknown {noun} {value!r}: expected one of {', '.join(choices)}")
+
+
+def check_warm_start(steps: int, *, attacks: Sequence[str], norm: str, attack_all: bool | None = None,
+                     restart_ratio: float | None = None, wording: Wording = KEYWORDS,
+                     error: Error = ValueError) -> None:
+    """The rules of a warm-started PGD sweep, for ``EvalConfig`` and ``SpectrumOptions`` alike.
+
+    The survivors of each eps continue Linf PGD from their previous iterate for ``steps`` >= 1 iterations
+    (``warm_start_steps``; unset means cold starts and is not checked here) and restart cold when their margin fell
+    below ``restart_ratio`` in [0, 1]; so it needs "pgd" among the canonical ``attacks``, norm "Linf" and
+    ``attack_all`` off.
+
+    Args:
+        attack_all, restart_ratio: ``None`` where the caller has no such setting (the config).
+        wording: how the messages name the settings.
+        error: the ``ValueError`` subclass to raise.
+    """
+    w = wording
+    if steps < 1:
+        raise error(f"{w('warm_start_steps')} must be {w.nullable('>= 1')} (leave it unset for cold starts), "
+                    f"got {steps}")
+    if restart_ratio is not None and not 0 <= restart_ratio <= 1:
+        raise error(f"{w('warm_restart_ratio')} must be in [0, 1] (0: never restart cold), got {restart_ratio}")
+    if norm != "Linf" or attack_all or "pgd" not in attacks:
+        off = "" if attack_all is None else f", {w.off('attack_all')}"
+        got = "" if attack_all is None else f", {w('attack_all')}={attack_all}"
+        raise error(f"{w('warm_start_steps')} continues Linf PGD from each survivor's previous iterate: it needs "
+                    f"{w.member('attack', 'pgd')} and {w('norm')} 'Linf'{off} (got {w('attack')}={list(attacks)}, "
+                    f"{w('norm')}={norm!r}{got})")
