@@ -77,6 +77,7 @@ class Config:
     models: tuple[str, ...] = tuple(MODELS)
     sweeps: tuple[str, ...] = SWEEPS           # for the first seed
     sweeps_other_seeds: tuple[str, ...] = ("downward",)
+    repeat_baseline: bool = False              # per-eps AutoAttack again with another attack seed: its noise floor
     epochs: int = 6
     adv_eps: float = 0.1
     adv_steps: int = 5
@@ -204,6 +205,28 @@ def run_sweep(model, x, y, cfg: Config, seed: int, sweep: str, baseline: dict[st
     return out
 
 
+#: attack seed offset of the repeated baseline (``--repeat-baseline``)
+REPEAT_SEED_OFFSET = 1000
+
+
+def repeat_baseline(model, x, y, cfg: Config, seed: int, baseline: dict[str, Any]) -> dict[str, Any]:
+    """Per-eps AutoAttack once more with attack seed ``seed + 1000``: how many (image, eps) verdicts AutoAttack's own
+    randomness changes, the noise floor against which a sweep's differences are read."""
+    again = per_eps_autoattack(model, x, y, cfg, seed + REPEAT_SEED_OFFSET)
+    raw, base = again.pop("_raw"), baseline["_raw"]
+    again.pop("_nested")
+    higher, lower = raw & ~base, ~raw & base
+    again["vs_per_eps"] = {"pairs": int(raw.numel()), "differ": int((higher | lower).sum()),
+                           "higher": int(higher.sum()), "lower": int(lower.sum()),
+                           "identical_curve": bool((raw.sum(0) == base.sum(0)).all()),
+                           "never_higher_accuracy": bool((raw.sum(0) <= base.sum(0)).all()),
+                           "samples": [{"index": i, "eps": cfg.eps[k], "repeat_says": "correct" if bool(raw[i, k])
+                                        else "fooled"} for i, k in (higher | lower).nonzero().tolist()]}
+    logger.info("per-eps AutoAttack, attack seed %d: differs from seed %d on %d (higher %d)",
+                seed + REPEAT_SEED_OFFSET, seed, again["vs_per_eps"]["differ"], again["vs_per_eps"]["higher"])
+    return again
+
+
 def cost_fit(rows: list[dict[str, Any]]) -> dict[str, float] | None:
     """Least-squares ``cpu = fixed + per_robust * robust`` over the per-eps AutoAttack calls that left survivors:
     the fixed cost of one chain call (its iterations, whatever the batch) and the cost of one image it cannot break."""
@@ -268,6 +291,8 @@ def bench(cfg: Config) -> dict[str, Any]:
             sweeps = cfg.sweeps if seed == cfg.seeds[0] else cfg.sweeps_other_seeds
             result = {"clean_accuracy": clean, "baseline": baseline,
                       "sweeps": {s: run_sweep(model, x, y, cfg, seed, s, baseline) for s in sweeps}}
+            if cfg.repeat_baseline:
+                result["baseline_repeat"] = repeat_baseline(model, x, y, cfg, seed, baseline)
             for key in ("_raw", "_nested"):
                 baseline.pop(key)
             runs[f"{name}_seed{seed}"] = result
@@ -306,6 +331,12 @@ def conclusion(report: dict[str, Any]) -> str:
              f"{v['identical_runs']} of {v['runs']} runs, never higher: {'yes' if v['never_higher'] else 'NO'}, "
              f"{v['pairs_differ']} of {v['pairs']} (image, eps) verdicts differ ({v['pairs_higher']} of them "
              f"higher)" for s, v in summary.items()]
+    repeats = [r["baseline_repeat"]["vs_per_eps"] for r in runs.values() if "baseline_repeat" in r]
+    if repeats:
+        parts.append(f"per-eps AutoAttack itself, rerun with attack seed +{REPEAT_SEED_OFFSET} (its noise floor): "
+                     f"curve identical in {sum(a['identical_curve'] for a in repeats)} of {len(repeats)} runs, "
+                     f"{sum(a['differ'] for a in repeats)} of {sum(a['pairs'] for a in repeats)} verdicts differ "
+                     f"({sum(a['higher'] for a in repeats)} of them higher)")
     ok = [s for s, v in summary.items() if v["never_higher"]]
     if not ok:
         return "; ".join(parts) + ". Every sweep reported a higher accuracy than per-eps AutoAttack somewhere."
@@ -350,6 +381,14 @@ def markdown(report: dict[str, Any]) -> str:
                   "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
                   f"| per-eps AutoAttack | {b['wall_s']:.0f} | {b['cpu_s']:.0f} | 1.00 | {b['passes']:,} | 1.00 | "
                   f"{b['chain_calls']} | | | | |"]
+        rep = r.get("baseline_repeat")
+        if rep:
+            a = rep["vs_per_eps"]
+            lines.append(f"| per-eps AutoAttack, attack seed +{REPEAT_SEED_OFFSET} | {rep['wall_s']:.0f} | "
+                         f"{rep['cpu_s']:.0f} | {rep['cpu_s'] / b['cpu_s']:.2f} | {rep['passes']:,} | "
+                         f"{rep['passes'] / b['passes']:.2f} | {rep['chain_calls']} | "
+                         f"{'yes' if a['identical_curve'] else 'NO'} | {a['differ']} ({a['higher']} / {a['lower']}) "
+                         "| | |")
         for s, v in r["sweeps"].items():
             a, proj = v["vs_per_eps"], v.get("cpu_ratio_projected_10x_images")
             lines.append(f"| {s} | {v['wall_s']:.0f} | {v['cpu_s']:.0f} | {v['cpu_ratio']:.2f} | {v['passes']:,} | "
@@ -364,6 +403,9 @@ def markdown(report: dict[str, Any]) -> str:
                   "| per-eps AutoAttack | " + " | ".join(f"{100 * a:.1f}" for a in b["accuracy"]) + " |"]
         if b["accuracy_nested"] != b["accuracy"]:
             lines.append("| per-eps, nested | " + " | ".join(f"{100 * a:.1f}" for a in b["accuracy_nested"]) + " |")
+        if rep:
+            lines.append(f"| per-eps, attack seed +{REPEAT_SEED_OFFSET} | "
+                         + " | ".join(f"{100 * a:.1f}" for a in rep["accuracy"]) + " |")
         for s, v in r["sweeps"].items():
             lines.append(f"| {s} | " + " | ".join(f"{100 * a:.1f}" for a in v["accuracy"]) + " |")
         diffs = [(s, d) for s, v in r["sweeps"].items() for d in v["vs_per_eps"]["samples"]]
@@ -397,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--square-queries", type=int, default=Config.square_queries, help="Square budget (standard 5000)")
     p.add_argument("--targets", type=int, default=Config.targets, help="APGD-T/FAB-T targets (standard 9)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeat-baseline", action="store_true",
+                   help=f"run per-eps AutoAttack again with attack seed +{REPEAT_SEED_OFFSET} (its own noise floor)")
     p.add_argument("--render", action="store_true", help="only rewrite FILE.md from --out")
     args = p.parse_args(argv)
     if args.render:
@@ -414,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config(n_test=args.n_test, dataset=args.dataset, train_limit=args.train_limit,
                  seeds=tuple(int(s) for s in split(args.seeds)), models=split(args.models),
                  sweeps=split(args.sweeps), sweeps_other_seeds=split(args.sweeps_seed1),
-                 square_queries=args.square_queries, targets=args.targets, threads=args.threads)
+                 square_queries=args.square_queries, targets=args.targets, threads=args.threads,
+                 repeat_baseline=args.repeat_baseline)
     if args.quick:
         cfg = dataclasses.replace(cfg, n_test=24, eps=(0.03, 0.10, 0.17), seeds=(0,), models=("adversarial",))
     bad = [m for m in cfg.models if m not in MODELS] + [s for s in cfg.sweeps + cfg.sweeps_other_seeds
