@@ -5,7 +5,10 @@ normalisation inside): a standard one and a PGD-5 adversarially trained one (eps
 test images it then measures, at the 12 strengths 0.01 ... 0.25 (the paper's 0.03/0.10/0.17/0.25 among them):
 
 * ``per-eps``   the baseline: pyautoattack's ``AutoAttack(version="standard")`` run separately at every eps on all
-                images (``run_standard_evaluation``), which is what a user would otherwise do;
+                images (``run_standard_evaluation``), which is what a user would otherwise do, with the image-keyed
+                random starts of :mod:`wsr_bench.attack_starts` that ``evaluate_spectrum`` uses too (so a verdict
+                cannot change with the batch an image is attacked in); ``--upstream-baseline`` runs it once more
+                with pyautoattack's own batch-position starts, to show that keying changes nothing but the draws;
 * ``upward``, ``downward``, ``bisect``: ``evaluate_spectrum(attack="autoattack", sweep=...)``
                 (:mod:`wsr_bench.evaluate.sweeps` says what each one assumes).
 
@@ -78,6 +81,8 @@ class Config:
     sweeps: tuple[str, ...] = SWEEPS           # for the first seed
     sweeps_other_seeds: tuple[str, ...] = ("downward",)
     repeat_baseline: bool = False              # per-eps AutoAttack again with another attack seed: its noise floor
+    upstream_baseline: bool = False            # per-eps AutoAttack again with pyautoattack's own (batch) starts
+    keyed_starts: bool = True                  # baseline with image-keyed starts (False in runs before they existed)
     epochs: int = 6
     adv_eps: float = 0.1
     adv_steps: int = 5
@@ -153,9 +158,12 @@ def count_chain_calls() -> None:
     AutoAttack.run_standard_evaluation = counted
 
 
-def per_eps_autoattack(model, x, y, cfg: Config, seed: int) -> dict[str, Any]:
-    """The baseline: standard AutoAttack separately at every eps on all images; per-sample correctness per eps."""
+def per_eps_autoattack(model, x, y, cfg: Config, seed: int, keyed: bool = True) -> dict[str, Any]:
+    """The baseline: standard AutoAttack separately at every eps on all images; per-sample correctness per eps.
+    ``keyed``: with image-keyed random starts (as the sweeps), else pyautoattack's own batch-position starts."""
     from pyautoattack import AutoAttack
+
+    from wsr_bench.attack_starts import key_autoattack_starts
 
     counting = CountingModel(model)
     correct, rows = [], []
@@ -163,6 +171,8 @@ def per_eps_autoattack(model, x, y, cfg: Config, seed: int) -> dict[str, Any]:
     for e in cfg.eps:
         before, wall, cpu = counting.count.copy(), time.perf_counter(), time.process_time()
         adversary = AutoAttack(counting, device="cpu", eps=e, norm="Linf", seed=seed, version="standard")
+        if keyed:
+            key_autoattack_starts(adversary)
         adversary.logger.setLevel(logging.WARNING)
         x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=cfg.batch_size)
         with torch.no_grad():
@@ -209,10 +219,12 @@ def run_sweep(model, x, y, cfg: Config, seed: int, sweep: str, baseline: dict[st
 REPEAT_SEED_OFFSET = 1000
 
 
-def repeat_baseline(model, x, y, cfg: Config, seed: int, baseline: dict[str, Any]) -> dict[str, Any]:
-    """Per-eps AutoAttack once more with attack seed ``seed + 1000``: how many (image, eps) verdicts AutoAttack's own
-    randomness changes, the noise floor against which a sweep's differences are read."""
-    again = per_eps_autoattack(model, x, y, cfg, seed + REPEAT_SEED_OFFSET)
+def repeat_baseline(model, x, y, cfg: Config, seed: int, baseline: dict[str, Any], upstream: bool = False
+                    ) -> dict[str, Any]:
+    """Per-eps AutoAttack once more, with attack seed ``seed + 1000`` (how many (image, eps) verdicts AutoAttack's
+    own randomness changes, the noise floor against which a sweep's differences are read) or, ``upstream``, with the
+    same seed and pyautoattack's own batch-position random starts instead of image-keyed ones."""
+    again = per_eps_autoattack(model, x, y, cfg, seed if upstream else seed + REPEAT_SEED_OFFSET, keyed=not upstream)
     raw, base = again.pop("_raw"), baseline["_raw"]
     again.pop("_nested")
     higher, lower = raw & ~base, ~raw & base
@@ -222,8 +234,9 @@ def repeat_baseline(model, x, y, cfg: Config, seed: int, baseline: dict[str, Any
                            "never_higher_accuracy": bool((raw.sum(0) <= base.sum(0)).all()),
                            "samples": [{"index": i, "eps": cfg.eps[k], "repeat_says": "correct" if bool(raw[i, k])
                                         else "fooled"} for i, k in (higher | lower).nonzero().tolist()]}
-    logger.info("per-eps AutoAttack, attack seed %d: differs from seed %d on %d (higher %d)",
-                seed + REPEAT_SEED_OFFSET, seed, again["vs_per_eps"]["differ"], again["vs_per_eps"]["higher"])
+    logger.info("per-eps AutoAttack, %s: differs from the baseline on %d (higher %d)",
+                "upstream starts" if upstream else f"attack seed {seed + REPEAT_SEED_OFFSET}",
+                again["vs_per_eps"]["differ"], again["vs_per_eps"]["higher"])
     return again
 
 
@@ -293,6 +306,8 @@ def bench(cfg: Config) -> dict[str, Any]:
                       "sweeps": {s: run_sweep(model, x, y, cfg, seed, s, baseline) for s in sweeps}}
             if cfg.repeat_baseline:
                 result["baseline_repeat"] = repeat_baseline(model, x, y, cfg, seed, baseline)
+            if cfg.upstream_baseline and seed == cfg.seeds[0]:
+                result["baseline_upstream"] = repeat_baseline(model, x, y, cfg, seed, baseline, upstream=True)
             for key in ("_raw", "_nested"):
                 baseline.pop(key)
             runs[f"{name}_seed{seed}"] = result
@@ -320,6 +335,11 @@ def summarize(runs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: reruns of the baseline -> how they were rerun (in the conclusion and the tables)
+REPEATS = {"baseline_repeat": f"with attack seed +{REPEAT_SEED_OFFSET} (its noise floor)",
+           "baseline_upstream": "with pyautoattack's own batch-position random starts"}
+
+
 def conclusion(report: dict[str, Any]) -> str:
     """Which sweep to make the default: the fastest (mean CPU ratio over the runs where every sweep ran) among those
     that never reported a higher accuracy than per-eps AutoAttack at any eps of any run."""
@@ -331,12 +351,13 @@ def conclusion(report: dict[str, Any]) -> str:
              f"{v['identical_runs']} of {v['runs']} runs, never higher: {'yes' if v['never_higher'] else 'NO'}, "
              f"{v['pairs_differ']} of {v['pairs']} (image, eps) verdicts differ ({v['pairs_higher']} of them "
              f"higher)" for s, v in summary.items()]
-    repeats = [r["baseline_repeat"]["vs_per_eps"] for r in runs.values() if "baseline_repeat" in r]
-    if repeats:
-        parts.append(f"per-eps AutoAttack itself, rerun with attack seed +{REPEAT_SEED_OFFSET} (its noise floor): "
-                     f"curve identical in {sum(a['identical_curve'] for a in repeats)} of {len(repeats)} runs, "
-                     f"{sum(a['differ'] for a in repeats)} of {sum(a['pairs'] for a in repeats)} verdicts differ "
-                     f"({sum(a['higher'] for a in repeats)} of them higher)")
+    for key, what in REPEATS.items():
+        repeats = [r[key]["vs_per_eps"] for r in runs.values() if key in r]
+        if repeats:
+            parts.append(f"per-eps AutoAttack itself, rerun {what}: curve identical in "
+                         f"{sum(a['identical_curve'] for a in repeats)} of {len(repeats)} runs, "
+                         f"{sum(a['differ'] for a in repeats)} of {sum(a['pairs'] for a in repeats)} verdicts differ "
+                         f"({sum(a['higher'] for a in repeats)} of them higher)")
     ok = [s for s, v in summary.items() if v["never_higher"]]
     if not ok:
         return "; ".join(parts) + ". Every sweep reported a higher accuracy than per-eps AutoAttack somewhere."
@@ -347,6 +368,9 @@ def conclusion(report: dict[str, Any]) -> str:
             f"(CPU time averaged over the {len(common)} runs where every sweep ran): {fastest}. Its 0.35x goal: "
             f"{met['pass']} in passes (worst run {best['pass_ratio_max']:.2f}x), {met['cpu']} in CPU time (worst "
             f"{best['cpu_ratio_max']:.2f}x), {met['time']} in wall time (worst {best['time_ratio_max']:.2f}x).")
+
+
+RERUN_LABEL = {"baseline_repeat": f"attack seed +{REPEAT_SEED_OFFSET}", "baseline_upstream": "upstream starts"}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -370,9 +394,13 @@ def markdown(report: dict[str, Any]) -> str:
              f"{cfg['epochs']} epochs, seeds "
              f"{', '.join(map(str, cfg['seeds']))}. Attack: {budget}; attack seed = model seed.",
              "Eps: " + ", ".join(labels) + ".", "",
-             "Per-eps = pyautoattack's `run_standard_evaluation` at each eps on all images. Differences count "
-             "(image, eps) verdicts against it; *higher* = the sweep counts the image correct where per-eps "
-             "AutoAttack fooled it.", ""]
+             "Per-eps = pyautoattack's `run_standard_evaluation` at each eps on all images"
+             + (", with the image-keyed random starts of `wsr_bench.attack_starts` that the sweeps use too (an "
+                "image's start no longer depends on its batch)" if cfg.get("keyed_starts") else
+                ", with pyautoattack's own random starts (drawn by an image's place in its batch), as the sweeps "
+                "of this run had too")
+             + ". Differences count (image, eps) verdicts against it; *higher* = the sweep counts the image correct "
+             "where per-eps AutoAttack fooled it.", ""]
     for rname, r in report["runs"].items():
         b = r["baseline"]
         lines += [f"## {rname} (clean {100 * r['clean_accuracy']:.0f}%)", "",
@@ -381,10 +409,10 @@ def markdown(report: dict[str, Any]) -> str:
                   "|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
                   f"| per-eps AutoAttack | {b['wall_s']:.0f} | {b['cpu_s']:.0f} | 1.00 | {b['passes']:,} | 1.00 | "
                   f"{b['chain_calls']} | | | | |"]
-        rep = r.get("baseline_repeat")
-        if rep:
+        reruns = {key: r[key] for key in REPEATS if key in r}
+        for key, rep in reruns.items():
             a = rep["vs_per_eps"]
-            lines.append(f"| per-eps AutoAttack, attack seed +{REPEAT_SEED_OFFSET} | {rep['wall_s']:.0f} | "
+            lines.append(f"| per-eps AutoAttack, {RERUN_LABEL[key]} | {rep['wall_s']:.0f} | "
                          f"{rep['cpu_s']:.0f} | {rep['cpu_s'] / b['cpu_s']:.2f} | {rep['passes']:,} | "
                          f"{rep['passes'] / b['passes']:.2f} | {rep['chain_calls']} | "
                          f"{'yes' if a['identical_curve'] else 'NO'} | {a['differ']} ({a['higher']} / {a['lower']}) "
@@ -403,9 +431,9 @@ def markdown(report: dict[str, Any]) -> str:
                   "| per-eps AutoAttack | " + " | ".join(f"{100 * a:.1f}" for a in b["accuracy"]) + " |"]
         if b["accuracy_nested"] != b["accuracy"]:
             lines.append("| per-eps, nested | " + " | ".join(f"{100 * a:.1f}" for a in b["accuracy_nested"]) + " |")
-        if rep:
-            lines.append(f"| per-eps, attack seed +{REPEAT_SEED_OFFSET} | "
-                         + " | ".join(f"{100 * a:.1f}" for a in rep["accuracy"]) + " |")
+        for key, rep in reruns.items():
+            lines.append(f"| per-eps, {RERUN_LABEL[key]} | " + " | ".join(f"{100 * a:.1f}" for a in rep["accuracy"])
+                         + " |")
         for s, v in r["sweeps"].items():
             lines.append(f"| {s} | " + " | ".join(f"{100 * a:.1f}" for a in v["accuracy"]) + " |")
         diffs = [(s, d) for s, v in r["sweeps"].items() for d in v["vs_per_eps"]["samples"]]
@@ -441,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeat-baseline", action="store_true",
                    help=f"run per-eps AutoAttack again with attack seed +{REPEAT_SEED_OFFSET} (its own noise floor)")
+    p.add_argument("--upstream-baseline", action="store_true",
+                   help="first seed: run per-eps AutoAttack again with pyautoattack's own batch-position starts")
     p.add_argument("--render", action="store_true", help="only rewrite FILE.md from --out")
     args = p.parse_args(argv)
     if args.render:
@@ -459,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
                  seeds=tuple(int(s) for s in split(args.seeds)), models=split(args.models),
                  sweeps=split(args.sweeps), sweeps_other_seeds=split(args.sweeps_seed1),
                  square_queries=args.square_queries, targets=args.targets, threads=args.threads,
-                 repeat_baseline=args.repeat_baseline)
+                 repeat_baseline=args.repeat_baseline, upstream_baseline=args.upstream_baseline)
     if args.quick:
         cfg = dataclasses.replace(cfg, n_test=24, eps=(0.03, 0.10, 0.17), seeds=(0,), models=("adversarial",))
     bad = [m for m in cfg.models if m not in MODELS] + [s for s in cfg.sweeps + cfg.sweeps_other_seeds

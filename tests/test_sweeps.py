@@ -56,13 +56,16 @@ def setup(small_autoattack):
 
 @pytest.fixture(scope="module")
 def per_eps(setup):
-    """pyautoattack's AutoAttack run separately at each eps: per-sample correctness (n, K) and the passes."""
+    """pyautoattack's AutoAttack run separately at each eps, with the image-keyed starts the sweeps use:
+    per-sample correctness (n, K) and the passes."""
     from pyautoattack import AutoAttack
+
+    from wsr_bench.attack_starts import key_autoattack_starts
 
     model, x, y = setup
     counting, correct = CountingModel(model), []
     for e in EPS:
-        adversary = AutoAttack(counting, device="cpu", eps=e, seed=0, version="standard")
+        adversary = key_autoattack_starts(AutoAttack(counting, device="cpu", eps=e, seed=0, version="standard"))
         adversary.verbose = False
         x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=len(x))
         with torch.no_grad():

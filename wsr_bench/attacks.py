@@ -328,15 +328,15 @@ def _targets(model, x, n_target_classes, n_classes):
 
 
 def _apgd(model, eps, *, norm, steps, seed, n_target_classes, n_classes, targeted, **_):
-    from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+    from wsr_bench.attack_starts import KeyedAPGD, KeyedAPGDTargeted
 
     def run(x, y, ids):
         device = model_device(model)
         if targeted:
-            atk = APGDAttack_targeted(model, n_iter=steps, norm=norm, n_restarts=1, eps=eps, seed=seed, device=device,
+            atk = KeyedAPGDTargeted(model, n_iter=steps, norm=norm, n_restarts=1, eps=eps, seed=seed, device=device,
                                       n_target_classes=_targets(model, x, n_target_classes, n_classes))
         else:
-            atk = APGDAttack(model, n_iter=steps, norm=norm, n_restarts=1, eps=eps, seed=seed, loss="ce",
+            atk = KeyedAPGD(model, n_iter=steps, norm=norm, n_restarts=1, eps=eps, seed=seed, loss="ce",
                              device=device)
         with seeded_rng(seed, device):
             return atk.perturb(x.to(device), y.to(device))
@@ -358,11 +358,11 @@ def _fab_t(model, eps, *, norm, steps, seed, n_target_classes, n_classes, **_):
 
 
 def _square(model, eps, *, norm, seed, n_queries, **_):
-    from pyautoattack.square import SquareAttack
+    from wsr_bench.attack_starts import KeyedSquare
 
     def run(x, y, ids):
         device = model_device(model)
-        atk = SquareAttack(model, p_init=0.8, n_queries=n_queries, eps=eps, norm=norm, n_restarts=1, seed=seed,
+        atk = KeyedSquare(model, p_init=0.8, n_queries=n_queries, eps=eps, norm=norm, n_restarts=1, seed=seed,
                            device=device, resc_schedule=False)
         with seeded_rng(seed, device), torch.no_grad():
             return atk.perturb(x.to(device), y.to(device))
@@ -371,11 +371,29 @@ def _square(model, eps, *, norm, seed, n_queries, **_):
 
 
 def _autoattack(model, eps, *, norm, seed, **_):
+    return autoattack_run(model, eps, norm=norm, seed=seed)
+
+
+def autoattack_run(model: nn.Module, eps: float, *, norm: str, seed: int,
+                   skip: Sequence[str] = ()) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    """Standard AutoAttack (pyautoattack, ``version="standard"``) with image-keyed random starts, as a run function.
+
+    Every attack, budget and the order are pyautoattack's; :mod:`wsr_bench.attack_starts` only keys each image's
+    random starts by the image itself, so the verdict on an image does not depend on the batch it is attacked in.
+
+    Args:
+        skip: standard attacks to leave out, e.g. ``("apgd-ce",)`` where the spectrum sweeps' screen has already run
+            AutoAttack's own APGD-CE (same iterations, same keyed start) on these images at this eps.
+    """
     from pyautoattack import AutoAttack
+
+    from wsr_bench.attack_starts import key_autoattack_starts
 
     def run(x, y, ids):
         device = model_device(model)
-        adversary = AutoAttack(model, device=device, eps=eps, norm=norm, seed=seed, version="standard")
+        adversary = key_autoattack_starts(AutoAttack(model, device=device, eps=eps, norm=norm, seed=seed,
+                                                     version="standard"))
+        adversary.attacks_to_run = [a for a in adversary.attacks_to_run if a not in skip]
         with seeded_rng(seed, device):
             x_adv, _ = adversary.run_standard_evaluation(x.to(device), y.to(device), batch_size=len(x))
         return x_adv

@@ -30,11 +30,12 @@ resumes from its finished batches and ``torchrun`` shards each step, as for the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import torch
 
-from wsr_bench.attacks import AUTOATTACK_APGD_STEPS
+from wsr_bench.attacks import AUTOATTACK_APGD_STEPS, autoattack_run
 from wsr_bench.epsilon import eps_label
 from wsr_bench.evaluate.spectrum import _attack_batch, _run_batches, _Sweep, _sweep_eps, _Trace, make_attack
 
@@ -84,6 +85,17 @@ def sweep_chain(sweep: _Sweep, label: str, members: list[str], skip: torch.Tenso
     return trace
 
 
+def _chain_attack(sweep: _Sweep, name: str, eps: float):
+    """``name`` at ``eps`` for a chain step. AutoAttack leaves out its APGD-CE: every chain step attacks samples the
+    screen (AutoAttack's own APGD-CE, same iterations, same image-keyed start) has already failed on at this eps,
+    so running it again would repeat the screen's computation and its verdict."""
+    atk = make_attack(sweep, name, eps)
+    if name != "autoattack":
+        return atk
+    return dataclasses.replace(atk, run=autoattack_run(sweep.model, eps, norm=sweep.options.norm,
+                                                       seed=sweep.options.seed, skip=("apgd-ce",)))
+
+
 def _chain_step(sweep: _Sweep, trace: _Trace, label: str, chain: list[str], suffix: str, k: int,
                 idx: torch.Tensor) -> torch.Tensor:
     """Run the chain at eps number ``k`` on samples ``idx`` (each attack on those the earlier ones left standing);
@@ -99,7 +111,7 @@ def _chain_step(sweep: _Sweep, trace: _Trace, label: str, chain: list[str], suff
         stage = name + suffix
         if stage not in trace.stage_groups[label]:
             trace.stage_groups[label].append(stage)
-        atk = make_attack(sweep, name, e)
+        atk = _chain_attack(sweep, name, e)
         records = _run_batches(sweep, stage, k, idx[left], lambda ids, a=atk: _attack_batch(sweep, a, ids))
         got = torch.cat([torch.zeros(0, dtype=torch.bool)] + [rec["fooled"] for rec in records])
         trace.record_hits(idx[left[got]], k, e, name)
