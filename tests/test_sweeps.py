@@ -128,6 +128,29 @@ def test_inferred_strengths_are_marked_per_sample(setup, swept):
         LeaderboardEntry.from_dict(bad)
 
 
+@pytest.mark.slow
+def test_chain_steps_do_not_rerun_the_screen(setup, per_eps, monkeypatch):
+    """A downward chain step attacks images on which the screen (AutoAttack's own APGD-CE, same image-keyed start)
+    has already failed at that eps, so the chain there runs APGD-T, FAB-T and Square only: APGD-CE runs once per
+    eps, and the curve is still per-eps AutoAttack's, image by image."""
+    from wsr_bench.attack_starts import KeyedAPGD, KeyedAPGDTargeted
+
+    calls = []
+    for cls in (KeyedAPGD, KeyedAPGDTargeted):
+        def counted(self, x, *args, _original=cls.perturb, **kwargs):
+            calls.append((type(self).__name__, float(self.eps)))
+            return _original(self, x, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "perturb", counted)
+    model, x, y = setup
+    result = evaluate_spectrum(model, x, y, eps=EPS, attack="autoattack", sweep="downward", device="cpu",
+                               batch_size=16)
+    screens = [eps for name, eps in calls if name == "KeyedAPGD"]
+    assert screens and len(screens) == len(set(screens))
+    assert any(name == "KeyedAPGDTargeted" for name, _ in calls)  # the rest of the chain did run
+    assert torch.equal(_correct(result), per_eps[0])
+
+
 CHAIN = dict(attack=["fgsm", "pgd"], chain_attacks=True, steps=3, device="cpu", batch_size=4, eps=EPS)
 
 

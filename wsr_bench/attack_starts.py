@@ -48,7 +48,7 @@ def image_keyed_noise(x: torch.Tensor, seed: Any, salt: str, row_shape: tuple[in
         (N, *row_shape) noise on ``x``'s device.
     """
     row_shape = tuple(x.shape[1:]) if row_shape is None else tuple(row_shape)
-    flat = x.detach().to("cpu", torch.float32).contiguous().reshape(len(x), -1).numpy()
+    flat = x.detach().to("cpu", torch.float32).contiguous().flatten(1).numpy()
     gen, rows = torch.Generator(), []
     for row in flat:
         digest = hashlib.blake2b(row.tobytes(), digest_size=8, person=b"wsr-bench-start")

@@ -11,8 +11,9 @@ The attack and norm names (:data:`ATTACK_NAMES`, :func:`normalize_attack_name`, 
 torch-free :mod:`wsr_bench.rules`, which the config checks too, and are re-exported here.
 
 Randomness is explicit: every attack takes a ``seed``; pyautoattack's and torchattacks' global-RNG draws run
-inside a forked RNG so the caller's stream is untouched, and our PGD draws each sample's random start from
-``(seed, eps, sample_id)`` so a sample's result does not depend on which other samples share its batch.
+inside a forked RNG so the caller's stream is untouched. A sample's result does not depend on which other samples
+share its batch: our PGD draws each sample's random start from ``(seed, eps, sample_id)``, and pyautoattack's APGD,
+APGD-T and Square (alone or inside AutoAttack) draw theirs from the image itself (:mod:`wsr_bench.attack_starts`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ logger = logging.getLogger(__name__)
 
 #: Attacks that need the model's gradients (Square and transfer are black-box on the target).
 WHITE_BOX: frozenset[str] = frozenset({"fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "autoattack", "minnorm"})
+#: Where each attack's random start comes from, recorded in every leaderboard entry's ``evaluation``.
+RANDOM_STARTS = ("pgd: keyed by (seed, eps, sample id); apgd-ce, apgd-t, square and autoattack: keyed by "
+                 "(seed, attack, the image's bytes), wsr_bench.attack_starts; an image's result does not depend on "
+                 "its batch")
 #: Iterations of APGD inside standard AutoAttack (pyautoattack's ``version="standard"``): the screen of the
 #: downward/bisect sweeps is AutoAttack's own APGD-CE, so it runs with these rather than the evaluation's ``steps``.
 AUTOATTACK_APGD_STEPS = 100
@@ -374,8 +379,7 @@ def _autoattack(model, eps, *, norm, seed, **_):
     return autoattack_run(model, eps, norm=norm, seed=seed)
 
 
-def autoattack_run(model: nn.Module, eps: float, *, norm: str, seed: int,
-                   skip: Sequence[str] = ()) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]:
+def autoattack_run(model: nn.Module, eps: float, *, norm: str, seed: int, skip: Sequence[str] = ()) -> Callable:
     """Standard AutoAttack (pyautoattack, ``version="standard"``) with image-keyed random starts, as a run function.
 
     Every attack, budget and the order are pyautoattack's; :mod:`wsr_bench.attack_starts` only keys each image's

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from wsr_bench.attacks import RANDOM_STARTS
 from wsr_bench.distributed import cleanup, is_main_process, setup_distributed
 from wsr_bench.evaluate.model_loading import check_model_spec, exported_image_size, load_eval_model
 from wsr_bench.evaluate.options import SpectrumOptions, resolve_options
@@ -53,7 +54,7 @@ def result_to_entry(result: SpectrumResult, *, model_name: str, architecture: st
         "sweep_per_attack": result.sweep_per_attack, "chain_attacks": result.chain_attacks,
         "passes": result.passes.to_dict(), "n_verified": result.n_verified,
         "wall_time_s": round(result.wall_time_s, 3), "settings": result.settings,
-        "inferred": _inferred_counts(result.evidence),
+        "inferred": _inferred_counts(result.evidence), "random_starts": RANDOM_STARTS,
     }
     if result.sanity is not None:
         evaluation["sanity_checks"] = result.sanity.to_dict()["checks"]

@@ -19,9 +19,13 @@ larger eps too: its adversarial example lies inside the larger, nested balls. Th
 
 Either way the chain ran at the eps just below each sample's reported break. Below that eps the sample is counted
 robust because the whole chain failed at a larger eps and the screen failed here: that is *not* exact (a chain that
-fails at eps_k may succeed at a smaller eps: non-convex losses, other random starts), and the screen run at every
-such eps is what keeps it honest. ``SpectrumResult.evidence`` marks those strengths ``r``;
-``benchmarks/results/autoattack_sweep.md`` measures how often a sample differs from AutoAttack run at each eps.
+fails at eps_k may succeed at a smaller eps on a non-convex loss), and the screen run at every such eps is what
+keeps it honest. ``SpectrumResult.evidence`` marks those strengths ``r``; ``benchmarks/results/autoattack_sweep*.md``
+measures how often a sample differs from AutoAttack run at each eps.
+
+AutoAttack's random starts are keyed by the image (:mod:`wsr_bench.attack_starts`), so the chain run here on a few
+survivors does to each of them exactly what AutoAttack run at that eps on all images does, and the screen is the
+chain's own APGD-CE: a chain step therefore leaves APGD-CE out (it would repeat the screen, start and all).
 
 Every step (the screen at eps k, the chain at eps k, a bisection round at eps k) attacks samples fixed by the
 records of the earlier steps, cut into fixed batches by the evaluator's batch runner, so a killed evaluation
