@@ -17,18 +17,20 @@ passes (counted per sample by wrapping the model), and the per-sample agreement 
 and eps, is it counted correct by both? A difference where the sweep says *correct* and per-eps AutoAttack says
 *fooled* is the one that matters (a higher accuracy than the baseline); the other way round is either the nested-
 ball inference (an example at a smaller eps also fools the model at this one, which per-eps AutoAttack cannot know)
-or another random start. Every differing (image, eps) is listed.
+or, in runs before image-keyed starts, another random start. Every differing (image, eps) is listed.
 
 ``--square-queries`` / ``--targets`` reduce AutoAttack's Square budget and the target classes of APGD-T and FAB-T,
 through pyautoattack's own attributes, for the baseline and every sweep alike (the committed run does, to fit the
 machine; a second run keeps the standard settings on fewer images). ``--sweeps`` and ``--sweeps-seed1`` choose the
 sweeps run for the first seed and for the others.
 
-    python benchmarks/autoattack_sweep.py --quick --out /tmp/aa_sweep.json                 # 2 min: 1 model, 3 eps
-    python benchmarks/autoattack_sweep.py --square-queries 1000 --targets 3 \\
-        --out benchmarks/results/autoattack_sweep.json                                    # committed, ~15 min
-    python benchmarks/autoattack_sweep.py --models adversarial --seeds 0 --n-test 50 --sweeps downward \\
-        --out benchmarks/results/autoattack_sweep_standard.json                            # standard AA, ~8 min
+    python benchmarks/autoattack_sweep.py --quick --out /tmp/aa_sweep.json                 # 3 min: 1 model, 3 eps
+    python benchmarks/autoattack_sweep.py --dataset fashion_mnist --train-limit 10000 --n-test 1000 \\
+        --square-queries 1000 --targets 3 --sweeps downward,bisect --sweeps-seed1 downward --upstream-baseline \\
+        --out benchmarks/results/autoattack_sweep_fashion.json                             # committed, 50 min
+    python benchmarks/autoattack_sweep.py --dataset fashion_mnist --train-limit 10000 --n-test 200 \\
+        --models adversarial --seeds 0 --sweeps downward \\
+        --out benchmarks/results/autoattack_sweep_fashion_standard.json                    # standard AA, 8 min
 
 Writes FILE.json (``config``, ``machine``, ``runs.<model>_seed<s>.{clean_accuracy, baseline, sweeps.<name>}``,
 ``summary``, ``conclusion``) and FILE.md beside it.
@@ -423,9 +425,16 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{v['pass_ratio']:.2f} | {v['chain_calls']} | {'yes' if a['identical_curve'] else 'NO'} | "
                          f"{a['differ']} ({a['higher']} / {a['lower']}) | {v['inferred']['r']} | "
                          f"{'-' if proj is None else f'{proj:.2f}'} |")
+        n = cfg["n_test"]
+        held = {s: round(sum(v["accuracy"]) * n) - v["inferred"]["r"] for s, v in r["sweeps"].items()}
+        lines += ["", "Whole-chain runs that an image withstood (where AutoAttack's cost lies): per-eps "
+                  f"{round(sum(b['accuracy']) * n):,} (an image robust at k strengths counts k), "
+                  + ", ".join(f"{s} {h:,}" for s, h in held.items())
+                  + f". Images robust at the smallest strength: {round(b['accuracy'][0] * n):,}; a sweep whose curve "
+                  "is identical must run the whole chain on each of them at least once, where it holds."]
         fit = b.get("cost_fit")
         if fit:
-            lines += ["", f"Per-eps calls fit CPU = {fit['fixed_s']:.2f} s + {fit['per_robust_s']:.3f} s x (images "
+            lines += [f"Per-eps calls fit CPU = {fit['fixed_s']:.2f} s + {fit['per_robust_s']:.3f} s x (images "
                           "the chain cannot break): the fixed part is the chain's iterations on a batch of any size."]
         lines += ["", "| accuracy % at | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels),
                   "| per-eps AutoAttack | " + " | ".join(f"{100 * a:.1f}" for a in b["accuracy"]) + " |"]

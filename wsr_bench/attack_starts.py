@@ -4,8 +4,9 @@ pyautoattack re-seeds the global RNG at every ``perturb`` and draws the random s
 so an image's start depends on which images share its batch and where it sits. Two evaluations that attack the
 same image in different company then differ by their random starts alone: AutoAttack at one eps on all images,
 and a spectrum sweep that attacks only the images still standing. Measured on 1,000 Fashion-MNIST images, per-eps
-AutoAttack rerun with another seed changed 23 of 12,000 (image, eps) verdicts
-(``benchmarks/results/autoattack_sweep_fashion.md``); a sweep differed from per-eps AutoAttack about as often.
+AutoAttack rerun with another seed changed 23 of 12,000 (image, eps) verdicts, and the downward sweep differed
+from per-eps AutoAttack about as often (``benchmarks/results/autoattack_sweep_fashion_upward.md`` and
+``autoattack_sweep_fashion_batch_starts.md``, run before these starts existed).
 
 The classes here draw each image's start from a generator keyed by ``(seed, attack, call, the image's bytes)``,
 so an image gets the same start alone or in any batch, and AutoAttack's verdict on it depends only on the image,
