@@ -31,9 +31,13 @@ sweeps run for the first seed and for the others.
     python benchmarks/autoattack_sweep.py --dataset fashion_mnist --train-limit 10000 --n-test 200 \\
         --models adversarial --seeds 0 --sweeps downward \\
         --out benchmarks/results/autoattack_sweep_fashion_standard.json                    # standard AA, 8 min
+    for s in 0 1; do python benchmarks/autoattack_sweep.py --dataset fashion_mnist --train-limit 10000 \\
+        --n-test 1000 --seeds $s --sweeps downward --out /tmp/aa_seed$s.json & done; wait  # standard AA, XX min
+    python benchmarks/autoattack_sweep.py --merge /tmp/aa_seed0.json /tmp/aa_seed1.json \\
+        --out benchmarks/results/autoattack_sweep_fashion_standard_1000.json              # one page of both seeds
 
 Writes FILE.json (``config``, ``machine``, ``runs.<model>_seed<s>.{clean_accuracy, baseline, sweeps.<name>}``,
-``summary``, ``conclusion``) and FILE.md beside it.
+``summary``, ``conclusion``; a merged file also ``parts``) and FILE.md beside it.
 """
 
 from __future__ import annotations
@@ -388,7 +392,10 @@ def markdown(report: dict[str, Any]) -> str:
              f"Machine: {mach['cpu_count']}-core CPU ({mach['platform']}), torch {mach['torch']}, {cfg['threads']} "
              f"thread; load average {mach['load_start']} at start, {mach['load_end']} at end (other jobs shared the "
              "machine: CPU time is the steadier cost figure, pass counts are exact). Total run "
-             f"{report['total_wall_s'] / 60:.1f} min.",
+             f"{report['total_wall_s'] / 60:.1f} min"
+             + (f" ({len(report['parts'])} processes side by side, one core each: seeds "
+                + " / ".join(",".join(map(str, part["seeds"])) for part in report["parts"]) + ")."
+                if report.get("parts") else "."),
              f"Data: {cfg.get('dataset', 'digits')} 16x16, "
              + (f"{cfg['train_limit']:,} training images, " if cfg.get("train_limit") else "")
              + f"first {cfg['n_test']} test images; tiny CNNs (8/16/16 channels), standard and "
@@ -431,7 +438,9 @@ def markdown(report: dict[str, Any]) -> str:
                   f"{round(sum(b['accuracy']) * n):,} (an image robust at k strengths counts k), "
                   + ", ".join(f"{s} {h:,}" for s, h in held.items())
                   + f". Images robust at the smallest strength: {round(b['accuracy'][0] * n):,}; a sweep whose curve "
-                  "is identical must run the whole chain on each of them at least once, where it holds."]
+                  "is identical must run the whole chain on each of them at least once, where it holds"
+                  + (f": at least {b['accuracy'][0] / sum(b['accuracy']):.2f}x of per-eps AutoAttack's whole-chain "
+                     "runs." if sum(b["accuracy"]) else ".")]
         fit = b.get("cost_fit")
         if fit:
             lines += [f"Per-eps calls fit CPU = {fit['fixed_s']:.2f} s + {fit['per_robust_s']:.3f} s x (images "
@@ -462,6 +471,33 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merge_reports(paths: list[str]) -> dict[str, Any]:
+    """One report from the result files of runs with the same settings made side by side (e.g. one process per
+    seed, each on its own core): their runs together, the seeds of all, the longest total time, each part's
+    machine record kept under ``parts``. Runs of the same name, or settings that differ beyond the seeds and the
+    sweeps, are a one-line error."""
+    import json
+
+    reports = [json.loads(Path(p).read_text()) for p in paths]
+    free = ("seeds", "sweeps", "sweeps_other_seeds")
+    settings = [{k: v for k, v in r["config"].items() if k not in free} for r in reports]
+    if any(s != settings[0] for s in settings[1:]) or any(r.get("quick") for r in reports):
+        raise SystemExit(f"cannot merge {', '.join(paths)}: their settings differ (beyond seeds and sweeps)")
+    runs: dict[str, Any] = {}
+    for path, r in zip(paths, reports, strict=True):
+        if set(runs) & set(r["runs"]):
+            raise SystemExit(f"cannot merge {path}: it repeats run {sorted(set(runs) & set(r['runs']))[0]!r}")
+        runs.update(r["runs"])
+    first = reports[0]
+    seeds = sorted({s for r in reports for s in r["config"]["seeds"]})
+    machine = {**first["machine"], "load_start": max(r["machine"]["load_start"] for r in reports),
+               "load_end": max(r["machine"]["load_end"] for r in reports)}
+    return {**first, "config": {**first["config"], "seeds": seeds}, "runs": runs, "machine": machine,
+            "total_wall_s": max(r["total_wall_s"] for r in reports),
+            "parts": [{"file": Path(p).name, "seeds": r["config"]["seeds"], "total_wall_s": r["total_wall_s"],
+                       "machine": r["machine"]} for p, r in zip(paths, reports, strict=True)]}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="results JSON (a .md summary is written beside it)")
@@ -481,11 +517,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--upstream-baseline", action="store_true",
                    help="first seed: run per-eps AutoAttack again with pyautoattack's own batch-position starts")
     p.add_argument("--render", action="store_true", help="only rewrite FILE.md from --out")
+    p.add_argument("--merge", nargs="+", metavar="PART", help="write --out from these result files (same settings, "
+                   "e.g. one process per seed run side by side) instead of running")
     args = p.parse_args(argv)
-    if args.render:
+    if args.render or args.merge:
         import json
 
-        report = json.loads(Path(args.out).read_text())
+        report = merge_reports(args.merge) if args.merge else json.loads(Path(args.out).read_text())
         add_projections(report["runs"])
         report["summary"] = summarize(report["runs"])
         report["conclusion"] = conclusion(report)
