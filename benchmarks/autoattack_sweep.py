@@ -32,7 +32,7 @@ sweeps run for the first seed and for the others.
         --models adversarial --seeds 0 --sweeps downward \\
         --out benchmarks/results/autoattack_sweep_fashion_standard.json                    # standard AA, 8 min
     for s in 0 1; do python benchmarks/autoattack_sweep.py --dataset fashion_mnist --train-limit 10000 \\
-        --n-test 1000 --seeds $s --sweeps downward --out /tmp/aa_seed$s.json & done; wait  # standard AA, XX min
+        --n-test 1000 --seeds $s --sweeps downward --out /tmp/aa_seed$s.json & done; wait  # standard AA, 26 min
     python benchmarks/autoattack_sweep.py --merge /tmp/aa_seed0.json /tmp/aa_seed1.json \\
         --out benchmarks/results/autoattack_sweep_fashion_standard_1000.json              # one page of both seeds
 
