@@ -17,6 +17,7 @@ from pathlib import Path
 
 from wsr_bench import __version__
 from wsr_bench.epsilon import PAPER_SPECTRUM
+from wsr_bench.rules import MEMORY_FORMATS
 
 logger = logging.getLogger("wsr_bench")
 
@@ -94,8 +95,21 @@ def _add_job_options(p: argparse.ArgumentParser, example: str, resumable: bool =
     if resumable:
         p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: the config's device)")
+    _add_memory_format_option(p, "the config's memory_format, channels_last")
     if resumable:
         p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_memory_format_option(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--memory-format", choices=MEMORY_FORMATS,
+                   help=f"layout of the networks and images: channels_last (about 1.8x faster) or contiguous "
+                        f"(default: {default})")
+
+
+def _config_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` overrides plus the ones the job flags stand for (``--memory-format``)."""
+    extra = [f"memory_format={args.memory_format}"] if getattr(args, "memory_format", None) else []
+    return list(args.overrides) + extra
 
 
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
@@ -113,7 +127,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from wsr_bench.config import load_config
     from wsr_bench.train import run_training
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, _config_overrides(args))
     s = run_training(cfg, args.out, model_name=args.model, resume=args.resume, device=args.device,
                      progress=not args.no_progress)
     if s.rank != 0:
@@ -143,7 +157,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from wsr_bench.config import load_config
     from wsr_bench.search import run_search
 
-    overrides = args.overrides + (["search.progress=false"] if args.no_progress else [])
+    overrides = _config_overrides(args) + (["search.progress=false"] if args.no_progress else [])
     cfg = load_config(args.config, overrides)
     genotype = run_search(cfg, args.out, resume=args.resume, device=args.device)
     from wsr_bench.distributed import is_main_process
@@ -191,7 +205,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from wsr_bench.pipeline import run_pipeline
 
     t0 = time.perf_counter()
-    res = run_pipeline(load_config(args.config, args.overrides), args.out, device=args.device)
+    res = run_pipeline(load_config(args.config, _config_overrides(args)), args.out, device=args.device)
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports
         return 0
     entries = sorted(load_entries(res.leaderboard), key=lambda e: -(e.avg_robust_accuracy or 0.0))
@@ -232,6 +246,7 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", default="", help="training recipe recorded in the entry")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    _add_memory_format_option(p, "channels_last")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-sanity", action="store_true", help="skip the sanity checks")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -260,7 +275,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     entry = run_eval(args.model, options, dataset=args.dataset, n_examples=args.n_examples,
                      image_size=args.image_size, data_root=args.data_root, checkpoint=args.checkpoint,
                      model_dir=args.model_dir, name=args.name, recipe=args.recipe, out=args.out, force=args.force,
-                     keep_state=args.keep_state, device=args.device, sanity=not args.no_sanity,
+                     keep_state=args.keep_state, device=args.device,
+                     memory_format=args.memory_format or "channels_last", sanity=not args.no_sanity,
                      progress=not args.no_progress)
     if os.environ.get("RANK", "0") != "0":  # under torchrun every rank evaluated its share; rank 0 wrote and reports
         return 0

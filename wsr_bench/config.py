@@ -19,10 +19,12 @@ import yaml
 from wsr_bench.epsilon import PAPER_SPECTRUM, check_eps
 from wsr_bench.io import atomic_write_text
 from wsr_bench.rules import (
+    AMP_MODES,
     DEFAULT_SWEEP,
     ESTIMATORS,
     GENOTYPE_OF,
     GENOTYPE_RULES,
+    MEMORY_FORMATS,
     RECIPES,
     SEARCH_METHODS,
     STRENGTH_FEEDS,
@@ -96,8 +98,11 @@ class TrainConfig:
     eval_examples: int = 256        # test images for the end-of-epoch clean / PGD check (0 skips it)
     eval_steps: int = 10            # PGD steps of the end-of-epoch check (at train.eps)
     sync_bn: bool = False           # under DDP on CUDA: BatchNorm statistics over the global batch (SyncBatchNorm)
+    amp: str = "none"               # none (float32) | bf16: bfloat16 autocast of the training attacks and forward
+                                    # passes (CPU and CUDA; the end-of-epoch check and every evaluation stay float32)
 
     def validate(self) -> None:
+        check_choice(self.amp, AMP_MODES, "train.amp", error=ConfigError)
         check_recipe(self.recipe, self.eps, self.steps, self.step_size, self.trades_beta, self.multi_eps,
                      section="train", error=ConfigError)
         _check(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
@@ -121,6 +126,7 @@ class SearchConfig:
         "naive_gradient": ("hard", "soft"), "warmup_recipe": ("clean", "pgd"),
         "weight_lr_schedule": ("search_cosine", "cosine"), "vle_store": ("soft", "hard"), "vle_output": VLE_OUTPUTS,
         "ewss_query": ("stored", "fresh"), "ane_targets": ("leave_one_out", "random"), "genotype_rule": GENOTYPE_RULES,
+        "amp": AMP_MODES,
     }  # the lists the search code also uses come from wsr_bench.rules; objective_form (rules.OBJECTIVE_FORMS) is
     #    checked with the rest of the objective, by check_objective
 
@@ -191,6 +197,8 @@ class SearchConfig:
     vle_warmup_passes: int = 500    # K_v: passes over M_v after the warm-up population (Alg. 1 line 18; official 500)
     vle_passes: int = 500           # passes over M_v after every search step (Alg. 1 line 23; official 500)
     vle_batch: int = 64             # M_v entries per VLE step (official 64)
+    amp: str = "none"               # none | bf16: bfloat16 autocast of the shared weights' training (its PGD too);
+                                    # the anchors, estimated noises and validation losses stay float32
     progress: bool = True           # tqdm bars on the long phases
 
     def validate(self) -> None:
@@ -302,6 +310,8 @@ class ExperimentConfig:
     name: str = "experiment"        # run name, used in logs and leaderboard entries
     seed: int = 0                   # master seed: data splits, initialisation, sampling
     device: str = "auto"            # auto (cuda when available) | cpu | cuda | cuda:N
+    memory_format: str = "channels_last"  # layout of networks and images: channels_last (NHWC, ~1.8x faster) |
+                                    # contiguous (NCHW); results differ only by float rounding order
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -312,6 +322,7 @@ class ExperimentConfig:
     def validate(self) -> None:
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        check_choice(self.memory_format, MEMORY_FORMATS, "memory_format", error=ConfigError)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if hasattr(value, "validate"):

@@ -104,7 +104,8 @@ def _evaluate(cfg: ExperimentConfig, out: Path, name: str, model_dir: Path, eval
             model = load_exported(model_dir, device=device)
             entry = evaluate_to_entry(
                 model, x, y, options, model_name=name, architecture=model.pretrained_cfg["architecture"],
-                dataset=cfg.data.name, recipe=cfg.train.recipe, device=device, progress=True,
+                dataset=cfg.data.name, recipe=cfg.train.recipe, device=device, memory_format=cfg.memory_format,
+                progress=True,
                 state_dir=state_dir_for(path), state_info={"model": name},
                 notes=f"wsr-bench run {cfg.name}: {cfg.train.recipe} eps={cfg.train.eps:.4f}, "
                       f"{cfg.train.epochs} epochs, C={cfg.model.init_channels}, {cfg.model.layers} cells")

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 
 from wsr_bench.epsilon import check_eps
 
-__all__ = ["ATTACK_NAMES", "DATASETS", "DEFAULT_SWEEP", "ESTIMATORS", "GENOTYPE_OF", "GENOTYPE_RULES",
-           "IMAGENET_MODELS", "KEYWORDS", "NORMS", "OBJECTIVE_FORMS", "RECIPES", "SEARCH_METHODS", "STRENGTH_FEEDS",
+__all__ = ["AMP_MODES", "ATTACK_NAMES", "DATASETS", "DEFAULT_SWEEP", "ESTIMATORS", "GENOTYPE_OF", "GENOTYPE_RULES",
+           "IMAGENET_MODELS", "KEYWORDS", "MEMORY_FORMATS", "NORMS", "OBJECTIVE_FORMS", "RECIPES", "SEARCH_METHODS",
+           "STRENGTH_FEEDS",
            "SWEEPS", "VLE_OUTPUTS", "Wording", "check_choice", "check_dataset", "check_objective", "check_recipe",
            "check_warm_start", "normalize_attack_name", "normalize_attacks", "normalize_norm", "normalize_sweep"]
 
@@ -42,6 +43,13 @@ IMAGENET_MODELS: tuple[str, ...] = ("wsrnet_basic", "racl", "advrush")
 
 #: adversarial training recipes (``train.recipe``; ``wsr_bench.train.recipes`` says what each does).
 RECIPES: tuple[str, ...] = ("pgd", "trades", "fgsm_rs", "multi", "clean")
+
+#: tensor layouts of networks and their 4-D inputs (top-level ``memory_format``, ``--memory-format``;
+#: :func:`wsr_bench.runtime.set_memory_format`): channels_last (NHWC, about 1.8x faster on CPU and CUDA) | contiguous.
+MEMORY_FORMATS: tuple[str, ...] = ("channels_last", "contiguous")
+#: mixed precision of training (``train.amp``, ``search.amp``; :func:`wsr_bench.runtime.amp_autocast`): none (float32)
+#: | bf16 (bfloat16 autocast of the training forward passes and the training attacks; evaluation stays float32).
+AMP_MODES: tuple[str, ...] = ("none", "bf16")
 
 #: forms of the robust search objective (``search.objective_form``; ``wsr_bench.search.objective``).
 OBJECTIVE_FORMS: tuple[str, ...] = ("squared", "linear")

@@ -24,6 +24,7 @@ from wsr_bench.evaluate.spectrum import SpectrumResult, evaluate_spectrum
 from wsr_bench.evaluate.state import check_no_stale_state, remove_state, state_dir_for
 from wsr_bench.leaderboard.io import check_writable, save_entry
 from wsr_bench.leaderboard.schema import WORST_CASE, Curve, LeaderboardEntry, Samples
+from wsr_bench.rules import MEMORY_FORMATS, check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ def evaluate_to_entry(
     notes: str = "",
     sample_indices: Sequence[int] | None = None,
     device: str | torch.device | None = None,
+    memory_format: str = "channels_last",
     surrogate: nn.Module | None = None,
     sanity: bool = True,
     progress: bool = False,
@@ -103,13 +105,16 @@ def evaluate_to_entry(
     first N test images, which is what ``wsr-bench eval`` and ``run`` use). The pipeline (``wsr-bench run``) calls
     this after training.
     """
-    result = evaluate_spectrum(model, x, y, options, device=device, surrogate=surrogate, sanity=sanity,
-                               progress=progress, state_dir=state_dir, state_info=state_info, **fields)
+    result = evaluate_spectrum(model, x, y, options, device=device, memory_format=memory_format,
+                               surrogate=surrogate, sanity=sanity, progress=progress, state_dir=state_dir,
+                               state_info=state_info, **fields)
     params = sum(p.numel() for p in model.parameters())
     samples = sample_record(result.break_eps, result.eps, x, y, sample_indices, break_attack=result.break_attack,
                             evidence=result.evidence)
-    return result_to_entry(result, model_name=model_name, architecture=architecture, dataset=dataset,
-                           recipe=recipe, params=params, date=date, notes=notes, samples=samples)
+    entry = result_to_entry(result, model_name=model_name, architecture=architecture, dataset=dataset,
+                            recipe=recipe, params=params, date=date, notes=notes, samples=samples)
+    entry.evaluation["memory_format"] = memory_format
+    return entry
 
 
 def load_eval_data(dataset: str, n_examples: int | None, *, data_root: str | Path = "data",
@@ -141,6 +146,7 @@ def run_eval(
     force: bool = False,
     keep_state: bool = False,
     device: str | None = None,
+    memory_format: str = "channels_last",
     sanity: bool = True,
     progress: bool = True,
     **fields: Any,
@@ -152,7 +158,7 @@ def run_eval(
     :func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum`; its seed also picks the dataset's splits. The first
     ``n_examples`` test images are loaded at ``image_size``; None means the size an exported model folder records
     it was trained at, else the dataset's default size. ``checkpoint``/``model_dir`` locate the weights, ``name``
-    and ``recipe`` label the entry.
+    and ``recipe`` label the entry; ``device`` and ``memory_format`` say where and in which layout it runs.
 
     With ``out``, progress is kept per batch in ``out.state/`` (:mod:`wsr_bench.evaluate.state`): ``resume``
     continues from it (an existing state without ``resume`` is refused), and it is removed once the entry is
@@ -167,6 +173,7 @@ def run_eval(
         check_no_stale_state(state_dir, options.resume)
     elif options.resume or keep_state:
         raise ValueError("--resume and --keep-state need --out (the state folder lives beside the entry)")
+    check_choice(memory_format, MEMORY_FORMATS, "--memory-format")
     if image_size is not None and int(image_size) < 1:
         raise ValueError(f"--image-size must be >= 1, got {image_size}")
     check_model_spec(model, model_dir=model_dir, dataset=dataset, threat_model=options.norm)
@@ -182,7 +189,8 @@ def run_eval(
     try:
         entry = _eval_and_save(model, x, y, splits, options, out=out, state_dir=state_dir, keep_state=keep_state,
                                force=force, checkpoint=checkpoint, model_dir=model_dir, dataset=dataset, name=name,
-                               recipe=recipe, device=device, sanity=sanity, progress=progress)
+                               recipe=recipe, device=device, memory_format=memory_format, sanity=sanity,
+                               progress=progress)
     finally:
         if owns_group:
             cleanup()
@@ -190,15 +198,15 @@ def run_eval(
 
 
 def _eval_and_save(model: str, x, y, splits, options: SpectrumOptions, *, out, state_dir, keep_state: bool,
-                   force: bool, checkpoint, model_dir, dataset: str, name, recipe: str, device: str, sanity: bool,
-                   progress: bool) -> LeaderboardEntry:
+                   force: bool, checkpoint, model_dir, dataset: str, name, recipe: str, device: str,
+                   memory_format: str, sanity: bool, progress: bool) -> LeaderboardEntry:
     """Load the model, evaluate (sharded under torchrun), and on rank 0 write the entry and drop the state."""
     loaded = load_eval_model(model, checkpoint=checkpoint, model_dir=model_dir, dataset=dataset,
                              threat_model=options.norm, num_classes=splits.num_classes, in_chans=splits.in_chans,
                              mean=splits.mean, std=splits.std, device=device)
     entry = evaluate_to_entry(loaded.model, x, y, options, model_name=name or loaded.name,
                               architecture=loaded.architecture, dataset=dataset, recipe=recipe, device=device,
-                              sanity=sanity, progress=progress, state_dir=state_dir,
+                              memory_format=memory_format, sanity=sanity, progress=progress, state_dir=state_dir,
                               state_info={"model": str(model)})
     entry.evaluation["model_spec"] = str(model)
     entry.evaluation["image_size"] = int(splits.image_size)

@@ -49,7 +49,7 @@ from wsr_bench.epsilon import PAPER_SPECTRUM, eps_label, find_eps
 from wsr_bench.evaluate.counting import CountingModel, PassCount
 from wsr_bench.evaluate.options import SpectrumOptions, resolve_options
 from wsr_bench.evaluate.state import SweepState, model_sha256, open_state, tensor_sha256
-from wsr_bench.runtime import resolve_device
+from wsr_bench.runtime import resolve_device, set_memory_format
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +215,7 @@ def evaluate_spectrum(
     options: SpectrumOptions | None = None,
     *,
     device: str | torch.device | None = None,
+    memory_format: str = "channels_last",
     surrogate: nn.Module | None = None,
     sanity: bool = False,
     progress: bool = False,
@@ -233,6 +234,9 @@ def evaluate_spectrum(
         x: images, float (B,C,H,W) in [0,1]; y: int64 labels (B,).
         options: the evaluation's settings (its fields are listed below).
         device: where to run (default CUDA when available); the model is moved there.
+        memory_format: ``channels_last`` (default, faster) or ``contiguous``: the layout the model (and the
+            surrogate) are put in, in place (:func:`~wsr_bench.runtime.set_memory_format`); it changes only the
+            order of float operations, so it is not part of the result's settings or the resume state.
         surrogate: model the transfer attack crafts on.
         sanity: also run :func:`wsr_bench.evaluate.sanity.run_sanity_checks` and attach the report (rank 0 only
             under torchrun).
@@ -289,8 +293,8 @@ def evaluate_spectrum(
     validate_images(x, y)
     device = torch.device(resolve_device(device or "auto"))
     was_training = model.training
-    model.to(device).eval()
-    surrogate = surrogate.to(device).eval() if surrogate is not None else None
+    set_memory_format(model.to(device), memory_format).eval()
+    surrogate = set_memory_format(surrogate.to(device), memory_format).eval() if surrogate is not None else None
     try:
         sweep = _Sweep(x.cpu(), y.cpu(), CountingModel(model), device, options, surrogate, rank=get_rank(),
                        world=get_world_size())

@@ -29,7 +29,7 @@ from wsr_bench.checkpoint import get_rng_state, set_rng_state
 from wsr_bench.config import ExperimentConfig, config_to_dict, dump_config
 from wsr_bench.data import as_tensors, load_splits
 from wsr_bench.distributed import barrier, is_distributed, is_main_process, set_epoch, shard_loader, wrap_ddp
-from wsr_bench.runtime import resolve_device, seed_everything
+from wsr_bench.runtime import check_amp, resolve_device, seed_everything, set_memory_format
 from wsr_bench.search.diagnostics import search_report
 from wsr_bench.search.objective import RobustObjective
 from wsr_bench.search.state import SearchCheckpointError, SearchFolder
@@ -87,13 +87,6 @@ def strength_layout(strengths: list[float], n1: int, n2: int) -> tuple[list[floa
     return pgd, [e for e in s if e not in pgd]
 
 
-def autocast(device: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; nothing on the CPU (the CPU path stays float32 and bit-reproducible)."""
-    if str(device).startswith("cuda"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 class SearchEngine:
     """Shared state and loop of a search (see module docstring).
 
@@ -111,6 +104,7 @@ class SearchEngine:
                  clock: Callable[[], float] = time.perf_counter):
         self.cfg, self.scfg, self.clock = cfg, cfg.search, clock
         self.device = resolve_device(device or cfg.device)
+        check_amp(self.scfg.amp, self.device, key="search.amp")
         self.folder = SearchFolder(out_dir)
         self.splits = load_splits(cfg.data, cfg.seed)
         self.strengths = sorted(float(e) for e in self.scfg.strengths)
@@ -122,15 +116,15 @@ class SearchEngine:
         seed_everything(cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)
         s = self.splits
-        self.supernet = SuperNet(self.scfg.init_channels, s.num_classes, self.scfg.layers, in_chans=s.in_chans,
-                                 mean=s.mean, std=s.std, arch_init_std=self.scfg.arch_init_std).to(self.device)
-        if self.device.startswith("cuda"):
-            self.supernet = self.supernet.to(memory_format=torch.channels_last)
+        self.supernet = set_memory_format(
+            SuperNet(self.scfg.init_channels, s.num_classes, self.scfg.layers, in_chans=s.in_chans, mean=s.mean,
+                     std=s.std, arch_init_std=self.scfg.arch_init_std).to(self.device), cfg.memory_format)
         self.w_opt = torch.optim.SGD(self.supernet.weights(), lr=self.scfg.weight_lr,
                                      momentum=self.scfg.weight_momentum, weight_decay=self.scfg.weight_decay)
         self.a_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=self.scfg.arch_lr,
                                       betas=tuple(self.scfg.arch_betas), weight_decay=self.scfg.arch_weight_decay)
-        self.loop = LoopOptions(grad_clip=self.scfg.grad_clip or None)  # how train_arch steps the weights
+        # how train_arch steps the weights: bf16 autocast (search.amp) covers this training and its PGD only
+        self.loop = LoopOptions(grad_clip=self.scfg.grad_clip or None, amp=self.scfg.amp)
         cells, _, n_ops = self.supernet.arch_weights.shape
         self.op_counts = torch.zeros(cells, n_ops, dtype=torch.long)
         self.population = [self.sample_arch() for _ in range(self.scfg.population)]
@@ -221,9 +215,8 @@ class SearchEngine:
         if recipe.name != "clean":
             self.recalibrate_bn(H)  # the training attacks run in eval mode
         model = wrap_ddp(self.view(H), find_unused_parameters=True)
-        with autocast(self.device):
-            stats = train_epoch(model, loader, self.w_opt, recipe, self.loop, device=self.device, progress=s.progress,
-                                desc=desc)
+        stats = train_epoch(model, loader, self.w_opt, recipe, self.loop, device=self.device, progress=s.progress,
+                            desc=desc)
         self.recalibrate_bn(H)  # for the attacks and evaluation that follow
         self.epoch += 1
         return {"loss": stats["loss"], "acc": stats["acc"], "n": stats["n"], "lr": lr, "seconds": stats["seconds"]}
@@ -246,10 +239,9 @@ class SearchEngine:
             m.reset_running_stats()
             m.momentum = None
         model = self.view(H).train()
-        with autocast(self.device):
-            for start in range(0, min(n, len(self.train_set)), self.cfg.data.batch_size):
-                stop = min(start + self.cfg.data.batch_size, n, len(self.train_set))
-                model(torch.stack([self.train_set[i][0] for i in range(start, stop)]).to(self.device))
+        for start in range(0, min(n, len(self.train_set)), self.cfg.data.batch_size):
+            stop = min(start + self.cfg.data.batch_size, n, len(self.train_set))
+            model(torch.stack([self.train_set[i][0] for i in range(start, stop)]).to(self.device))
         for m, momentum in zip(bns, momenta, strict=True):
             m.momentum = momentum
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from wsr_bench.estimators.noise import pgd_noise
-from wsr_bench.search.engine import SearchEngine, Task, autocast
+from wsr_bench.search.engine import SearchEngine, Task
 from wsr_bench.search_space.supernet import FixedArchitecture, gumbel_softmax
 
 logger = logging.getLogger(__name__)
@@ -87,18 +87,14 @@ class NaiveSearch(SearchEngine):
         H_in = H.detach().requires_grad_(True)  # gradients are gathered on H, then taken back to A once
         t0 = self.now()
         self.supernet.train()
-        with autocast(self.device):
-            noise = pgd_noise(FixedArchitecture(self.supernet, H_in.detach()), x, y, self.strengths,
-                              steps=self.scfg.attack_steps, random_start=self.scfg.attack_random_start,
-                              train_mode=True)
+        noise = pgd_noise(FixedArchitecture(self.supernet, H_in.detach()), x, y, self.strengths,
+                          steps=self.scfg.attack_steps, random_start=self.scfg.attack_random_start, train_mode=True)
         t1 = self.now()
         times["noise_gen"] += t1 - t0
         grad_H, losses = torch.zeros_like(H), []
         for i, w in enumerate(self.objective.loss_weights()):
             inputs = x if i == 0 else (x + noise[:, i - 1]).clamp(0, 1)
-            with autocast(self.device):
-                logits = self.supernet(inputs, H_in)
-            loss = F.cross_entropy(logits.float(), y)
+            loss = F.cross_entropy(self.supernet(inputs, H_in), y)
             value = loss.square() if self.objective.form == "squared" else loss
             grad_H += torch.autograd.grad(weight * w * value, [H_in])[0]
             losses.append(float(loss.detach()))

@@ -37,7 +37,7 @@ from wsr_bench.estimators.noise import NoiseMemory, build_estimator, pgd_noise, 
 from wsr_bench.estimators.val_loss import LossMemory, ValLossEstimator, train_vle
 from wsr_bench.rules import SEARCH_METHODS
 from wsr_bench.runtime import resolve_device
-from wsr_bench.search.engine import ArchSample, SearchEngine, Task, TaskCallback, autocast
+from wsr_bench.search.engine import ArchSample, SearchEngine, Task, TaskCallback
 from wsr_bench.search.objective import ewss_step
 from wsr_bench.search_space.genotype import Genotype
 
@@ -140,9 +140,8 @@ class WsrSearch(SearchEngine):
             x, y = (torch.stack([torch.as_tensor(self.train_set[i][j]) for i in idx]).to(self.device) for j in (0, 1))
             lo, hi = s.ane_target_range
             target = max(lo + (hi - lo) * float(torch.rand(1, generator=self.generator)), 1e-3)
-            with autocast(self.device):
-                noise = pgd_noise(self.view(H), x, y, self.pgd_eps + [target], steps=s.attack_steps,
-                                  random_start=s.attack_random_start)
+            noise = pgd_noise(self.view(H), x, y, self.pgd_eps + [target], steps=s.attack_steps,
+                              random_start=s.attack_random_start)
             self.push_ane(x, noise, self.pgd_eps + [target])
         steps = s.ane_passes * -(-len(self.ane_memory) // s.ane_train_batch)
         loss = train_estimator(self.ane, self.ane_memory, self.ane_opt, iters=steps, batch_size=s.ane_train_batch,
@@ -168,9 +167,8 @@ class WsrSearch(SearchEngine):
             times.setdefault(key, 0.0)
         for x, y in self.val_batches("noise + eval"):
             t0 = self.now()
-            with autocast(self.device):
-                noise = pgd_noise(model, x, y, self.pgd_eps, steps=self.scfg.attack_steps,
-                                  random_start=self.scfg.attack_random_start)
+            noise = pgd_noise(model, x, y, self.pgd_eps, steps=self.scfg.attack_steps,
+                              random_start=self.scfg.attack_random_start)
             t1 = self.now()
             if self.ane is not None:
                 with torch.no_grad():
@@ -190,9 +188,8 @@ class WsrSearch(SearchEngine):
         """Summed CE of the clean batch and of ``x + noise[:, i]`` for each strength -> ``(N+1,)`` float64."""
         model.eval()
         inputs = torch.cat([x.unsqueeze(1), (x.unsqueeze(1) + noise).clamp(0, 1)], dim=1)  # (B, N+1, C, H, W)
-        with autocast(self.device):
-            logits = model(inputs.transpose(0, 1).flatten(0, 1))
-        ce = F.cross_entropy(logits.float(), y.repeat(inputs.shape[1]), reduction="none")
+        logits = model(inputs.transpose(0, 1).flatten(0, 1))
+        ce = F.cross_entropy(logits, y.repeat(inputs.shape[1]), reduction="none")
         return ce.view(inputs.shape[1], -1).sum(1).double().cpu()
 
     def extra_state(self) -> dict[str, Any]:

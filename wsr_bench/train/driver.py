@@ -46,7 +46,7 @@ from wsr_bench.distributed import (
     wrap_ddp,
 )
 from wsr_bench.run_folder import RunFolder
-from wsr_bench.runtime import resolve_device, seed_everything
+from wsr_bench.runtime import check_amp, resolve_device, seed_everything, set_memory_format
 from wsr_bench.train.augment import make_augment
 from wsr_bench.train.loop import LoopOptions, NonFiniteLossError, eval_epoch, train_epoch
 from wsr_bench.train.recipes import TrainRecipe
@@ -172,7 +172,8 @@ class _Run:
         self.cfg, self.tc, self.folder, self.device, self.progress = cfg, cfg.train, TrainFolder(out), device, progress
         self.recipe = TrainRecipe.from_config(cfg.train)
         _check_aux(cfg, splits)
-        self.bare = model.to(device)
+        check_amp(cfg.train.amp, device, key="train.amp")
+        self.bare = set_memory_format(model.to(device), cfg.memory_format)
         self.identity = model_identity(model)
         self.net = wrap_ddp(model, sync_bn=cfg.train.sync_bn)
         self.loader = shard_loader(ConcatDataset([splits.train_t, splits.train_v]), cfg.data.batch_size,
@@ -184,7 +185,8 @@ class _Run:
             Subset(splits.test, range(n_eval)), cfg.data.eval_batch_size * get_world_size(), shuffle=False)
         self.augment = make_augment(cfg.train)
         self.loop = LoopOptions(grad_clip=cfg.train.grad_clip or None,
-                                aux_weight=cfg.model.auxiliary_weight if cfg.model.auxiliary else 0.0)
+                                aux_weight=cfg.model.auxiliary_weight if cfg.model.auxiliary else 0.0,
+                                amp=cfg.train.amp)
         self.path = self.folder.checkpoint
         self.dataset = splits.name
         self.image_size = splits.image_size  # recorded in the export, so that `wsr-bench eval` loads that size
@@ -322,8 +324,9 @@ def train_model(cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out
     Args:
         cfg: the experiment config (``train``, ``data.batch_size``/``eval_batch_size``, ``model`` drop-path and
             auxiliary settings, ``seed``).
-        model: the network (inputs in [0,1]); trained in place. Under torchrun, call ``setup_distributed`` first
-            (``run_training`` does): the model is wrapped for DDP and only rank 0 writes.
+        model: the network (inputs in [0,1]); trained in place, in the layout ``cfg.memory_format`` says (the export
+            and checkpoint do not depend on it). Under torchrun, call ``setup_distributed`` first (``run_training``
+            does): the model is wrapped for DDP and only rank 0 writes.
         splits: the data; training uses ``train_t`` + ``train_v`` (the whole training set), checks use ``test``.
         out_dir: run folder (``checkpoint.pt``, ``metrics.jsonl``, ``train.log``, ``model/``).
         resume: continue from ``out_dir/checkpoint.pt`` (start fresh when there is none). Without it an existing

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from wsr_bench.distributed import TrainView, all_reduce_stats, any_rank, is_main_process, unwrap_model
+from wsr_bench.runtime import amp_autocast
 from wsr_bench.train.recipes import TrainRecipe, adversarial_examples, attack_batch, recipe_loss
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class LoopOptions:
     grad_clip: float | None = None  # max gradient norm (None/0: no clipping)
     aux_weight: float = 0.0         # weight of DARTS' auxiliary-head loss (0: no auxiliary forward)
     max_steps: int | None = None    # stop the epoch after this many batches (None: the whole loader)
+    amp: str = "none"               # none | bf16: autocast of the step's attack and forward (runtime.amp_autocast)
 
 
 def _clip(model: nn.Module, grad_clip: float | None) -> None:
@@ -86,7 +88,7 @@ def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optim
         optimizer: steps once per batch; ``scheduler`` (optional) steps once per batch after it.
         recipe: a ``TrainRecipe``.
         options: the step settings (:class:`LoopOptions`); keyword ``fields`` (``grad_clip``, ``aux_weight``,
-            ``max_steps``) replace its fields, e.g. ``train_epoch(model, loader, opt, recipe, grad_clip=5.0)``.
+            ``max_steps``, ``amp``) replace its fields, e.g. ``train_epoch(model, loader, opt, recipe, grad_clip=5.0)``.
         device: where batches go.
         augment: batch transform applied to the clean batch before the attack (crop/flip/cutout).
         step_callback: called after each step as ``step_callback(step, {"loss", "acc", "n", "lr"})``; a truthy
@@ -111,10 +113,11 @@ def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optim
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if augment is not None:
             x = augment(x)
-        ta = time.perf_counter()
-        x_train, y_train = attack_batch(recipe, bare, x, y)
-        attack_s += time.perf_counter() - ta
-        loss, logits = recipe_loss(recipe, forward, x, y, x_train, y_train, options.aux_weight)
+        with amp_autocast(device, options.amp):
+            ta = time.perf_counter()
+            x_train, y_train = attack_batch(recipe, bare, x, y)
+            attack_s += time.perf_counter() - ta
+            loss, logits = recipe_loss(recipe, forward, x, y, x_train, y_train, options.aux_weight)
         value = float(loss.detach())
         if any_rank(not math.isfinite(value)):
             raise NonFiniteLossError(f"non-finite training loss ({value}) at step {step} of {desc}; the step was not "
