@@ -1,10 +1,13 @@
-"""What the benchmarks share: the record of the machine a result was measured on."""
+"""What the benchmarks share: the record of the machine a result was measured on, and where a ``--smoke`` run
+writes."""
 
 from __future__ import annotations
 
 import os
 import platform
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 
@@ -21,3 +24,9 @@ def machine_record(load_start: float, **extra: Any) -> dict:
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(), "python": sys.version.split()[0],
             "torch": torch.__version__, "load_start": load_start, "load_end": load_average(), **extra}
+
+
+def smoke_out(name: str) -> Path:
+    """Where a ``--smoke`` run writes when no ``--out`` is given: ``name.json`` (and ``name.md``) in a fresh temporary
+    folder, so that a smoke run never overwrites a committed result under ``benchmarks/results/``."""
+    return Path(tempfile.mkdtemp(prefix=f"{name}_smoke_")) / f"{name}.json"

@@ -9,6 +9,7 @@ strengths (0.02, 0.05, 0.08, 0.11), and the cost per noise of PGD-7 and of each 
 
     python benchmarks/ane_fidelity.py --quick --out benchmarks/results/ane_fidelity_quick.json
     python benchmarks/ane_fidelity.py --out benchmarks/results/ane_fidelity.json
+    python benchmarks/ane_fidelity.py --smoke      # seconds: toy sizes, written to a temporary folder
 
 Writes FILE.json (keys ``clean_acc``, ``pgd_acc``, ``pgd_ms_per_noise``, ``estimators.{wa,a,e,e_minus}.{acc,
 ms_per_noise,params}``, ``machine``, ``config``, ``details``) and a Markdown summary FILE.md next to it.
@@ -47,6 +48,9 @@ from wsr_bench.estimators.noise import (
 )
 from wsr_bench.io import atomic_write_report, atomic_write_text
 from wsr_bench.search_space.ops import Normalize
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import smoke_out  # noqa: E402
 
 logger = logging.getLogger("ane_fidelity")
 
@@ -97,14 +101,23 @@ class Config:
     weight_decay: float = 1e-4
     strength: str = "linf"
     test_images: int = 0  # 0 = the whole test split
+    train_images: int = 0  # 0 = the whole training split (victims and estimator data; --smoke only)
     eval_batch: int = 128
     victim_batch: int = 64
     at_steps: int = 2
     victims: list[str] = field(default_factory=lambda: [v.name for v in VICTIMS])
+    smoke: bool = False
 
     @classmethod
     def quick(cls) -> Config:
         return cls(gen_passes=1, test_images=128)
+
+    @classmethod
+    def smoke_config(cls) -> Config:
+        """Seconds: three victims (a CNN, an MLP, an adversarially trained timm network) on 64 training images, every
+        estimator, 32 test images, PGD-2 (its numbers mean nothing; it checks that the script runs)."""
+        return cls(gen_passes=1, test_images=32, train_images=64, pgd_steps=2, train_iters=1, at_steps=1,
+                   victims=["cnn8-nat-e2", "mlp128-nat-e5", "pc_darts-c4l3-at.03-e2"], smoke=True)
 
 
 def build_victim(v: Victim, mean: tuple[float, ...], std: tuple[float, ...], size: int) -> nn.Module:
@@ -326,7 +339,8 @@ def render_markdown(res: dict) -> str:
     clean, pgd, d, m = res["clean_acc"], res["pgd_acc"], res["details"], res["machine"]
     labels = {"wa": "WA-ANE", "a": "A-ANE", "e": "E-ANE", "e_minus": "E-ANE⁻"}
     fl = d["flops_per_noise"]
-    lines = [f"# AN-Estimator fidelity (Table 5 protocol, digits 16x16, {len(d['per_victim'])} victims)", "",
+    lines = [f"# AN-Estimator fidelity (Table 5 protocol, digits 16x16, {len(d['per_victim'])} victims)"
+             + (" (smoke run)" if res["config"].get("smoke") else ""), "",
              f"Run: {m['wall_s']:.0f} s wall, {m['cpu_s']:.0f} s CPU, {m['torch_threads']} torch thread(s) on a "
              f"{m['cpu_count']}-core machine ({m['device']}), load average {m['loadavg_start']} at start; anchors at "
              f"eps {_eps(res['config']['anchor_eps'])}, targets {_eps(res['config']['target_eps'])}, strength fed as "
@@ -411,6 +425,8 @@ def run(cfg: Config, progress: bool = True) -> dict:
     xt, yt = as_tensors(splits.train_t)
     xv, yv = as_tensors(splits.train_v)
     x_train, y_train = torch.cat([xt, xv]), torch.cat([yt, yv])
+    if cfg.train_images:
+        x_train, y_train = x_train[:cfg.train_images], y_train[:cfg.train_images]
     x_test, y_test = as_tensors(splits.test, cfg.test_images or None)
     specs = [v for v in VICTIMS if v.name in cfg.victims]
     if not specs:
@@ -440,8 +456,10 @@ def run(cfg: Config, progress: bool = True) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="less estimator data and 128 test images (< 5 min)")
-    parser.add_argument("--out", default="benchmarks/results/ane_fidelity.json", help="result JSON (a .md is "
-                        "written next to it)")
+    parser.add_argument("--smoke", action="store_true", help="seconds: toy sizes (checks that the script runs; the "
+                        "numbers mean nothing); written to a temporary folder unless --out is given")
+    parser.add_argument("--out", help="result JSON (a .md is written next to it; default "
+                        "benchmarks/results/ane_fidelity.json)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strength", choices=("linf", "l2"), default="linf", help="strength fed to the encoders")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the per-noise CPU "
@@ -452,14 +470,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    if args.out:
+        out = Path(args.out)
+    elif args.smoke and not args.render:
+        out = smoke_out("ane_fidelity")
+    else:
+        out = Path("benchmarks/results/ane_fidelity.json")
     if args.render:
         if not out.is_file():
             print(f"error: {out} does not exist; run the benchmark first", file=sys.stderr)
             return 2
         atomic_write_text(out.with_suffix(".md"), render_markdown(json.loads(out.read_text())))
         return 0
-    cfg = Config.quick() if args.quick else Config()
+    cfg = Config.smoke_config() if args.smoke else Config.quick() if args.quick else Config()
     cfg.seed, cfg.strength = args.seed, args.strength
     try:
         res = run(cfg, progress=not args.no_progress)
@@ -468,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     atomic_write_report(out, res, render_markdown(res))
     print(render_markdown(res))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 

@@ -25,6 +25,7 @@ machine; a second run keeps the standard settings on fewer images). ``--sweeps``
 sweeps run for the first seed and for the others.
 
     python benchmarks/autoattack_sweep.py --quick --out /tmp/aa_sweep.json                 # 3 min: 1 model, 3 eps
+    python benchmarks/autoattack_sweep.py --smoke           # seconds: toy sizes, written to a temporary folder
     python benchmarks/autoattack_sweep.py --dataset fashion_mnist --train-limit 10000 --n-test 1000 \\
         --square-queries 1000 --targets 3 --sweeps downward,bisect --sweeps-seed1 downward --upstream-baseline \\
         --out benchmarks/results/autoattack_sweep_fashion.json                             # committed, 50 min
@@ -65,7 +66,7 @@ from wsr_bench.rules import SWEEPS
 from wsr_bench.search_space.ops import Normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_average, machine_record  # noqa: E402
+from _common import load_average, machine_record, smoke_out  # noqa: E402
 
 logger = logging.getLogger("autoattack_sweep")
 
@@ -96,6 +97,15 @@ class Config:
     square_queries: int = 5000                 # standard AutoAttack: 5000
     targets: int = 9                           # standard AutoAttack: 9 target classes for APGD-T and FAB-T
     threads: int = 1
+    smoke: bool = False
+
+    def smoke_config(self) -> Config:
+        """Seconds: both models one epoch on 64 training images, seed 0, every sweep and the upstream-starts rerun on
+        8 test images at 3 eps, Square 20 queries, 1 target class (its numbers mean nothing; it checks that the script
+        runs)."""
+        return dataclasses.replace(self, n_test=8, train_limit=64, epochs=1, eps=(0.03, 0.10, 0.17), seeds=(0,),
+                                   models=tuple(MODELS), sweeps=SWEEPS, upstream_baseline=True, square_queries=20,
+                                   targets=1, smoke=True)
 
 
 def tiny_cnn(mean, std, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
@@ -388,7 +398,8 @@ def markdown(report: dict[str, Any]) -> str:
               f"AutoAttack standard with a reduced budget, the SAME for the baseline and every sweep: Square "
               f"{cfg['square_queries']} queries (standard: 5000), APGD-T and FAB-T {cfg['targets']} target classes "
               f"(standard: 9); APGD-CE unchanged (100 iterations)")
-    lines = ["# AutoAttack over a 12-point spectrum: per-eps vs upward / downward / bisect sweeps", "",
+    lines = ["# AutoAttack over a 12-point spectrum: per-eps vs upward / downward / bisect sweeps"
+             + (" (smoke run)" if cfg.get("smoke") else ""), "",
              f"Machine: {mach['cpu_count']}-core CPU ({mach['platform']}), torch {mach['torch']}, {cfg['threads']} "
              f"thread; load average {mach['load_start']} at start, {mach['load_end']} at end (other jobs shared the "
              "machine: CPU time is the steadier cost figure, pass counts are exact). Total run "
@@ -481,7 +492,7 @@ def merge_reports(paths: list[str]) -> dict[str, Any]:
     reports = [json.loads(Path(p).read_text()) for p in paths]
     free = ("seeds", "sweeps", "sweeps_other_seeds")
     settings = [{k: v for k, v in r["config"].items() if k not in free} for r in reports]
-    if any(s != settings[0] for s in settings[1:]) or any(r.get("quick") for r in reports):
+    if any(s != settings[0] for s in settings[1:]) or any(r.get("quick") or r["config"].get("smoke") for r in reports):
         raise SystemExit(f"cannot merge {', '.join(paths)}: their settings differ (beyond seeds and sweeps)")
     runs: dict[str, Any] = {}
     for path, r in zip(paths, reports, strict=True):
@@ -500,7 +511,9 @@ def merge_reports(paths: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="results JSON (a .md summary is written beside it)")
+    p.add_argument("--smoke", action="store_true", help="seconds: toy sizes (checks that the script runs; the numbers "
+                   "mean nothing); written to a temporary folder unless --out is given")
+    p.add_argument("--out", help="results JSON (a .md summary is written beside it); required except with --smoke")
     p.add_argument("--quick", action="store_true", help="one model, seed 0, 3 eps, 24 images (a smoke run)")
     p.add_argument("--n-test", type=int, default=Config.n_test)
     p.add_argument("--dataset", default=Config.dataset, choices=("digits", "fashion_mnist"))
@@ -520,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merge", nargs="+", metavar="PART", help="write --out from these result files (same settings, "
                    "e.g. one process per seed run side by side) instead of running")
     args = p.parse_args(argv)
+    if not args.out and (args.render or args.merge or not args.smoke):
+        p.error("--out is required (except with --smoke)")
     if args.render or args.merge:
         import json
 
@@ -539,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
                  repeat_baseline=args.repeat_baseline, upstream_baseline=args.upstream_baseline)
     if args.quick:
         cfg = dataclasses.replace(cfg, n_test=24, eps=(0.03, 0.10, 0.17), seeds=(0,), models=("adversarial",))
+    if args.smoke:
+        cfg = cfg.smoke_config()
     bad = [m for m in cfg.models if m not in MODELS] + [s for s in cfg.sweeps + cfg.sweeps_other_seeds
                                                         if s not in SWEEPS]
     if bad:
@@ -555,8 +572,10 @@ def main(argv: list[str] | None = None) -> int:
     add_projections(report["runs"])
     report["summary"] = summarize(report["runs"])
     report["conclusion"] = conclusion(report)
-    atomic_write_report(Path(args.out), report, markdown(report))
+    out = Path(args.out) if args.out else smoke_out("autoattack_sweep")
+    atomic_write_report(out, report, markdown(report))
     print(report["conclusion"])
+    print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 

@@ -14,6 +14,7 @@ measured directly, inside the same runs. Settings: the demo's 4-point paper spec
 Goal: at most 5% added wall time for the demo-sized evaluation.
 
     nice python benchmarks/eval_resume_cost.py --out benchmarks/results/eval_resume_cost.json   # ~10 min, 2 cores
+    python benchmarks/eval_resume_cost.py --smoke     # seconds: toy sizes, written to a temporary folder
 
 Writes FILE.json (``machine``, ``config``, ``model``, ``settings.<name>.{pairs[], median_ratio, state_seconds,
 n_batch_files, ...}``, ``goal_met_state_code``, ``goal_met_side_by_side``) and FILE.md next to it.
@@ -49,7 +50,7 @@ from wsr_bench.io import atomic_write_report
 from wsr_bench.train import TrainRecipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_average, machine_record  # noqa: E402
+from _common import load_average, machine_record, smoke_out  # noqa: E402
 
 logger = logging.getLogger("eval_resume_cost")
 
@@ -70,6 +71,14 @@ class Config:
     reps: int = 9                     # alternating pairs per batch-256 setting (3 for the batch-32 stress case)
     threads: int = 1
     seed: int = 0
+    train_limit: int | None = None    # training images (None: all of D_t + D_v; --smoke only)
+    smoke: bool = False
+
+    @classmethod
+    def smoke_config(cls) -> Config:
+        """Seconds: a C=2, 3-cell network trained one epoch on 64 images, 16 test images, PGD-2, one pair per
+        setting (its numbers mean nothing; it checks that the script runs)."""
+        return cls(init_channels=2, layers=3, train_epochs=1, n_test=16, steps=2, reps=1, train_limit=64, smoke=True)
 
 
 SETTINGS = {  # name -> (eps, batch size); the batch-32 case gets 3 pairs
@@ -80,7 +89,7 @@ SETTINGS = {  # name -> (eps, batch size); the batch-32 case gets 3 pairs
 
 
 def train(cfg: Config, splits) -> torch.nn.Module:
-    x, y = as_tensors(ConcatDataset([splits.train_t, splits.train_v]))
+    x, y = as_tensors(ConcatDataset([splits.train_t, splits.train_v]), cfg.train_limit)
     torch.manual_seed(cfg.seed)
     model = timm.create_model(cfg.model, init_channels=cfg.init_channels, layers=cfg.layers, num_classes=10,
                               mean=tuple(splits.mean), std=tuple(splits.std))
@@ -192,7 +201,8 @@ def bench_setting(model, x, y, eps, batch_size: int, reps: int, cfg: Config) -> 
 
 def markdown(report: dict[str, Any]) -> str:
     m, c = report["machine"], report["config"]
-    lines = ["# Cost of resumable evaluation: per-batch state writes vs none", "",
+    lines = ["# Cost of resumable evaluation: per-batch state writes vs none"
+             + (" (smoke run)" if c.get("smoke") else ""), "",
              f"Machine: {m['cpu_count']}-core CPU ({m['platform']}), Python {m['python']}, torch {m['torch']}, "
              f"{c['threads']} thread(s), load average {m['load_start']} at start and {m['load_end']} at the end "
              "(shared with other jobs).",
@@ -240,12 +250,17 @@ def conclusion(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="results JSON (a Markdown summary is written next to it)")
+    p.add_argument("--smoke", action="store_true", help="seconds: toy sizes (checks that the script runs; the numbers "
+                   "mean nothing); written to a temporary folder unless --out is given")
+    p.add_argument("--out", help="results JSON (a .md summary is written beside it); required except with --smoke")
     p.add_argument("--reps", type=int, default=Config.reps, help="alternating pairs per batch-256 setting")
     p.add_argument("--threads", type=int, default=Config.threads)
     args = p.parse_args(argv)
+    if not args.out and not args.smoke:
+        p.error("--out is required (except with --smoke)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    cfg = Config(reps=args.reps, threads=args.threads)
+    cfg = (dataclasses.replace(Config.smoke_config(), threads=args.threads) if args.smoke
+           else Config(reps=args.reps, threads=args.threads))
     torch.set_num_threads(cfg.threads)
     load_start = load_average()
     splits = load_dataset("digits", image_size=16, seed=cfg.seed)
@@ -265,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     report["goal_met_state_code"] = all(x["state_share"] <= 0.05 for x in demo_sized)
     report["goal_met_side_by_side"] = all(x["median_ratio"] <= 1.05 for x in demo_sized)
     report["conclusion"] = conclusion(report)
-    atomic_write_report(Path(args.out), report, markdown(report))
+    out = Path(args.out) if args.out else smoke_out("eval_resume_cost")
+    atomic_write_report(out, report, markdown(report))
     print(report["conclusion"])
+    print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 

@@ -19,6 +19,7 @@ time mostly measures the other jobs).
   check (the VLE's prediction for each sampled architecture before it is trained) beside it.
 
     python benchmarks/search_cost.py --quick --out benchmarks/results/search_cost.json
+    python benchmarks/search_cost.py --smoke     # seconds: every step at toy sizes, written to a temporary folder
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ from wsr_bench.search.naive import NaiveSearch
 from wsr_bench.search.wsr_nas import WsrSearch
 from wsr_bench.train import TrainRecipe, train_epoch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import smoke_out  # noqa: E402
+
 logger = logging.getLogger("search_cost")
 
 SIX = [0.03, 0.045, 0.06, 0.075, 0.09, 0.105]
@@ -69,7 +73,15 @@ TABLE6 = {"Adv. Train": ["adv_train"], "A.E. Gen.": ["noise_gen"], "Search (naiv
           "EWSS": ["eval", "vle_train"], "AN-E Train/Test": ["ane"]}
 
 
-def settings(quick: bool) -> dict[str, Any]:
+#: ``--smoke``: toy sizes, only to check that every step runs (its numbers mean nothing)
+SMOKE_SEARCH = {"init_channels": 2, "population": 1, "search_steps": 1, "train_limit": 32, "val_limit": 16,
+                "train_steps": 1, "attack_steps": 1, "bn_batches": 1, "ane_batch": 4, "vle_warmup_passes": 2,
+                "vle_passes": 1}
+#: VLE probe sizes (architectures, validation images, clean probe epochs, VLE passes): quick, full, smoke
+PROBE = {"quick": (48, 32, 6, 300), "full": (96, 64, 6, 300), "smoke": (8, 8, 1, 5)}
+
+
+def settings(quick: bool, smoke: bool = False) -> dict[str, Any]:
     """The shared config (everything but method and strengths) of every search in the benchmark.
 
     D_t and D_v have the same size, as the paper's two halves of the training set (the full run uses all of
@@ -80,6 +92,8 @@ def settings(quick: bool) -> dict[str, Any]:
               "train_limit": 256 if quick else None, "val_limit": 256 if quick else None, "train_steps": 7,
               "attack_steps": 7, "ane_fill_batches": 1, "ane_batch": 10, "vle_warmup_passes": 100,
               "vle_passes": 20, "progress": False}  # otherwise the official recipe (wsr_bench/config.py defaults)
+    if smoke:
+        search.update(SMOKE_SEARCH)
     return {"name": "search-cost", "seed": 0, "device": "cpu",
             "data": {"name": "digits", "image_size": 16, "batch_size": 64, "eval_batch_size": 256},
             "search": search}
@@ -135,7 +149,7 @@ def train_probe_supernet(engine: WsrSearch, epochs: int, gen: torch.Generator) -
     loader = shard_loader(engine.splits.train_t, 64, seed=0, shuffle=True)
     for epoch in range(epochs):
         set_epoch(loader, epoch)
-        H = uniform_arch(engine.supernet.alpha.shape, gen)
+        H = uniform_arch(engine.supernet.arch_weights.shape, gen)
         train_epoch(engine.view(H), loader, engine.w_opt, TrainRecipe(name="clean", eps=0.0), device=engine.device)
 
 
@@ -146,20 +160,20 @@ def measure_archs(engine: WsrSearch, n_archs: int, val_images: int, gen: torch.G
     engine.x_v, engine.y_v = engine.x_v[:val_images], engine.y_v[:val_images]
     archs, losses = [], []
     for _ in tqdm(range(n_archs), desc="VLE probe", leave=False):
-        H = uniform_arch(engine.supernet.alpha.shape, gen)
+        H = uniform_arch(engine.supernet.arch_weights.shape, gen)
         engine.recalibrate_bn(H)
         archs.append(H)
         losses.append(engine.measure(H, {}))
     return torch.stack(archs), torch.stack(losses)
 
 
-def vle_rank_correlation(engine: WsrSearch, n_archs: int, folds: int, val_images: int, seed: int = 1
-                         ) -> dict[str, Any]:
+def vle_rank_correlation(engine: WsrSearch, n_archs: int, folds: int, val_images: int, seed: int = 1,
+                         probe_epochs: int = 6, vle_passes: int = 300) -> dict[str, Any]:
     """Kendall tau between VLE-predicted and measured objective on architectures the VLE was not trained on
     (``folds``-fold cross-validation over ``n_archs`` random architectures: each is predicted by a VLE trained on
     the other folds)."""
     gen = torch.Generator().manual_seed(seed)
-    train_probe_supernet(engine, epochs=6, gen=gen)
+    train_probe_supernet(engine, epochs=probe_epochs, gen=gen)
     archs, losses = measure_archs(engine, n_archs, val_images, gen)
     measured = engine.objective(losses)
     pred = torch.empty_like(measured)
@@ -173,7 +187,8 @@ def vle_rank_correlation(engine: WsrSearch, n_archs: int, folds: int, val_images
         vle = ValLossEstimator(14, 8, engine.objective.num_losses, hidden=engine.scfg.vle_hidden,
                                output=engine.scfg.vle_output)
         opt = torch.optim.Adam(vle.parameters(), lr=engine.scfg.vle_lr, weight_decay=engine.scfg.vle_weight_decay)
-        train_vle(vle, memory, opt, passes=300, batch_size=64, generator=gen, input_noise=engine.scfg.vle_input_noise)
+        train_vle(vle, memory, opt, passes=vle_passes, batch_size=64, generator=gen,
+                  input_noise=engine.scfg.vle_input_noise)
         with torch.no_grad():
             pred[test] = engine.objective(vle(archs[test]))
         fold_taus.append(float(kendalltau(pred[test].numpy(), measured[test].numpy())[0]))
@@ -222,12 +237,14 @@ def machine_info() -> dict[str, Any]:
             "loadavg_start": [round(v, 2) for v in os.getloadavg()]}
 
 
-def run(quick: bool, workdir: Path) -> dict[str, Any]:
-    base = settings(quick)
-    res: dict[str, Any] = {"quick": quick, "machine": machine_info(), "settings": base, "paper": PAPER,
+def run(quick: bool, workdir: Path, smoke: bool = False) -> dict[str, Any]:
+    """The benchmark (``smoke``: the quick run's steps at toy sizes; recorded as ``smoke`` in the result)."""
+    base = settings(quick, smoke)
+    res: dict[str, Any] = {"quick": quick, **({"smoke": True} if smoke else {}), "machine": machine_info(),
+                           "settings": base, "paper": PAPER,
                            "clock": "CPU seconds of this process (time.process_time), 1 torch thread"}
     t0, runs, engine = time.perf_counter(), {}, None
-    for name in RUNS if not quick else ("naive", "wsr"):
+    for name in RUNS if not (quick or smoke) else ("naive", "wsr"):
         eng, runs[name] = run_one(base, name, workdir)
         if name == "wsr":
             engine = eng
@@ -237,7 +254,9 @@ def run(quick: bool, workdir: Path) -> dict[str, Any]:
     res["ratio_wsr_to_naive"] = res["wsr"]["seconds_per_iteration"] / res["naive"]["seconds_per_iteration"]
     res["marginal_seconds_per_strength"] = marginal(res)
     c0 = CLOCK()
-    detail = vle_rank_correlation(engine, n_archs=48 if quick else 96, folds=4, val_images=32 if quick else 64)
+    n_archs, val_images, probe_epochs, vle_passes = PROBE["smoke" if smoke else "quick" if quick else "full"]
+    detail = vle_rank_correlation(engine, n_archs=n_archs, folds=4, val_images=val_images, probe_epochs=probe_epochs,
+                                  vle_passes=vle_passes)
     detail["seconds"] = CLOCK() - c0
     res["vle_rank_correlation"] = detail["tau"]
     res["vle_rank_correlation_detail"] = {**detail, "in_search": res["wsr"]["vle_in_search"]}
@@ -256,12 +275,13 @@ def summary_markdown(res: dict[str, Any]) -> str:
     s, m, mach = res["settings"]["search"], res["marginal_seconds_per_strength"], res["machine"]
     v, cols = res["vle_rank_correlation_detail"], list(TABLE6)
     lines = [f"# Search cost: Wsr-NAS (3 PGD + 3 AN-Estimator strengths) vs naive (6 PGD strengths) "
-             f"({'quick' if res['quick'] else 'full'} run)", "",
+             f"({'smoke' if res.get('smoke') else 'quick' if res['quick'] else 'full'} run)", "",
              f"digits 16x16, super-network C={s['init_channels']} L={s['layers']}, population {s['population']}, "
-             f"{s['steps']} search steps, {s['train_limit'] or 'all'} D_t / {s['val_limit'] or 'all'} D_v images, "
-             f"PGD-7 training and "
-             f"anchors, B = 10. Times are CPU seconds (one thread) per iteration, mean over the population and "
-             f"search iterations; columns as the paper's Table 6.", "",
+             f"{s['search_steps']} search steps, {s['train_limit'] or 'all'} D_t / {s['val_limit'] or 'all'} D_v "
+             "images, " + (f"PGD-{s['train_steps']} training and anchors" if s["train_steps"] == s["attack_steps"] else
+                f"PGD-{s['train_steps']} training and PGD-{s['attack_steps']} anchors")
+             + f", B = {s['ane_batch']}. Times are CPU seconds (one thread) per iteration, mean over the population "
+             "and search iterations; columns as the paper's Table 6.", "",
              "| search | s/iteration | " + " | ".join(cols) + " |", "|---|---:|" + "---:|" * len(cols)]
     for key, label in (("naive", "naive, 6 PGD strengths"), ("wsr", "Wsr-NAS, 3 + 3")):
         r = res[key]
@@ -294,17 +314,23 @@ def _fmt(v: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small settings (about 5 minutes on 2 cores)")
-    parser.add_argument("--out", required=True, help="results JSON (a Markdown summary is written beside it)")
+    parser.add_argument("--smoke", action="store_true", help="seconds: every step at toy sizes (checks that the script "
+                        "runs; the numbers mean nothing); written to a temporary folder unless --out is given")
+    parser.add_argument("--out", help="results JSON (a Markdown summary is written beside it); required except with "
+                        "--smoke")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier timings on a busy box)")
     args = parser.parse_args(argv)
+    if not args.out and not args.smoke:
+        parser.error("--out is required (except with --smoke)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("wsr_bench").setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="search_cost_") as tmp:
-        res = run(args.quick, Path(tmp))
-    out = Path(args.out)
+        res = run(args.quick, Path(tmp), smoke=args.smoke)
+    out = Path(args.out) if args.out else smoke_out("search_cost")
     atomic_write_report(out, res, summary_markdown(res))
     print(summary_markdown(res))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 

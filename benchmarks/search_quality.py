@@ -21,6 +21,7 @@ the best published genotype.
     python benchmarks/search_quality.py --quick        # 2 CPU cores, Fashion-MNIST 16x16 (about an hour)
     python benchmarks/search_quality.py                # one GPU: Fashion-MNIST 28x28, larger search and training
     python benchmarks/search_quality.py --quick --render   # rewrite the .md from the committed .json
+    python benchmarks/search_quality.py --smoke        # seconds: toy sizes on digits, written to a temporary folder
 
 Needs Fashion-MNIST (``make data``). Every finished search and model is cached in ``--workdir``, so an interrupted
 run continues where it stopped.
@@ -35,8 +36,9 @@ import math
 import multiprocessing
 import random
 import sys
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_average, machine_record  # noqa: E402
+from _common import load_average, machine_record, smoke_out  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -64,7 +66,40 @@ SETTINGS = {
              "init_channels": 16, "layers": 8, "train_images": 60000, "epochs": 20, "train_eps": 0.1,
              "train_steps": 7, "lr": 0.1, "batch_size": 128, "test_images": 10000, "attack_steps": 20,
              "workers": 1},
+    # seconds: every step at toy sizes on the embedded digits (its numbers mean nothing; it checks that the script runs)
+    "smoke": {"image_size": 16, "dataset": "digits", "published": ["wsrnet_basic"],
+              "search_overrides": {"init_channels": 2, "population": 1, "search_steps": 1, "train_limit": 32,
+                                   "val_limit": 16, "train_steps": 1, "attack_steps": 1, "bn_batches": 1,
+                                   "ane_batch": 4, "vle_warmup_passes": 2, "vle_passes": 1},
+              "init_channels": 2, "layers": 3, "train_images": 64, "epochs": 1, "train_eps": 0.1, "train_steps": 1,
+              "lr": 0.05, "batch_size": 32, "test_images": 16, "attack_steps": 2, "workers": 0},
 }
+
+
+class InlineExecutor:
+    """``workers: 0``: every job runs in this process when it is submitted (the smoke run, where starting a worker
+    process would cost more than its jobs)."""
+
+    def __enter__(self) -> InlineExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # raised by .result(), as a worker's would be
+            future.set_exception(exc)
+        return future
+
+
+def executor(workers: int) -> ProcessPoolExecutor | InlineExecutor:
+    """``workers`` spawned worker processes, or this process for ``0``."""
+    if workers == 0:
+        return InlineExecutor()
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 # ------------------------------------------------------------------------------------------------ architectures
@@ -82,15 +117,16 @@ def random_genotype(rng: random.Random, name: str) -> dict[str, Any]:
 
 
 def search_config(settings: dict[str, Any], method: str, seed: int) -> dict[str, Any]:
-    """The demo's search section on Fashion-MNIST (naive: PGD at all six strengths, no estimator)."""
+    """The demo's search section on Fashion-MNIST (``--smoke``: digits; naive: PGD at all six strengths, no
+    estimator)."""
     demo = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     search = {**demo["search"], **settings["search_overrides"], "progress": False,
               "max_parameter_free_normal": None, "max_skip_normal": None}  # the search itself, without caps
     if method == "naive":
         search.update(method="naive", n1=6, n2=0, estimator="none")
     return {"name": f"{method}-seed{seed}", "seed": seed, "device": "auto",
-            "data": {"name": "fashion_mnist", "image_size": settings["image_size"], "batch_size": 64,
-                     "eval_batch_size": 256},
+            "data": {"name": settings.get("dataset", "fashion_mnist"), "image_size": settings["image_size"],
+                     "batch_size": 64, "eval_batch_size": 256},
             "search": search}
 
 
@@ -125,18 +161,19 @@ def train_and_attack(name: str, arch: str | dict[str, Any], settings: dict[str, 
 
     torch.set_num_threads(1)
     s = settings
-    splits = load_dataset("fashion_mnist", image_size=s["image_size"], seed=seed)
+    dataset = s.get("dataset", "fashion_mnist")
+    splits = load_dataset(dataset, image_size=s["image_size"], seed=seed)
     half = s["train_images"] // 2
     splits.train_t = torch.utils.data.Subset(splits.train_t, range(min(half, len(splits.train_t))))
     splits.train_v = torch.utils.data.Subset(splits.train_v, range(min(half, len(splits.train_v))))
     cfg = config_from_dict({
         "name": name, "seed": seed, "device": "auto",
-        "data": {"name": "fashion_mnist", "image_size": s["image_size"], "batch_size": s["batch_size"]},
+        "data": {"name": dataset, "image_size": s["image_size"], "batch_size": s["batch_size"]},
         "model": {"init_channels": s["init_channels"], "layers": s["layers"]},
         "train": {"recipe": "pgd", "epochs": s["epochs"], "lr": s["lr"], "eps": s["train_eps"],
                   "steps": s["train_steps"], "eval_examples": 0}})
     torch.manual_seed(seed)
-    kwargs = dict(init_channels=s["init_channels"], layers=s["layers"], num_classes=10, in_chans=1,
+    kwargs = dict(init_channels=s["init_channels"], layers=s["layers"], num_classes=10, in_chans=splits.in_chans,
                   mean=splits.mean, std=splits.std)
     model = create("wsrnet", genotype=arch, **kwargs) if isinstance(arch, dict) else create(arch, **kwargs)
     t0 = time.perf_counter()
@@ -199,11 +236,13 @@ def summarise(models: list[dict[str, Any]]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ report
 def render(result: dict[str, Any]) -> str:
     s, summ = result["settings"], result["summary"]
-    lines = [f"# Search quality ({'quick' if result['quick'] else 'full'})", "",
+    data = "digits" if s.get("dataset") == "digits" else "Fashion-MNIST"
+    mode = "smoke" if result.get("smoke") else "quick" if result["quick"] else "full"
+    lines = [f"# Search quality ({mode})", "",
              f"Machine: {result['machine']['processor']}, {result['machine']['cpu_count']} cores, torch "
              f"{result['machine']['torch']}, device {result['machine']['device']}; wall time "
              f"{result['wall_seconds'] / 60:.1f} min (searches {result['search_wall_seconds'] / 60:.1f} min).", "",
-             f"Fashion-MNIST {s['image_size']}x{s['image_size']}, every model C={s['init_channels']}, "
+             f"{data} {s['image_size']}x{s['image_size']}, every model C={s['init_channels']}, "
              f"{s['layers']} cells, PGD-{s['train_steps']} training at eps {s['train_eps']} for {s['epochs']} epochs "
              f"on {s['train_images']} images (lr {s['lr']}), then PGD-{s['attack_steps']} over {SPECTRUM} on the "
              f"same {s['test_images']} test images. Searches: the search section of configs/demo.yaml on the same "
@@ -238,17 +277,17 @@ def render(result: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ main
-def run(quick: bool, seeds: int, n_random: int, workdir: Path) -> dict[str, Any]:
+def run(quick: bool, seeds: int, n_random: int, workdir: Path, smoke: bool = False) -> dict[str, Any]:
     from wsr_bench.models.wsrnet import GENOTYPE_OF
     from wsr_bench.runtime import resolve_device
     from wsr_bench.search.diagnostics import cell_counts
     from wsr_bench.search_space.genotype import Genotype, known_genotypes
 
-    settings = SETTINGS["quick" if quick else "full"]
+    settings = SETTINGS["smoke" if smoke else "quick" if quick else "full"]
     load_start, t0 = load_average(), time.perf_counter()
     jobs = {f"wsr-seed{s}": search_config(settings, "wsr", s) for s in range(seeds)}
     jobs["naive-seed0"] = search_config(settings, "naive", 0)
-    with ProcessPoolExecutor(settings["workers"], mp_context=multiprocessing.get_context("spawn")) as pool:
+    with executor(settings["workers"]) as pool:
         futures = {k: pool.submit(run_search_job, raw, str(workdir / "search" / k)) for k, raw in jobs.items()}
         searches = {k: f.result() for k, f in futures.items()}
     search_wall = time.perf_counter() - t0
@@ -257,11 +296,11 @@ def run(quick: bool, seeds: int, n_random: int, workdir: Path) -> dict[str, Any]
                                          for k, s in searches.items()}
     archs.update({f"random-{i}": ("random", random_genotype(rng, f"random-{i}")) for i in range(n_random)})
     known = known_genotypes()
-    archs.update({name: ("published", name) for name in PUBLISHED})
+    archs.update({name: ("published", name) for name in settings.get("published", PUBLISHED)})
     cache = workdir / "models"
     cache.mkdir(parents=True, exist_ok=True)
     todo = {k: v for k, v in archs.items() if not (cache / f"{k}.json").is_file()}
-    with ProcessPoolExecutor(settings["workers"], mp_context=multiprocessing.get_context("spawn")) as pool:
+    with executor(settings["workers"]) as pool:
         futures = {k: pool.submit(train_and_attack, k, arch, settings, str(workdir), 0)
                    for k, (_, arch) in todo.items()}
         for k, f in futures.items():
@@ -277,27 +316,46 @@ def run(quick: bool, seeds: int, n_random: int, workdir: Path) -> dict[str, Any]
                        "parameter_free_normal": cell_counts(geno.normal)["parameter_free"], "params": r["params"],
                        "train_seconds": r["train_seconds"], "eval_seconds": r["eval_seconds"],
                        "scores": r["scores"]})
-    return {"quick": quick, "machine": machine_record(load_start, device=resolve_device()), "settings": settings,
+    return {"quick": quick, **({"smoke": True} if smoke else {}),
+            "machine": machine_record(load_start, device=resolve_device()), "settings": settings,
             "spectrum": SPECTRUM, "searches": searches, "search_wall_seconds": search_wall, "models": models,
             "summary": summarise(models), "wall_seconds": time.perf_counter() - t0}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="2 CPU cores, 16x16 images (about an hour)")
+    p.add_argument("--smoke", action="store_true", help="seconds: 1 Wsr-NAS seed, 2 random genotypes, 1 published, "
+                   "toy sizes on digits (checks that the script runs; the numbers mean nothing); results in a "
+                   "temporary folder unless --out is given, searches and models in another unless --workdir is")
+    p.add_argument("--out", type=Path, default=None, help="results JSON (a .md is written beside it; default "
+                   "benchmarks/results/search_quality[_quick].json)")
     p.add_argument("--seeds", type=int, default=2, help="Wsr-NAS search seeds")
     p.add_argument("--random", type=int, default=8, help="random genotypes")
     p.add_argument("--workdir", type=Path, default=None, help="cache of searches and trained models")
     p.add_argument("--render", action="store_true", help="only rewrite the .md from the results .json")
-    args = p.parse_args()
-    out = RESULTS / f"search_quality{'_quick' if args.quick else ''}.json"
+    args = p.parse_args(argv)
+    if args.smoke and not args.render:
+        args.seeds, args.random = 1, 2
+    if args.out:
+        out = args.out
+    elif args.smoke and not args.render:
+        out = smoke_out("search_quality")
+    else:
+        out = RESULTS / f"search_quality{'_quick' if args.quick else ''}.json"
     if args.render:  # the summary is recomputed from the stored per-image scores
         result = json.loads(out.read_text())
         scores = result["per_image_scores"]
         result["summary"] = summarise([{**m, "scores": scores[m["name"]]} for m in result["models"]])
     else:
-        workdir = args.workdir or ROOT / "runs" / f"search_quality{'_quick' if args.quick else ''}"
-        full = run(args.quick, args.seeds, args.random, workdir)
+        scratch = tempfile.TemporaryDirectory(prefix="search_quality_") if args.smoke and not args.workdir else None
+        workdir = args.workdir or (Path(scratch.name) if scratch else
+                                   ROOT / "runs" / f"search_quality{'_quick' if args.quick else ''}")
+        try:
+            full = run(args.quick, args.seeds, args.random, workdir, smoke=args.smoke)
+        finally:
+            if scratch:
+                scratch.cleanup()
         result = {**full, "models": [{k: v for k, v in m.items() if k != "scores"} for m in full["models"]],
                   "per_image_scores": {m["name"]: m["scores"] for m in full["models"]}}
         if out.is_file():
@@ -307,6 +365,8 @@ def main() -> None:
     result["found_percentile"] = result["summary"]["found_percentile"]  # also at the top level, for readers
     atomic_write_report(out, result, render(result))
     print(render(result))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
 
 
 if __name__ == "__main__":

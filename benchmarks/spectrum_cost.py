@@ -27,6 +27,7 @@ among them), the curve the demo draws; ``--steps``, ``--modes`` and ``--no-early
     python benchmarks/spectrum_cost.py --out benchmarks/results/spectrum_cost.json       # committed, ~16 min
     python benchmarks/spectrum_cost.py --quick --eps dense12 --steps 10 --modes naive,survivors,warm --no-early-stop \
         --out benchmarks/results/spectrum_cost_12pt.json                                  # committed, ~5 min
+    python benchmarks/spectrum_cost.py --smoke        # seconds: toy sizes, written to a temporary folder
 
 Writes FILE.json (``machine``, ``config``, ``models.<name>.{clean_accuracy, modes.<mode>.{passes, wall_s,
 robust_accuracy[], raw_accuracy[]?, attacked_samples}, ratios, same_or_lower, goal_met}``) and FILE.md next to it.
@@ -57,7 +58,7 @@ from wsr_bench.io import atomic_write_report
 from wsr_bench.search_space.ops import Normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_average, machine_record  # noqa: E402
+from _common import load_average, machine_record, smoke_out  # noqa: E402
 
 logger = logging.getLogger("spectrum_cost")
 
@@ -93,6 +94,14 @@ class Config:
     eps: tuple[float, ...] = EPS
     modes: tuple[str, ...] = tuple(MODES)  # "naive" first: it is the baseline
     early_stop_block: bool = True      # also repeat every mode with PGD early stopping
+    train_limit: int | None = None     # training images (None: all of D_t + D_v; --smoke only)
+    smoke: bool = False
+
+    def smoke_config(self) -> Config:
+        """Seconds: every model and mode one epoch on 64 training images, 16 test images, every third eps, PGD-2
+        (its numbers mean nothing; it checks that the script runs)."""
+        return dataclasses.replace(self, epochs=1, wsrnet_epochs=1, train_limit=64, n_test=16, steps=2,
+                                   minnorm_steps=2, eps=self.eps[::3], smoke=True)
 
 
 def small_cnn(mean, std, num_classes: int = 10) -> nn.Module:
@@ -195,7 +204,8 @@ def markdown(report: dict[str, Any]) -> str:
     labels = [eps_label(e) for e in report["eps"]]
     modes = cfg.get("modes", list(MODES))
     names = {"naive": "naive", "survivors": "survivors-only", "hybrid": "hybrid", "warm": "warm-started"}
-    lines = [f"# Spectrum cost ({len(labels)}-point curve): " + " vs ".join(names[m] for m in modes), "",
+    lines = [f"# Spectrum cost ({len(labels)}-point curve): " + " vs ".join(names[m] for m in modes)
+             + (" (smoke run)" if cfg.get("smoke") else ""), "",
              f"Machine: {mach['cpu_count']}-core CPU ({mach['platform']}), torch {mach['torch']}, "
              f"{cfg['threads']} thread(s); load average at start {mach['load_start']}, at end {mach['load_end']} "
              "(other jobs shared the machine; wall times are indicative, pass counts are exact).",
@@ -280,7 +290,9 @@ def conclusion(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer epochs and test images")
-    p.add_argument("--out", required=True, help="results JSON (a Markdown summary is written next to it)")
+    p.add_argument("--smoke", action="store_true", help="seconds: toy sizes (checks that the script runs; the numbers "
+                   "mean nothing); written to a temporary folder unless --out is given")
+    p.add_argument("--out", help="results JSON (a .md summary is written beside it); required except with --smoke")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="seed of training and attacks (a held-out check: --seed 1)")
     p.add_argument("--models", default=",".join(MODELS), help="comma list of " + ", ".join(MODELS))
@@ -291,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-early-stop", action="store_true", help="skip the block with PGD early stopping")
     p.add_argument("--render", action="store_true", help="only rewrite FILE.md (and the conclusion) from --out")
     args = p.parse_args(argv)
+    if not args.out and (args.render or not args.smoke):
+        p.error("--out is required (except with --smoke)")
     if args.render:
         report = json.loads(Path(args.out).read_text())
         report["conclusion"] = conclusion(report)
@@ -305,10 +319,12 @@ def main(argv: list[str] | None = None) -> int:
                  early_stop_block=not args.no_early_stop)
     if args.quick:
         cfg = dataclasses.replace(cfg, epochs=5, n_test=200, wsrnet_epochs=3)
+    if args.smoke:
+        cfg = cfg.smoke_config()
     torch.set_num_threads(cfg.threads)
     load_start = load_average()
     splits = load_dataset("digits", image_size=16, seed=cfg.seed)
-    x_tr, y_tr = as_tensors(ConcatDataset([splits.train_t, splits.train_v]))
+    x_tr, y_tr = as_tensors(ConcatDataset([splits.train_t, splits.train_v]), cfg.train_limit)
     x, y = as_tensors(splits.test, cfg.n_test)
     report: dict[str, Any] = {"benchmark": "spectrum_cost", "config": dataclasses.asdict(cfg), "quick": args.quick,
                               "eps": list(cfg.eps), "eps_label": [eps_label(e) for e in cfg.eps], "n_test": len(x),
@@ -322,9 +338,10 @@ def main(argv: list[str] | None = None) -> int:
         report["models"][name] = bench_model(name, model, x, y, cfg)
     report["machine"] = machine_record(load_start)
     report["conclusion"] = conclusion(report)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else smoke_out("spectrum_cost")
     atomic_write_report(out, report, markdown(report))
     print(report["conclusion"])
+    print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 

@@ -10,6 +10,7 @@ PGD-7's robustness at a fraction of the time; the summary says whether it does h
 
     python benchmarks/train_cost.py --quick --threads 1 --out benchmarks/results/train_cost_quick.json  # 4-8 min
     python benchmarks/train_cost.py --threads 1 --out benchmarks/results/train_cost.json               # 40 min
+    python benchmarks/train_cost.py --smoke --threads 1   # seconds: toy sizes, written to a temporary folder
 
 Writes FILE.json (``machine``, ``config``, ``recipes.<name>.{label, seconds_per_epoch, train_seconds,
 attack_seconds, relative_time, clean_acc, robust_acc.{eps}, curve[...]}``, ``anchor``) and FILE.md next to it.
@@ -46,6 +47,9 @@ from wsr_bench.train import (
     train_epoch,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import smoke_out  # noqa: E402
+
 logger = logging.getLogger("train_cost")
 
 RECIPE_ARGS = {"pgd": {"steps": 7}, "fgsm_rs": {"steps": 1}, "trades": {"steps": 10, "trades_beta": 6.0}}
@@ -69,12 +73,21 @@ class Config:
     eval_steps: int = 20
     curve_examples: int = 128
     seed: int = 0
+    limit: int | None = None          # at most this many images per split (None: all; --smoke only)
     quick: bool = False
+    smoke: bool = False
     progress: bool = field(default_factory=sys.stderr.isatty)  # tqdm bars on a terminal only
 
     @classmethod
     def quick_config(cls) -> Config:
         return cls(init_channels=4, layers=3, epochs=5, eval_eps=(0.03,), curve_examples=64, quick=True)
+
+    @classmethod
+    def smoke_config(cls) -> Config:
+        """Seconds: every recipe for one epoch on 64 images per split, a C=2 network, PGD-2 checks (its numbers mean
+        nothing; it checks that the script runs)."""
+        return cls(init_channels=2, layers=3, epochs=1, batch_size=32, eval_eps=(0.03,), eval_steps=2,
+                   curve_examples=16, limit=64, smoke=True)
 
 
 def _experiment(cfg: Config, recipe: str) -> Any:
@@ -151,7 +164,8 @@ def summary_markdown(res: dict[str, Any]) -> str:
     """The short Markdown summary written next to the JSON."""
     cfg, m, a = res["config"], res["machine"], res["anchor"]
     eps_cols = [f"{e:g}" for e in cfg["eval_eps"]]
-    lines = [f"# Training cost: PGD-7 vs FGSM-RS vs TRADES ({'quick' if cfg['quick'] else 'full'} run)", "",
+    mode = "smoke" if cfg.get("smoke") else "quick" if cfg["quick"] else "full"
+    lines = [f"# Training cost: PGD-7 vs FGSM-RS vs TRADES ({mode} run)", "",
              f"digits {cfg['image_size']}x{cfg['image_size']}, {cfg['model']} C={cfg['init_channels']} "
              f"L={cfg['layers']}, {cfg['epochs']} epochs each, batch {cfg['batch_size']}, lr {cfg['lr']} cosine, "
              f"train eps {cfg['eps']:g}; test split {res['n_test']} images, PGD-{cfg['eval_steps']} "
@@ -184,7 +198,7 @@ def summary_markdown(res: dict[str, Any]) -> str:
 
 def run(cfg: Config) -> dict[str, Any]:
     t0, machine = time.perf_counter(), machine_info()
-    splits = load_dataset("digits", image_size=cfg.image_size, seed=cfg.seed)
+    splits = load_dataset("digits", image_size=cfg.image_size, seed=cfg.seed, limit=cfg.limit)
     recipes = {name: run_recipe(cfg, name, splits) for name in cfg.recipes}
     base = recipes.get("pgd", next(iter(recipes.values())))["train_seconds"]
     for r in recipes.values():
@@ -198,20 +212,24 @@ def run(cfg: Config) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="C=4, L=3 network, 5 epochs, PGD-20 at 0.03 and 0.05")
-    parser.add_argument("--out", required=True, help="results JSON (a .md summary is written next to it)")
+    parser.add_argument("--smoke", action="store_true", help="seconds: toy sizes (checks that the script runs; the "
+                        "numbers mean nothing); written to a temporary folder unless --out is given")
+    parser.add_argument("--out", help="results JSON (a .md summary beside it); required except with --smoke")
     parser.add_argument("--epochs", type=int, help="epochs per recipe")
     parser.add_argument("--eps", type=float, help="training eps (default 0.05)")
     parser.add_argument("--recipes", help="comma-separated subset of pgd,fgsm_rs,trades")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--render", action="store_true", help="only rewrite FILE.md from an existing --out JSON")
     args = parser.parse_args(argv)
+    if not args.out and (args.render or not args.smoke):
+        parser.error("--out is required (except with --smoke)")
     if args.render:
         res = json.loads(Path(args.out).read_text())
         atomic_write_text(Path(args.out).with_suffix(".md"), summary_markdown(res))
         print(summary_markdown(res))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    cfg = Config.quick_config() if args.quick else Config()
+    cfg = Config.smoke_config() if args.smoke else Config.quick_config() if args.quick else Config()
     changes = {k: v for k, v in {"epochs": args.epochs, "eps": args.eps}.items() if v is not None}
     if args.recipes:
         changes["recipes"] = tuple(r.strip() for r in args.recipes.split(","))
@@ -223,9 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     res = run(cfg)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else smoke_out("train_cost")
     atomic_write_report(out, res, summary_markdown(res))
     print(summary_markdown(res))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 

@@ -3,6 +3,7 @@ standardised head, on a known loss landscape (parameter-free ops hurt, more at h
 VLE settings otherwise (LSTM 16, Adam 1e-3, weight decay 1e-3, batch 64, input noise 0.01, M_v = 100).
 
     python benchmarks/vle_heads.py            # writes benchmarks/results/vle_heads.{json,md} (about a minute)
+    python benchmarks/vle_heads.py --smoke    # seconds: 5 passes, one seed, written to a temporary folder
 
 Kendall tau between predicted and true loss at the highest strength on 64 unseen architectures; the same data,
 seeds and passes for both heads.
@@ -10,6 +11,7 @@ seeds and passes for both heads.
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import sys
@@ -21,6 +23,9 @@ from scipy.stats import kendalltau
 
 from wsr_bench.estimators.val_loss import LossMemory, ValLossEstimator, train_vle
 from wsr_bench.io import atomic_write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import smoke_out  # noqa: E402
 
 E, K = 14, 8
 RESULTS = Path(__file__).parent / "results"
@@ -55,21 +60,31 @@ def run(output: str, passes: int, seed: int) -> dict:
             "cpu_seconds": time.process_time() - t0}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="seconds: both heads, 5 passes, seed 0 (checks that the "
+                        "script runs; the numbers mean nothing); written to a temporary folder unless --out is given")
+    parser.add_argument("--out", help="results JSON (a .md is written beside it; default "
+                        "benchmarks/results/vle_heads.json)")
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    rows = [run(o, p, s) for o in ("bounded", "standardised") for p in (500,) for s in (0, 1, 2)]
+    passes, seeds = ((5,), (0,)) if args.smoke else ((500,), (0, 1, 2))
+    rows = [run(o, p, s) for o in ("bounded", "standardised") for p in passes for s in seeds]
     info = {"machine": platform.processor() or platform.machine(), "python": sys.version.split()[0],
             "torch": torch.__version__, "threads": 1}
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "vle_heads.json", json.dumps({"machine": info, "rows": rows}, indent=2) + "\n")
+    out = Path(args.out) if args.out else smoke_out("vle_heads") if args.smoke else RESULTS / "vle_heads.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps({"machine": info, "rows": rows}, indent=2) + "\n")
     lines = ["# VLE heads: does the estimator rank unseen architectures?", "",
              f"Machine: {info}. 100 training architectures, 64 unseen, official VLE settings otherwise.", "",
              "| head | passes | seed | fit loss | Kendall tau (highest strength) |", "|---|---|---|---|---|"]
     lines += [f"| {r['output']} | {r['passes']} | {r['seed']} | {r['fit_loss']:.4f} | {r['kendall_tau']:.3f} |"
               for r in rows]
-    atomic_write_text(RESULTS / "vle_heads.md", "\n".join(lines) + "\n")
+    atomic_write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 from _wsr_eval_fixtures import digits, handwritten_pgd, one_thread, tiny_cnn, trained_model  # noqa: F401
 
-import wsr_bench.evaluate.spectrum as spectrum_mod
+import wsr_bench.evaluate.batches as batches_mod
 from wsr_bench.attacks import Attack
 from wsr_bench.evaluate import (
     AdversarialExampleError,
@@ -182,14 +182,14 @@ def test_invalid_adversarial_examples_are_rejected(model, data, monkeypatch):
     def cheating(name, m, eps, **kw):
         return Attack(name, eps, "Linf", True, lambda xb, yb, ids: (xb + 2 * eps).clamp(0, 1))
 
-    monkeypatch.setattr(spectrum_mod, "build_attack", cheating)
+    monkeypatch.setattr(batches_mod, "build_attack", cheating)
     with pytest.raises(AdversarialExampleError, match="exceeded the Linf budget"):
         evaluate_spectrum(model, x, y, eps=[0.03], device="cpu")
 
     def out_of_range(name, m, eps, **kw):
         return Attack(name, eps, "Linf", True, lambda xb, yb, ids: xb + 1e-3)
 
-    monkeypatch.setattr(spectrum_mod, "build_attack", out_of_range)
+    monkeypatch.setattr(batches_mod, "build_attack", out_of_range)
     with pytest.raises(AdversarialExampleError, match=r"\[0,1\]"):
         evaluate_spectrum(model, torch.ones_like(x) * 0.9995, y, eps=[0.03], device="cpu")
 

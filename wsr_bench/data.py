@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from wsr_bench.errors import DataError  # also re-exported: callers catch wsr_bench.data.DataError
 from wsr_bench.rules import DATASETS, check_dataset  # noqa: F401  (DATASETS re-exported: the names loaded here)
 
 if TYPE_CHECKING:
@@ -33,10 +34,6 @@ STATS = {
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "digits": 10, "fashion_mnist": 10}
 #: the side used when ``image_size`` is None: digits/synthetic 16, Fashion-MNIST its native 28, the rest 32.
 DEFAULT_SIZE = {"digits": 16, "synthetic": 16, "fashion_mnist": 28, "cifar10": 32, "cifar100": 32, "svhn": 32}
-
-
-class DataError(ValueError):
-    """A dataset that cannot be loaded (unknown name, missing local folder, bad parameters)."""
 
 
 @dataclass

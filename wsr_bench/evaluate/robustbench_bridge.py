@@ -92,7 +92,7 @@ def load_robustbench_model(name: str, model_dir: str | Path = "models", dataset:
     try:  # its deprecation notices (torch.load's weights_only on torch 2.4/2.5) are the CLI's to filter
         model = load_model(name, model_dir=str(model_dir), dataset=DATASET_NAMES[dataset], threat_model=threat_model)
     except (pickle.UnpicklingError, EOFError, RuntimeError) as exc:
-        from wsr_bench.models.export import WeightsFileError, load_error_reason
+        from wsr_bench.models.weights import WeightsFileError, load_error_reason
 
         marker = "Unsupported" if isinstance(exc, pickle.UnpicklingError) else "failed"
         raise WeightsFileError(f"RobustBench checkpoint {files[0]} could not be loaded "

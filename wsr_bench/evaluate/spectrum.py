@@ -14,22 +14,16 @@ eps ball) before it counts, and every forward/backward pass is counted. A chain 
 list) is by default swept ``downward`` instead, about one whole chain per sample (:mod:`wsr_bench.evaluate.sweeps`);
 each sample's result records which attack broke it and which strengths were attacked or inferred (``evidence``).
 
-Work is done in *batches* fixed by the settings alone: at each (attack, eps) step the samples to attack, in index
-order, cut into chunks of ``batch_size``. Every per-sample result is a function of its batch (PGD's random start is
-drawn per sample; the other attacks reseed with ``seed`` at every batch), so neither a resume nor the number of
-processes changes anything. With ``state_dir`` each finished batch is saved (:mod:`wsr_bench.evaluate.state`) and
-``resume=True`` continues a killed evaluation from its finished batches. Under ``torchrun`` (an initialised process
-group) the batches of each step are split over the ranks, each rank saves its own, and the records are exchanged
-after every step, so every rank ends with the same, complete result.
+Work is done in fixed *batches*, resumable (``state_dir``, ``resume``) and sharded under ``torchrun``, by the batch
+runner of :mod:`wsr_bench.evaluate.batches`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,28 +31,22 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from wsr_bench.attacks import (
-    build_attack,
-    build_min_norm_attack,
-    build_pgd,
-    perturbation_norm,
-    validate_images,
-)
-from wsr_bench.distributed import all_gather_object, broadcast_object, get_rank, get_world_size
+from wsr_bench.attacks import build_min_norm_attack, validate_images
+from wsr_bench.distributed import broadcast_object, get_rank, get_world_size
 from wsr_bench.epsilon import PAPER_SPECTRUM, eps_label, find_eps
+from wsr_bench.evaluate.batches import (
+    AdversarialExampleError,  # noqa: F401  (re-exported: the error evaluate_spectrum raises)
+    Sweep,
+    Trace,
+    run_batches,
+    sweep_eps,
+    verify_adversarial,
+)
 from wsr_bench.evaluate.counting import CountingModel, PassCount
 from wsr_bench.evaluate.options import SpectrumOptions, resolve_options
 from wsr_bench.evaluate.state import SweepState, model_sha256, open_state, tensor_sha256
+from wsr_bench.evaluate.sweeps import sweep_chain
 from wsr_bench.runtime import resolve_device, set_memory_format
-
-logger = logging.getLogger(__name__)
-
-#: Slack of the eps-ball check on adversarial examples (float32 rounding of x + delta).
-VERIFY_TOL = 1e-6
-
-
-class AdversarialExampleError(RuntimeError):
-    """An attack returned an invalid adversarial example (outside the eps ball or [0,1], or not finite)."""
 
 
 @dataclass
@@ -141,71 +129,6 @@ def _lookup(curve: dict[float, float], eps: float, tol: float = 1e-4) -> float |
     keys = list(curve)
     i = find_eps(eps, keys, tol)
     return None if i is None else curve[keys[i]]
-
-
-@dataclass
-class _Sweep:
-    """Shared state of one evaluation (inputs, counting model, options, resume state, this process's rank).
-
-    ``passes``/``n_verified`` are totals over every batch of every rank (summed from the batch records), while
-    ``model.count``/``verified_here`` count only what this process ran.
-    """
-
-    x: torch.Tensor
-    y: torch.Tensor
-    model: CountingModel
-    device: torch.device
-    options: SpectrumOptions
-    surrogate: nn.Module | None = None
-    correct: torch.Tensor | None = None
-    n_classes: int = 0
-    bar: Any = None
-    state: SweepState | None = None
-    rank: int = 0
-    world: int = 1
-    passes: dict[str, PassCount] = field(default_factory=dict)
-    n_verified: int = 0
-    verified_here: int = 0
-
-    @property
-    def eps(self) -> list[float]:
-        """The strengths, ascending (``options.eps`` as a list)."""
-        return list(self.options.eps)
-
-
-@dataclass
-class _Trace:
-    """What one attack (or one chain) did to each sample: its own first breaking eps and where it ran.
-
-    Attributes:
-        first: per sample, the smallest eps at which this attack's own adversarial example fooled the model (inf:
-            never; 0: misclassified clean).
-        ran: (n, K) bool, the whole attack (chain) ran on the sample at that eps.
-        hit: (n, K) bool, an adversarial example found at that eps fooled the model.
-        label: per sample, what produced the example at ``first`` (None where nothing did).
-        stage_groups: ``{reported name: stages}``, how its pass counts are reported (``passes_per_attack``).
-        strategy: the sweep it got ("upward", "attack-all", "downward", "bisect", "minnorm").
-    """
-
-    first: torch.Tensor
-    ran: torch.Tensor
-    hit: torch.Tensor
-    label: list[str | None]
-    stage_groups: dict[str, list[str]]
-    strategy: str
-
-    @classmethod
-    def empty(cls, sweep: _Sweep, stage_groups: dict[str, list[str]], strategy: str) -> _Trace:
-        n, k = len(sweep.x), len(sweep.eps)
-        return cls(torch.where(sweep.correct, math.inf, 0.0), torch.zeros(n, k, dtype=torch.bool),
-                   torch.zeros(n, k, dtype=torch.bool), [None] * n, stage_groups, strategy)
-
-    def record_hits(self, ids: torch.Tensor, k: int, eps: float, label: str) -> None:
-        """Samples ``ids`` were fooled at eps number ``k`` by ``label``'s examples."""
-        self.hit[ids, k] = True
-        for i in ids[self.first[ids] > eps].tolist():
-            self.label[i] = label
-        self.first[ids] = torch.clamp(self.first[ids], max=eps)
 
 
 def evaluate_spectrum(
@@ -296,8 +219,8 @@ def evaluate_spectrum(
     set_memory_format(model.to(device), memory_format).eval()
     surrogate = set_memory_format(surrogate.to(device), memory_format).eval() if surrogate is not None else None
     try:
-        sweep = _Sweep(x.cpu(), y.cpu(), CountingModel(model), device, options, surrogate, rank=get_rank(),
-                       world=get_world_size())
+        sweep = Sweep(x.cpu(), y.cpu(), CountingModel(model), device, options, surrogate, rank=get_rank(),
+                      world=get_world_size())
         if state_dir is not None:
             sweep.state = _open_shared_state(sweep, state_dir, state_info)
         _prepare(sweep, progress)
@@ -313,7 +236,7 @@ def evaluate_spectrum(
     return result
 
 
-def _open_shared_state(sweep: _Sweep, folder: str | Path, info: dict[str, Any] | None) -> SweepState:
+def _open_shared_state(sweep: Sweep, folder: str | Path, info: dict[str, Any] | None) -> SweepState:
     """Rank 0 creates or checks the state folder; every rank gets the same snapshot of its finished batches.
 
     The state's identity: exact hashes of the weights and images, and every argument that changes a result (not
@@ -339,7 +262,7 @@ def _open_shared_state(sweep: _Sweep, folder: str | Path, info: dict[str, Any] |
     return SweepState(folder, opened.done)
 
 
-def _prepare(sweep: _Sweep, progress: bool) -> None:
+def _prepare(sweep: Sweep, progress: bool) -> None:
     """Check the surrogate, run the clean pass (in batches, like the attacks), refuse non-finite logits."""
     if "transfer" in sweep.options.attack and sweep.surrogate is None:
         raise ValueError("the transfer attack needs a surrogate model (surrogate=...)")
@@ -355,87 +278,30 @@ def _prepare(sweep: _Sweep, progress: bool) -> None:
                              "check the model and its checkpoint")
         return {"pred": logits.argmax(1).cpu(), "n_classes": int(logits.shape[1])}
 
-    records = _run_batches(sweep, "clean", 0, torch.arange(len(sweep.x)), clean)
+    records = run_batches(sweep, "clean", 0, torch.arange(len(sweep.x)), clean)
     sweep.correct = torch.cat([r["pred"] for r in records]) == sweep.y
     sweep.n_classes = int(records[0]["n_classes"])
     total = len(sweep.options.attack) * len(sweep.eps)
     sweep.bar = tqdm(total=total, desc="spectrum", unit="eps", disable=not progress or sweep.rank != 0, leave=False)
 
 
-def _run_batches(sweep: _Sweep, stage: str, eps_index: int, idx: torch.Tensor,
-                 work: Callable[[torch.Tensor], dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every batch record of one step (``stage`` at eps number ``eps_index``), in batch order, on every rank.
-
-    The batches are the chunks of ``idx`` of ``batch_size`` samples. A batch finished before this run is read from
-    the state; the others are dealt out to the ranks (rank r runs every W-th), run by ``work(ids) -> record``,
-    given their sample ids, pass count, number of verified examples and rank, saved, and exchanged between the
-    ranks. The step's passes and verified examples are added to the totals from the records, whoever ran them.
-    """
-    chunks = list(idx.split(sweep.options.batch_size)) if len(idx) else []
-    records = _finished_records(sweep, stage, eps_index, chunks)
-    mine: dict[int, dict[str, Any]] = {}
-    failure: Exception | None = None
-    for j in [j for j in range(len(chunks)) if j not in records][sweep.rank::sweep.world]:
-        before, verified = sweep.model.count.copy(), sweep.verified_here
-        try:
-            rec = work(chunks[j])
-        except Exception as exc:
-            if sweep.world == 1:
-                raise
-            failure = exc  # tell the other ranks first, so that none waits forever in the exchange below
-            break
-        rec.update(ids=chunks[j].clone(), passes=asdict(sweep.model.count - before),
-                   n_verified=sweep.verified_here - verified, rank=sweep.rank)
-        if sweep.state is not None:
-            sweep.state.save(stage, eps_index, j, rec)
-        mine[j] = rec
-    error = None if failure is None else (f"{type(failure).__name__}: {failure}", isinstance(failure, ValueError))
-    for rank, (part, err) in enumerate(all_gather_object((mine, error)) if sweep.world > 1 else [(mine, None)]):
-        if failure is not None:
-            raise failure
-        if err is not None:
-            raise (ValueError if err[1] else RuntimeError)(f"rank {rank} failed: {err[0]}")
-        records.update(part)
-    ordered = [records[j] for j in range(len(chunks))]
-    for rec in ordered:
-        sweep.passes[stage] = sweep.passes.get(stage, PassCount()) + PassCount(**rec["passes"])
-        sweep.n_verified += int(rec["n_verified"])
-    return ordered
-
-
-def _finished_records(sweep: _Sweep, stage: str, eps_index: int, chunks: list[torch.Tensor]
-                      ) -> dict[int, dict[str, Any]]:
-    """The records of this step's batches that the resume state holds (checked to cover the same samples)."""
-    records: dict[int, dict[str, Any]] = {}
-    for j, ids in enumerate(chunks if sweep.state is not None else ()):
-        rec = sweep.state.load(stage, eps_index, j)
-        if rec is not None:
-            if not torch.equal(rec["ids"], ids):
-                raise ValueError(f"the resume state {sweep.state.path(stage, eps_index, j)} holds other samples than "
-                                 "this run would attack there; delete the state folder to start over")
-            records[j] = rec
-    return records
-
-
-def _run_attacks(sweep: _Sweep) -> SpectrumResult:
+def _run_attacks(sweep: Sweep) -> SpectrumResult:
     o = sweep.options
     attacks, chain, strategy = list(o.attack), o.chain_attacks, o.sweep_strategy
     n = len(sweep.x)
     blocked = torch.where(sweep.correct, math.inf, 0.0)  # worst case so far (used to skip in chained mode)
     per_attack_break: dict[str, torch.Tensor] = {}
     raw: dict[str, dict[float, float]] = {}
-    traces: dict[str, _Trace] = {}
+    traces: dict[str, Trace] = {}
     min_norm = None
     for label, members in _units(attacks, chain, strategy):
         skip = blocked if chain else torch.where(sweep.correct, math.inf, 0.0)
         if members == ["minnorm"]:
             trace, min_norm = _sweep_min_norm(sweep, skip)
         elif strategy != "upward" and (len(members) > 1 or members == ["autoattack"]):
-            from wsr_bench.evaluate.sweeps import sweep_chain  # it builds on this module's batch runner
-
             trace = sweep_chain(sweep, label, members, skip)
         else:
-            trace, raw_curve = _sweep_eps(sweep, label, skip)
+            trace, raw_curve = sweep_eps(sweep, label, skip)
             if raw_curve is not None:
                 raw[label] = raw_curve
         traces[label] = trace
@@ -468,7 +334,7 @@ def _units(attacks: list[str], chain: bool, strategy: str) -> list[tuple[str, li
     return [(a, [a]) for a in attacks]
 
 
-def _break_attack(break_eps: torch.Tensor, traces: dict[str, _Trace]) -> list[str | None]:
+def _break_attack(break_eps: torch.Tensor, traces: dict[str, Trace]) -> list[str | None]:
     """Per sample, the label of the first attack (in order) whose own example sets the worst-case breaking eps."""
     out: list[str | None] = [None] * len(break_eps)
     for i, b in enumerate(break_eps.tolist()):
@@ -477,7 +343,7 @@ def _break_attack(break_eps: torch.Tensor, traces: dict[str, _Trace]) -> list[st
     return out
 
 
-def _evidence(break_eps: torch.Tensor, traces: dict[str, _Trace], eps: list[float]) -> list[str]:
+def _evidence(break_eps: torch.Tensor, traces: dict[str, Trace], eps: list[float]) -> list[str]:
     """Per sample, one letter per eps: ``a`` attacked there, ``b`` broken by inference from a smaller eps, ``r``
     robust by inference from the whole chain failing at a larger eps (see :class:`SpectrumResult`)."""
     broken = break_eps[:, None] <= torch.tensor(eps, dtype=break_eps.dtype)[None, :]
@@ -492,109 +358,7 @@ def _curve(break_eps: torch.Tensor, eps: list[float], n: int) -> dict[float, flo
     return {e: float((break_eps > e).sum().item() / n) for e in eps}
 
 
-def _sweep_eps(sweep: _Sweep, name: str, skip: torch.Tensor, *, stage: str | None = None, steps: int | None = None,
-               label: str | None = None) -> tuple[_Trace, dict[float, float] | None]:
-    """Sweep one eps-bounded attack upward; returns its trace (per-sample first breaking eps, where it ran) and,
-    for attack-all sweeps, the raw curve. ``stage``/``steps``/``label`` serve a chain's screen (its own state
-    folder and pass count, e.g. AutoAttack's 100-step APGD-CE, and its name in ``break_attack``)."""
-    o = sweep.options
-    stage = stage or name
-    trace = _Trace.empty(sweep, {stage: [stage]}, "attack-all" if o.attack_all else "upward")
-    first = trace.first
-    raw: dict[float, float] = {}
-    warm = o.warm_start_steps if name == "pgd" else None
-    last = torch.full_like(sweep.x, math.nan) if warm else None  # each sample's worst PGD iterate so far
-    margins = torch.full((len(sweep.x),), math.inf) if warm else None  # and its logit margin there
-    for k, e in enumerate(sweep.eps):
-        atk = make_attack(sweep, name, e, steps)
-        standing = sweep.correct & (skip > e)
-        targets = standing if o.attack_all else standing & (first > e)
-        idx = targets.nonzero().flatten()
-        if warm:
-            records = _run_batches(sweep, stage, k, idx,
-                                   lambda ids, a=atk: _attack_warm(sweep, a, ids, last, warm, margins))
-            for rec in records:  # every rank applies every batch's new iterates, so the next eps can start there
-                last[rec["ids"]], margins[rec["ids"]] = rec["last"], rec["margins"]
-        else:
-            records = _run_batches(sweep, stage, k, idx, lambda ids, a=atk: _attack_batch(sweep, a, ids))
-        fooled = torch.cat([torch.zeros(0, dtype=torch.bool)] + [rec["fooled"] for rec in records])
-        raw[e] = float((standing.sum() - fooled.sum()).item() / len(sweep.x))
-        trace.ran[idx, k] = True
-        trace.record_hits(idx[fooled], k, e, label or name)
-        sweep.bar.update(1)
-        sweep.bar.set_postfix_str(f"{stage} eps={eps_label(e)} acc={(first > e).float().mean():.3f}")
-        logger.debug("%s eps=%s attacked=%d fooled=%d", stage, eps_label(e), len(idx), int(fooled.sum()))
-    return trace, (raw if o.attack_all else None)
-
-
-def make_attack(sweep: _Sweep, name: str, eps: float, steps: int | None = None):
-    """``name`` at ``eps`` with the evaluation's options (``steps`` overrides the iteration count)."""
-    o = sweep.options
-    return build_attack(name, sweep.model, eps, norm=sweep.options.norm, steps=o.steps if steps is None else steps,
-                        seed=o.seed, n_queries=o.n_queries, n_target_classes=o.n_target_classes,
-                        n_classes=sweep.n_classes, surrogate=sweep.surrogate, early_stop=o.early_stop)
-
-
-def _attack_batch(sweep: _Sweep, atk, ids: torch.Tensor) -> dict[str, Any]:
-    """Attack one batch of samples; the record says which of them the verified adversarial examples fool."""
-    xb, yb = sweep.x[ids].to(sweep.device), sweep.y[ids].to(sweep.device)
-    adv = atk(xb, yb, ids)
-    sweep.model.eval()  # whatever the attack library did to the mode, verify with running BN statistics
-    verify_adversarial(adv, xb, atk.eps, sweep.options.norm, atk.name)
-    sweep.verified_here += len(ids)
-    with torch.no_grad():
-        return {"fooled": (sweep.model(adv).argmax(1) != yb).cpu()}
-
-
-def _attack_warm(sweep: _Sweep, atk, ids: torch.Tensor, last: torch.Tensor, warm_steps: int,
-                 margins: torch.Tensor) -> dict[str, Any]:
-    """Warm-started PGD on one batch; the record says which samples are fooled and holds their new worst iterates.
-
-    Samples without a stored iterate (the first eps) get the cold attack ``atk``. The others continue from their
-    stored iterate for ``warm_steps`` steps; a survivor whose logit margin fell below ``warm_restart_ratio`` times
-    its margin at the previous eps is near the boundary, where a continuation can sit in a poor local optimum, so
-    it gets the cold attack as well (fooled by either counts). ``last``/``margins`` (every sample's worst iterate
-    and its margin) are read, not changed: the caller applies the records, on every rank.
-    """
-    o = sweep.options
-    best, best_margin = last[ids], margins[ids]  # copies (advanced indexing)
-    has_start = ~torch.isnan(best.flatten(1)[:, 0])
-    cont = build_pgd(sweep.model, atk.eps, warm_steps, random_start=False, seed=o.seed,
-                     early_stop=o.early_stop)
-    fooled = torch.zeros(len(ids), dtype=torch.bool)
-
-    def run(group: torch.Tensor, attack) -> None:
-        sel = group.nonzero().flatten()
-        if not len(sel):
-            return
-        xb, yb = sweep.x[ids[sel]].to(sweep.device), sweep.y[ids[sel]].to(sweep.device)
-        adv = attack(xb, yb, sel)
-        sweep.model.eval()
-        verify_adversarial(adv, xb, atk.eps, sweep.options.norm, f"{atk.name} (warm-started sweep)")
-        sweep.verified_here += len(sel)
-        with torch.no_grad():
-            m = _margin(sweep.model(adv), yb).cpu()
-        fooled[sel] |= m < 0
-        worse = m < best_margin[sel]
-        best[sel[worse]] = adv.cpu()[worse]
-        best_margin[sel[worse]] = m[worse]
-
-    run(~has_start, lambda xb, yb, sel: atk(xb, yb, ids[sel]))
-    previous = best_margin.clone()
-    with torch.enable_grad():
-        run(has_start, lambda xb, yb, sel: cont(xb, yb, ids[sel], start=best[sel].to(xb)))
-    near = has_start & ~fooled & (best_margin < o.warm_restart_ratio * previous)
-    run(near, lambda xb, yb, sel: atk(xb, yb, ids[sel]))
-    return {"fooled": fooled, "last": best, "margins": best_margin}
-
-
-def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Logit of the true class minus the largest other logit (negative: misclassified)."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    return true - logits.scatter(1, y[:, None], float("-inf")).amax(1)
-
-
-def _sweep_min_norm(sweep: _Sweep, skip: torch.Tensor) -> tuple[_Trace, torch.Tensor]:
+def _sweep_min_norm(sweep: Sweep, skip: torch.Tensor) -> tuple[Trace, torch.Tensor]:
     """One FAB min-norm run gives every sample's breaking radius, hence its first breaking eps on the grid (the
     trace counts it as run at every eps on the samples it attacked); returns the trace and the radii."""
     o = sweep.options
@@ -612,9 +376,9 @@ def _sweep_min_norm(sweep: _Sweep, skip: torch.Tensor) -> tuple[_Trace, torch.Te
 
     radius = torch.where(sweep.correct, math.inf, 0.0)
     idx = (sweep.correct & (skip > sweep.eps[0])).nonzero().flatten()
-    for rec in _run_batches(sweep, "minnorm", 0, idx, radii):
+    for rec in run_batches(sweep, "minnorm", 0, idx, radii):
         radius[rec["ids"]] = rec["radius"]
-    trace = _Trace.empty(sweep, {"minnorm": ["minnorm"]}, "minnorm")
+    trace = Trace.empty(sweep, {"minnorm": ["minnorm"]}, "minnorm")
     trace.ran[idx] = True
     for k, e in reversed(list(enumerate(sweep.eps))):
         trace.record_hits(idx[radius[idx] <= e], k, e, "minnorm")
@@ -623,21 +387,3 @@ def _sweep_min_norm(sweep: _Sweep, skip: torch.Tensor) -> tuple[_Trace, torch.Te
     return trace, radius
 
 
-def verify_adversarial(adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str, attack: str = "attack") -> None:
-    """Check adversarial examples: finite, inside [0,1], and ``||adv - x|| <= eps + 1e-6``.
-
-    Raises:
-        AdversarialExampleError: naming the attack and what was violated.
-    """
-    if adv.numel() == 0:
-        return
-    if adv.shape != x.shape:
-        raise AdversarialExampleError(f"{attack} returned shape {tuple(adv.shape)} for inputs {tuple(x.shape)}")
-    if not torch.isfinite(adv).all():
-        raise AdversarialExampleError(f"{attack} returned non-finite adversarial examples")
-    if adv.min() < 0 or adv.max() > 1:
-        raise AdversarialExampleError(f"{attack} left the [0,1] image range: [{adv.min():.4g}, {adv.max():.4g}]")
-    dist = perturbation_norm(adv - x, norm)
-    worst = float(dist.max()) if len(dist) else 0.0
-    if worst > eps + VERIFY_TOL:
-        raise AdversarialExampleError(f"{attack} exceeded the {norm} budget: ||delta|| = {worst:.6g} > eps = {eps:.6g}")

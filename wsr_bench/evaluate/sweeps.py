@@ -28,8 +28,9 @@ survivors does to each of them exactly what AutoAttack run at that eps on all im
 chain's own APGD-CE: a chain step therefore leaves APGD-CE out (it would repeat the screen, start and all).
 
 Every step (the screen at eps k, the chain at eps k, a bisection round at eps k) attacks samples fixed by the
-records of the earlier steps, cut into fixed batches by the evaluator's batch runner, so a killed evaluation
-resumes from its finished batches and ``torchrun`` shards each step, as for the upward sweep.
+records of the earlier steps, cut into fixed batches by the evaluator's batch runner
+(:mod:`wsr_bench.evaluate.batches`), so a killed evaluation resumes from its finished batches and ``torchrun``
+shards each step, as for the upward sweep.
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ import torch
 
 from wsr_bench.attacks import AUTOATTACK_APGD_STEPS, autoattack_run
 from wsr_bench.epsilon import eps_label
-from wsr_bench.evaluate.spectrum import _attack_batch, _run_batches, _Sweep, _sweep_eps, _Trace, make_attack
+from wsr_bench.evaluate.batches import Sweep, Trace, attack_batch, make_attack, run_batches, sweep_eps
 
 logger = logging.getLogger(__name__)
 
 
-def sweep_chain(sweep: _Sweep, label: str, members: list[str], skip: torch.Tensor) -> _Trace:
+def sweep_chain(sweep: Sweep, label: str, members: list[str], skip: torch.Tensor) -> Trace:
     """Sweep the chain ``members`` (``["autoattack"]`` or an attack list) with ``sweep.options.sweep_strategy``.
 
     Args:
@@ -62,10 +63,10 @@ def sweep_chain(sweep: _Sweep, label: str, members: list[str], skip: torch.Tenso
     autoattack = members == ["autoattack"]
     screen_name, steps = ("apgd-ce", AUTOATTACK_APGD_STEPS) if autoattack else (members[0], None)
     screen_stage = f"{label}.screen"
-    screen, _ = _sweep_eps(sweep, screen_name, skip, stage=screen_stage, steps=steps,
-                           label=f"{label}/{screen_name}" if autoattack else screen_name)
-    trace = _Trace(screen.first.clone(), torch.zeros_like(screen.ran), screen.hit.clone(), list(screen.label),
-                   {screen_stage: [screen_stage], label: []}, strategy)
+    screen, _ = sweep_eps(sweep, screen_name, skip, stage=screen_stage, steps=steps,
+                          label=f"{label}/{screen_name}" if autoattack else screen_name)
+    trace = Trace(screen.first.clone(), torch.zeros_like(screen.ran), screen.hit.clone(), list(screen.label),
+                  {screen_stage: [screen_stage], label: []}, strategy)
     chain = members if autoattack else members[1:]  # the screen already ran at every eps a chain step visits
     eps = torch.tensor(sweep.eps, dtype=trace.first.dtype)
     hi = (torch.minimum(screen.first, skip)[:, None] > eps[None, :]).sum(1)  # first eps broken by screen or skip
@@ -89,7 +90,7 @@ def sweep_chain(sweep: _Sweep, label: str, members: list[str], skip: torch.Tenso
     return trace
 
 
-def _chain_attack(sweep: _Sweep, name: str, eps: float):
+def _chain_attack(sweep: Sweep, name: str, eps: float):
     """``name`` at ``eps`` for a chain step. AutoAttack leaves out its APGD-CE: every chain step attacks samples the
     screen (AutoAttack's own APGD-CE, same iterations, same image-keyed start) has already failed on at this eps,
     so running it again would repeat the screen's computation and its verdict."""
@@ -100,7 +101,7 @@ def _chain_attack(sweep: _Sweep, name: str, eps: float):
                                                        seed=sweep.options.seed, skip=("apgd-ce",)))
 
 
-def _chain_step(sweep: _Sweep, trace: _Trace, label: str, chain: list[str], suffix: str, k: int,
+def _chain_step(sweep: Sweep, trace: Trace, label: str, chain: list[str], suffix: str, k: int,
                 idx: torch.Tensor) -> torch.Tensor:
     """Run the chain at eps number ``k`` on samples ``idx`` (each attack on those the earlier ones left standing);
     record it in ``trace`` and return which of ``idx`` it fooled."""
@@ -116,7 +117,7 @@ def _chain_step(sweep: _Sweep, trace: _Trace, label: str, chain: list[str], suff
         if stage not in trace.stage_groups[label]:
             trace.stage_groups[label].append(stage)
         atk = _chain_attack(sweep, name, e)
-        records = _run_batches(sweep, stage, k, idx[left], lambda ids, a=atk: _attack_batch(sweep, a, ids))
+        records = run_batches(sweep, stage, k, idx[left], lambda ids, a=atk: attack_batch(sweep, a, ids))
         got = torch.cat([torch.zeros(0, dtype=torch.bool)] + [rec["fooled"] for rec in records])
         trace.record_hits(idx[left[got]], k, e, name)
         fooled[left[got]] = True

@@ -157,6 +157,6 @@ class DartsNetwork(nn.Module):
     def load_pretrained(self, path: str | Path) -> None:
         """Load local weights safely (timm calls this for ``custom_load`` cfgs): safetensors, or a
         ``torch.load(..., weights_only=True)`` state dict."""
-        from wsr_bench.models.export import load_state_dict_file
+        from wsr_bench.models.weights import load_state_dict_file
 
         self.load_state_dict(load_state_dict_file(path))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 PRIMITIVES: tuple[str, ...] = (
@@ -34,6 +35,24 @@ class ReLUConvBN(nn.Sequential):
         )
 
 
+class DepthwiseConv2d(nn.Conv2d):
+    """A depthwise ``nn.Conv2d`` (same parameters, same state dict) whose stride-2, dilation-2 case runs as an
+    undilated stride-1 convolution of the even pixels, with half the padding.
+
+    The two are the same sum: output pixel ``i`` reads input pixels ``2i + 2j - p`` for kernel taps ``j``, all even
+    when the padding ``p`` is (as in every DARTS ``dil_conv``), i.e. pixels ``i + j - p/2`` of ``x[..., ::2, ::2]``.
+    oneDNN has no fast kernel for strided dilated depthwise convolutions: forward + backward of a (64, 16, 28, 28)
+    batch through the 5x5 one took 15 ms contiguous and 30 ms channels-last, the subsampled form a few ms.
+    """
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        p = self.padding
+        if (self.stride == (2, 2) and self.dilation == (2, 2) and self.padding_mode == "zeros"
+                and isinstance(p, tuple) and p[0] == p[1] and p[0] % 2 == 0):
+            return F.conv2d(x[:, :, ::2, ::2], weight, bias, 1, p[0] // 2, 1, self.groups)
+        return super()._conv_forward(x, weight, bias)
+
+
 class DilConv(nn.Sequential):
     """ReLU -> dilated depthwise conv -> pointwise conv -> BN."""
 
@@ -41,7 +60,7 @@ class DilConv(nn.Sequential):
                  affine: bool = True):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel_size, stride, padding, dilation=dilation, groups=c_in, bias=False),
+            DepthwiseConv2d(c_in, c_in, kernel_size, stride, padding, dilation=dilation, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
@@ -55,6 +74,30 @@ class SepConv(nn.Sequential):
             DilConv(c_in, c_in, kernel_size, stride, padding, 1, affine),
             DilConv(c_in, c_out, kernel_size, 1, padding, 1, affine),
         )
+
+
+class AvgPool3x3(nn.Module):
+    """DARTS' ``avg_pool_3x3``: the mean over each 3x3 window of the pixels inside the image (zero padding left out
+    of the count), i.e. ``nn.AvgPool2d(3, stride, padding=1, count_include_pad=False)``.
+
+    Computed as a depthwise convolution with a ones kernel divided by each window's pixel count: the same values up
+    to float rounding (|difference| <= 1 ulp), but PyTorch's CPU ``avg_pool2d`` with ``count_include_pad=False`` is
+    slow in channels-last layout (forward + backward of a (64, 8, 28, 28) batch: 11.4 ms, against 2.7 ms for the
+    convolution; ``benchmarks/results/throughput.md`` times whole networks). No parameters.
+    """
+
+    def __init__(self, stride: int = 1):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, (h, w) = x.shape[1], x.shape[-2:]
+        sums = F.conv2d(x, x.new_ones(c, 1, 3, 3), stride=self.stride, padding=1, groups=c)
+        counts = F.conv2d(x.new_ones(1, 1, h, w), x.new_ones(1, 1, 3, 3), stride=self.stride, padding=1)
+        return sums / counts
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}"
 
 
 class Zero(nn.Module):
@@ -93,7 +136,7 @@ OpFactory = Callable[[int, int, bool], nn.Module]
 
 OPS: dict[str, OpFactory] = {
     "none": lambda C, stride, affine: Zero(stride),
-    "avg_pool_3x3": lambda C, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
+    "avg_pool_3x3": lambda C, stride, affine: AvgPool3x3(stride),
     "max_pool_3x3": lambda C, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
     "skip_connect": lambda C, stride, affine: nn.Identity() if stride == 1 else FactorizedReduce(C, C, affine),
     "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine),
