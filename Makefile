@@ -9,7 +9,7 @@ FASHION_HINT := Fashion-MNIST is optional (configs/fashion.yaml): install it wit
 dataset-fashion-mnist' (Debian/Ubuntu), or put the four *-ubyte.gz files of \
 github.com/zalandoresearch/fashion-mnist in data/fashion-mnist/
 
-.PHONY: demo test lint clean venv data
+.PHONY: demo test lint clean venv data zoo gpu-check
 
 venv: $(STAMP)
 
@@ -32,6 +32,15 @@ data:
 	    dataset-fashion-mnist)) >/dev/null && echo "installed Fashion-MNIST in $(FASHION_DIR)" \
 	  || echo "apt-get could not install dataset-fashion-mnist. $(FASHION_HINT)"; \
 	else echo "$(FASHION_HINT)"; fi
+
+# The published Fashion-MNIST zoo (configs/zoo_fashion.yaml): trains, evaluates and publishes every model that is not
+# published yet (hours of CPU; it continues where it stopped). Needs Fashion-MNIST (make data).
+zoo: $(STAMP)
+	$(BIN)/wsr-bench --threads 1 zoo configs/zoo_fashion.yaml --out runs/zoo
+
+# The prepared GPU check (benchmarks/gpu_check.py, about 8 minutes on one GPU): writes gpu_check.json.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --out gpu_check.json
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

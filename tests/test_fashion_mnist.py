@@ -13,7 +13,7 @@ import wsr_bench.fashion_mnist as fm
 from wsr_bench.cli import main
 from wsr_bench.config import ConfigError, load_config
 from wsr_bench.data import STATS, DataError, as_tensors, load_dataset, make_loader
-from wsr_bench.models import REGISTERED_MODELS
+from wsr_bench.models import NON_DARTS_MODELS, REGISTERED_MODELS
 
 STEMS = [s for pair in fm.FILES.values() for s in pair]
 
@@ -146,7 +146,8 @@ def test_image_size_zero_is_refused():
 
 @pytest.mark.parametrize("name", REGISTERED_MODELS)
 def test_every_model_takes_one_channel(name):
-    model = timm.create_model(name, in_chans=1, init_channels=4, layers=3, num_classes=10,
+    sizing = {"width": 4} if name in NON_DARTS_MODELS else {"init_channels": 4, "layers": 3}
+    model = timm.create_model(name, in_chans=1, num_classes=10, **sizing,
                               mean=STATS["fashion_mnist"][0], std=STATS["fashion_mnist"][1]).eval()
     for side in (16, 28):
         out = model(torch.rand(2, 1, side, side))

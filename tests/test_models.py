@@ -7,7 +7,7 @@ import timm
 import torch
 
 import wsr_bench.models  # noqa: F401
-from wsr_bench.models import REGISTERED_MODELS, export_model, load_exported
+from wsr_bench.models import NON_DARTS_MODELS, REGISTERED_MODELS, export_model, load_exported
 from wsr_bench.models.catalog import create
 from wsr_bench.search_space import GenotypeError, known_genotypes
 
@@ -19,6 +19,11 @@ PAPER_IMAGENET_PARAMS_M = {"wsrnet_basic_imagenet": 13.1, "racl_imagenet": 12.0,
 
 def _params_m(model):
     return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+def _small(name, c):
+    """Sizing arguments of a small ``name``: C and cells for DARTS networks, the width for the others."""
+    return {"width": c} if name in NON_DARTS_MODELS else {"init_channels": c, "layers": 3 if c == 4 else 5}
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_PARAMS_M))
@@ -35,7 +40,7 @@ def test_golden_param_counts_imagenet(name):
 @pytest.mark.parametrize("name", REGISTERED_MODELS)
 def test_small_model_forward_backward(name):
     size = 64 if name.endswith("_imagenet") else 16
-    model = timm.create_model(name, init_channels=8, layers=5, num_classes=10)
+    model = timm.create_model(name, num_classes=10, **_small(name, 8))
     x = torch.rand(2, 3, size, size, requires_grad=True)
     out = model(x)
     assert out.shape == (2, 10)
@@ -47,9 +52,9 @@ def test_small_model_forward_backward(name):
 @pytest.mark.parametrize("name", REGISTERED_MODELS)
 def test_safetensors_round_trip_through_timm(name, tmp_path):
     size = 64 if name.endswith("_imagenet") else 16
-    model = timm.create_model(name, init_channels=4, layers=3, num_classes=10).eval()
+    model = timm.create_model(name, num_classes=10, **_small(name, 4)).eval()
     export_model(model, tmp_path / "m")
-    again = timm.create_model(name, init_channels=4, layers=3, num_classes=10, pretrained=True,
+    again = timm.create_model(name, num_classes=10, pretrained=True, **_small(name, 4),
                               pretrained_cfg_overlay=dict(file=str(tmp_path / "m" / "model.safetensors"))).eval()
     reloaded = load_exported(tmp_path / "m")
     x = torch.rand(2, 3, size, size)

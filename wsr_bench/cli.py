@@ -36,21 +36,35 @@ PAPER_EPS = ",".join(f"{e:.2f}" for e in PAPER_SPECTRUM)
 
 # ---------------------------------------------------------------------------------------------------- models
 def _add_models_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list every registered model with parameter count and source")
+    p = sub.add_parser("models", help="list every registered model with parameter count and source, and the "
+                                      "published pretrained tags")
     p.add_argument("--num-classes", type=int, default=10, help="classifier outputs used for the count")
     p.set_defaults(func=_cmd_models)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from wsr_bench.models.catalog import model_table
+    from wsr_bench.models.catalog import model_table, published_table
 
     rows = model_table(num_classes=args.num_classes)
     width = max(len(r["name"]) for r in rows)
-    print(f"{'model':<{width}}  {'C':>3} {'L':>3} {'params(M)':>9} {'paper(M)':>8}  source")
+    size = max(len(r["size"]) for r in rows)
+    print(f"{'model':<{width}}  {'size':<{size}} {'params(M)':>9} {'paper(M)':>8}  source")
     for r in rows:
         paper = "-" if r["paper_params_m"] is None else f"{r['paper_params_m']:.1f}"
-        print(f"{r['name']:<{width}}  {r['init_channels']:>3} {r['layers']:>3} {r['params_m']:>9.3f} {paper:>8}  "
-              f"{r['source']}")
+        print(f"{r['name']:<{width}}  {r['size']:<{size}} {r['params_m']:>9.3f} {paper:>8}  {r['source']}")
+    tags, total = published_table()
+    print(f"\npublished pretrained tags: {len(tags)}, weights {total / 1e6:.2f} MB in all "
+          "(timm.create_model(tag, pretrained=True))")
+    if tags:
+        name_w = max(len("tag"), *(len(t["name"]) for t in tags))
+        data_w = max(len("dataset"), *(len(str(t["dataset"])) for t in tags))
+        print(f"{'tag':<{name_w}}  {'params(M)':>9}  {'dataset':<{data_w}}  {'clean(%)':>8} {'avg rob(%)':>10}  recipe")
+        for t in tags:
+            params = "-" if t["params"] is None else f"{t['params'] / 1e6:.3f}"
+            clean, rob = (("-" if v is None else f"{100 * v:.2f}") for v in (t["clean_accuracy"],
+                                                                               t["avg_robust_accuracy"]))
+            print(f"{t['name']:<{name_w}}  {params:>9}  {t['dataset']!s:<{data_w}}  {clean:>8} {rob:>10}  "
+                  f"{t['recipe']}")
     return 0
 
 
@@ -63,6 +77,7 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="state dict to load first (.safetensors, or a torch file read weights_only)")
     p.add_argument("--init-channels", type=int, help="override C")
     p.add_argument("--layers", type=int, help="override the number of cells")
+    p.add_argument("--width", type=int, help="base channels of preact_resnet18 (64: the standard network)")
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--force", action="store_true", help="overwrite an existing export")
     p.set_defaults(func=_cmd_export)
@@ -76,9 +91,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / "model.safetensors").exists() and not args.force:
         raise ValueError(f"{out} already holds an exported model; pass --force to overwrite")
-    from wsr_bench.models import export_model, load_state_dict_file
+    from wsr_bench.models import NON_DARTS_MODELS, export_model, load_state_dict_file
 
-    model = create(args.model, init_channels=args.init_channels, layers=args.layers, num_classes=args.num_classes)
+    darts_sizing = args.init_channels is not None or args.layers is not None
+    if args.model.split(".")[0] in NON_DARTS_MODELS and darts_sizing:
+        raise ValueError(f"{args.model} is not a DARTS network: size it with --width, not --init-channels/--layers")
+    model = create(args.model, init_channels=args.init_channels, layers=args.layers, width=args.width,
+                   num_classes=args.num_classes)
     if args.weights:
         model.load_state_dict(load_state_dict_file(args.weights))
     export_model(model, out)
@@ -218,6 +237,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                                                    for a in acc) + f" {avg:>6}")
     print(f"\ndone in {time.perf_counter() - t0:.0f}s. Look at:\n  {res.genotype}\n  {res.model_dir}/\n"
           f"  {res.leaderboard}/README.md, index.html, curves.png")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- zoo
+def _add_zoo_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("zoo", help="train, evaluate (AutoAttack + PGD over the spectrum) and publish as timm "
+                                   "pretrained tags every model of the config's zoo section; published models "
+                                   "are skipped, so it continues where it stopped")
+    p.add_argument("config", help="experiment YAML with a zoo section, e.g. configs/zoo_fashion.yaml")
+    p.add_argument("--out", default="runs/zoo", help="run folder of the searches, trainings and evaluation states "
+                                                     "(default: runs/zoo)")
+    p.add_argument("--only", help="comma list of models to build (<architecture>.<tag> or architecture); another "
+                                  "process may build the others side by side")
+    p.add_argument("--cost", action="store_true", help="print the measured cost of the build so far (OUT/zoo.jsonl)")
+    _add_job_options(p, "train.epochs=2", resumable=False)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_zoo)
+
+
+def _cmd_zoo(args: argparse.Namespace) -> int:
+    from wsr_bench.config import load_config
+    from wsr_bench.zoo import build_zoo, zoo_cost
+
+    if args.cost:
+        cost = zoo_cost(args.out)
+        for name, c in cost["models"].items():
+            print(f"{name:<28} {c['cpu_seconds'] / 3600:6.2f} CPU-h  {c['wall_seconds'] / 3600:6.2f} h wall")
+        print(f"{'total':<28} {cost['cpu_seconds'] / 3600:6.2f} CPU-h  {cost['wall_seconds'] / 3600:6.2f} h wall")
+        return 0
+    cfg = load_config(args.config, _config_overrides(args))
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    stages = build_zoo(cfg, args.out, only=only, device=args.device, progress=not args.no_progress)
+    for s in stages:
+        state = "published before" if s.skipped else f"built in {s.cpu_seconds / 3600:.2f} CPU-h"
+        print(f"{s.name:<28} {state}  ({s.aa_entry}, {s.pgd_entry})")
+    print(f"leaderboard: {cfg.zoo.leaderboard}/README.md; weights: wsr-bench models")
     return 0
 
 
@@ -369,6 +424,7 @@ _PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_train_parser,
     _add_search_parser,
     _add_run_parser,
+    _add_zoo_parser,
     _add_eval_parser,
     _add_leaderboard_parser,
 )

@@ -25,6 +25,7 @@ from wsr_bench.rules import (
     GENOTYPE_OF,
     GENOTYPE_RULES,
     MEMORY_FORMATS,
+    NON_DARTS_MODELS,
     RECIPES,
     SEARCH_METHODS,
     STRENGTH_FEEDS,
@@ -301,8 +302,57 @@ class RunConfig:
     leaderboard_reference: bool = True  # place RobustBench's published numbers beside ours in the leaderboard
 
     def validate(self) -> None:
+        known = (*GENOTYPE_OF, *NON_DARTS_MODELS)
         for name in self.baselines:
-            _check(name in GENOTYPE_OF, f"run.baselines: unknown model {name!r}; known: {', '.join(GENOTYPE_OF)}")
+            _check(name in known, f"run.baselines: unknown model {name!r}; known: {', '.join(known)}")
+
+
+@dataclass
+class ZooModelConfig:
+    """One published model of the zoo: ``<architecture>.<tag>`` (a timm pretrained tag)."""
+
+    architecture: str               # a registered model (wsrnet_basic, racl, preact_resnet18, ...) or wsrnet
+    tag: str = "fmnist_pgd"         # pretrained tag; the weights ship as <architecture>.<tag>
+    recipe: str | None = None       # training recipe (null: train.recipe), e.g. clean for the non-robust reference
+    genotype: str | None = None     # wsrnet only: "search" (the cell this config's search finds) or a genotype.json
+    width: int | None = None        # preact_resnet18 only: base channels (64 is the standard network)
+
+    def validate(self) -> None:
+        _check(bool(self.architecture) and bool(self.tag) and "." not in self.tag,
+               f"zoo.models: architecture and tag must be set (tag without '.'), got {self.architecture!r}."
+               f"{self.tag!r}")
+        if self.recipe is not None:
+            check_choice(self.recipe, RECIPES, "zoo.models[].recipe", error=ConfigError)
+        _check((self.genotype is not None) == (self.architecture == "wsrnet"),
+               f"zoo.models: architecture wsrnet needs genotype: search (or a genotype.json), and only wsrnet takes "
+               f"one; got {self.architecture} with genotype {self.genotype!r}")
+        _check(self.width is None or self.width >= 2, f"zoo.models[].width must be >= 2, got {self.width}")
+
+    @property
+    def name(self) -> str:
+        """``<architecture>.<tag>``: the timm name the weights are published under and the leaderboard row."""
+        return f"{self.architecture}.{self.tag}"
+
+
+@dataclass
+class ZooConfig:
+    """``wsr-bench zoo CONFIG``: train, evaluate and publish every listed model (each skipped once published)."""
+
+    models: list[ZooModelConfig] = field(default_factory=list)  # the zoo, in build order
+    leaderboard: str = "leaderboard"  # leaderboard folder the entries go to (then rebuilt)
+    weights_dir: str | None = None  # where the weights and manifest.json go (null: the package's wsr_bench/weights)
+    autoattack_examples: int = 1000  # first N test images for the AutoAttack sweep (the main table)
+    pgd_examples: int | None = None  # first N test images for the PGD sweep (null: the whole test split)
+    pgd_steps: int = 20             # PGD iterations of that sweep
+    license: str = "mit"            # licence of the published weights
+
+    def validate(self) -> None:
+        for m in self.models:
+            m.validate()
+        names = [m.name for m in self.models]
+        _check(len(set(names)) == len(names), f"zoo.models lists a name twice: {names}")
+        _check(self.autoattack_examples >= 1 and self.pgd_steps >= 1 and (self.pgd_examples or 1) >= 1,
+               "zoo.autoattack_examples, zoo.pgd_examples and zoo.pgd_steps must be >= 1")
 
 
 @dataclass
@@ -318,6 +368,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    zoo: ZooConfig = field(default_factory=ZooConfig)
 
     def validate(self) -> None:
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from wsr_bench.epsilon import check_eps
 
 __all__ = ["AMP_MODES", "ATTACK_NAMES", "DATASETS", "DEFAULT_SWEEP", "ESTIMATORS", "GENOTYPE_OF", "GENOTYPE_RULES",
-           "IMAGENET_MODELS", "KEYWORDS", "MEMORY_FORMATS", "NORMS", "OBJECTIVE_FORMS", "RECIPES", "SEARCH_METHODS",
-           "STRENGTH_FEEDS",
-           "SWEEPS", "VLE_OUTPUTS", "Wording", "check_choice", "check_dataset", "check_objective", "check_recipe",
-           "check_warm_start", "normalize_attack_name", "normalize_attacks", "normalize_norm", "normalize_sweep"]
+           "IMAGENET_MODELS", "KEYWORDS", "MEMORY_FORMATS", "NON_DARTS_MODELS", "NORMS", "OBJECTIVE_FORMS", "RECIPES",
+           "SEARCH_METHODS", "STRENGTH_FEEDS", "SWEEPS", "VLE_OUTPUTS", "Wording", "check_choice", "check_dataset",
+           "check_objective", "check_recipe", "check_warm_start", "normalize_attack_name", "normalize_attacks",
+           "normalize_norm", "normalize_sweep"]
 
 #: Datasets ``wsr_bench.data.load_dataset`` can load (``data.name``).
 DATASETS: tuple[str, ...] = ("digits", "synthetic", "cifar10", "cifar100", "svhn", "fashion_mnist")
@@ -40,6 +40,8 @@ GENOTYPE_OF: dict[str, str] = {
 }
 #: models also registered in an ImageNet shape (``<name>_imagenet``).
 IMAGENET_MODELS: tuple[str, ...] = ("wsrnet_basic", "racl", "advrush")
+#: registered timm models outside the DARTS space: no genotype, sized by ``width`` (not ``init_channels``/``layers``).
+NON_DARTS_MODELS: tuple[str, ...] = ("preact_resnet18",)
 
 #: adversarial training recipes (``train.recipe``; ``wsr_bench.train.recipes`` says what each does).
 RECIPES: tuple[str, ...] = ("pgd", "trades", "fgsm_rs", "multi", "clean")

@@ -1,5 +1,6 @@
 """Resolve ``wsr-bench eval --model`` specs to a model taking [0,1] images: an exported model folder, a RobustBench
-zoo name (``robustbench:<Name>``, local checkpoint only) or a timm name (our ``wsrnet_*`` and friends included).
+zoo name (``robustbench:<Name>``, local checkpoint only) or a timm name (our ``wsrnet_*`` and friends included, and
+their published pretrained tags ``<architecture>.<tag>``, loaded with their weights at their native size).
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def load_eval_model(
     """Load the model named by ``spec`` in eval mode on ``device``.
 
     Args:
-        spec: ``path/to/exported_folder``, ``robustbench:<Name>`` or a timm model name.
+        spec: ``path/to/exported_folder``, ``robustbench:<Name>``, a timm model name or a published pretrained tag
+            (``wsrnet_basic.fmnist_pgd``: its weights, built with its own mean/std; ``num_classes``/``in_chans``
+            must match it).
         checkpoint: optional weights (.safetensors, or a torch file read with ``weights_only=True``) loaded on top.
         model_dir: RobustBench checkpoint root (``<model_dir>/<dataset>/<threat_model>/<Name>.pt``).
         dataset, threat_model: select the RobustBench zoo; ``num_classes``/``in_chans``/``mean``/``std`` size a
@@ -98,7 +101,8 @@ def check_model_spec(spec: str, *, model_dir: str | Path = "models", dataset: st
     """Validate a model spec without building anything (cheap; run it before loading data or evaluating).
 
     Raises:
-        ValueError: unknown timm or RobustBench name (with close matches).
+        ValueError: unknown timm or RobustBench name (with close matches), or an unknown pretrained tag of one of
+            our architectures (listing its published tags).
         FileNotFoundError: missing exported folder files or RobustBench checkpoint (naming the expected file).
     """
     spec = str(spec).strip()
@@ -121,7 +125,10 @@ def check_model_spec(spec: str, *, model_dir: str | Path = "models", dataset: st
 
 def exported_image_size(spec: str | Path) -> int | None:
     """The image side an exported model folder was trained at (``config.json`` -> ``wsr_bench.image_size``, written
-    by ``wsr-bench train``/``run``); None for other specs or exports that do not record it."""
+    by ``wsr-bench train``/``run``), or a published pretrained tag's (its cfg's ``input_size``); None for other specs
+    or exports that do not record it."""
+    if not Path(str(spec).strip()).is_dir():
+        return published_image_size(spec)
     path = Path(str(spec).strip()) / "config.json"
     try:
         size = json.loads(path.read_text()).get("wsr_bench", {}).get("image_size")
@@ -130,11 +137,37 @@ def exported_image_size(spec: str | Path) -> int | None:
     return int(size) if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
 
 
+def published_image_size(spec: str | Path) -> int | None:
+    """The image side of a published pretrained tag (``wsrnet_basic.fmnist_pgd`` -> 28, from its timm cfg's
+    ``input_size``); None for any other spec."""
+    name = str(spec).strip()
+    if "." not in name or "/" in name:
+        return None
+    import timm
+
+    from wsr_bench.models import pretrained
+
+    if not pretrained.is_published(name):
+        return None
+    cfg = timm.models.get_pretrained_cfg(name)
+    return int(cfg.input_size[-1]) if cfg is not None else pretrained.published_image_size(name)
+
+
+def _ours(arch: str) -> bool:
+    import wsr_bench.models as wsr_models
+
+    return arch in wsr_models.REGISTERED_MODELS or arch == "wsrnet"
+
+
 def _check_timm_name(name: str) -> None:
     import timm
 
     import wsr_bench.models as wsr_models
+    from wsr_bench.models import pretrained
 
+    arch, tag = pretrained.split_name(name)
+    if tag is not None and _ours(arch):
+        pretrained.check_name(name)  # unknown tag: one line listing the architecture's published tags
     if not timm.is_model(name):
         known = list(wsr_models.REGISTERED_MODELS) + timm.list_models()
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
@@ -158,9 +191,18 @@ def _load_folder(folder: Path) -> LoadedModel:
 def _load_timm(name: str, num_classes: int, in_chans: int, mean, std) -> LoadedModel:
     import timm
 
-    import wsr_bench.models as wsr_models
+    from wsr_bench.models import pretrained
 
-    ours = name in wsr_models.REGISTERED_MODELS
+    arch, _ = pretrained.split_name(name)
+    ours = _ours(arch)
+    if ours and pretrained.is_published(name):  # its weights, its own mean/std, at its own size
+        record = pretrained.published_tags()[name]
+        if (record["num_classes"], record["input_size"][0]) != (num_classes, in_chans):
+            raise ValueError(f"{name} was trained on {record.get('dataset')} ({record['input_size'][0]} channel(s), "
+                             f"{record['num_classes']} classes); this dataset has {in_chans} channel(s) and "
+                             f"{num_classes} classes")
+        model = timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_chans)
+        return LoadedModel(model, name, arch, "timm", 0)
     kwargs: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_chans}
     if ours and mean is not None and std is not None:
         kwargs.update(mean=tuple(mean), std=tuple(std))
@@ -169,7 +211,7 @@ def _load_timm(name: str, num_classes: int, in_chans: int, mean, std) -> LoadedM
         cfg = getattr(model, "pretrained_cfg", {}) or {}
         model = _Normalized(model, tuple(mean or cfg.get("mean", (0.5,) * in_chans)),
                             tuple(std or cfg.get("std", (0.5,) * in_chans)))
-    return LoadedModel(model, name, name, "timm", 0)
+    return LoadedModel(model, name, arch if ours else name, "timm", 0)
 
 
 def _load_weights(model: nn.Module, checkpoint: str | Path) -> None:

@@ -1,28 +1,38 @@
 """``wsr-bench leaderboard build ROOT``: entries in, README.md + index.html + curves.png + leaderboard.csv out.
 
-Reads ``ROOT/entries/**/*.json``, adds RobustBench's published rows for the same datasets/threat models (packaged
-reference data, plus ``ROOT/reference/<dataset>/<threat>/*.json`` when present), and writes every output
-atomically. Generated files are never edited by hand; rebuild instead.
+Reads ``ROOT/entries/**/*.json``, adds published rows for the same datasets/threat models (RobustBench's packaged
+reference data, plus ``ROOT/reference/<dataset>/<threat>/*.json`` when present: overrides and papers' numbers), and
+writes every output atomically. Generated files are never edited by hand; rebuild instead.
+
+One section per dataset, threat model and evaluation suite (``evaluation["suite"]`` of an entry). In README.md,
+each section with at least two of our entries is followed by paired comparisons of its rows against its top row
+(:func:`paired_comparisons`, the text of ``wsr-bench leaderboard compare``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from wsr_bench import __version__
 from wsr_bench.io import atomic_write_text, atomic_write_with
+from wsr_bench.leaderboard.compare import ComparisonError, compare_entries, format_comparison
 from wsr_bench.leaderboard.curves import write_curves
 from wsr_bench.leaderboard.html import render_index
-from wsr_bench.leaderboard.io import load_entries
-from wsr_bench.leaderboard.reference import SOURCE_LABEL, load_references, provenance
+from wsr_bench.leaderboard.io import load_entries_with_paths
+from wsr_bench.leaderboard.reference import load_references, provenance
 from wsr_bench.leaderboard.schema import LeaderboardEntry
 from wsr_bench.leaderboard.tables import (
     AVG_HEADER,
     MARK_LEGEND,
     leaderboard_frame,
     markdown_table,
+    published_sources,
+    reference_note,
+    section_entries,
     sections,
     select_references,
 )
@@ -47,21 +57,83 @@ def _provenance_text() -> str:
     return f"{p.get('source', '?')} at commit {p.get('commit', '?')}, {p.get('path', '')} ({p.get('license', '')})"
 
 
-def build_readme(df, entries: list[LeaderboardEntry], title: str) -> str:
-    """The Markdown page: explanation, curves image, one table per dataset/threat model, provenance."""
+def _inline(text: object) -> str:
+    """Untrusted text in running Markdown: one line, HTML metacharacters and Markdown punctuation escaped."""
+    s = " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_\[\]|])", r"\\\1", s)
+
+
+def _code_span(text: str) -> str:
+    """``text`` as an inline code span that no backtick inside it can close early."""
+    text = " ".join(str(text).split())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _fenced(text: str) -> list[str]:
+    """``text`` in a fenced code block whose fence is longer than any backtick run inside it."""
+    fence = "`" * max(3, max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    return [f"{fence}text", text, fence]
+
+
+def paired_comparisons(entries: Sequence[LeaderboardEntry], names: Sequence[str]) -> str:
+    """Markdown block comparing every other row of a section with its top row, image by image.
+
+    Args:
+        entries: the section's entries in table order; ``entries[0]`` is the top row.
+        names: how to name each entry (the build uses its path relative to the leaderboard folder).
+
+    Returns:
+        A heading line, then for each row evaluated on the same images as the top row the text of
+        ``wsr-bench leaderboard compare TOP ROW`` (:func:`~wsr_bench.leaderboard.compare.format_comparison`) in a
+        fenced code block, then one line per row that could not be paired saying why (other images, no per-sample
+        results, no common eps). Empty when the section has fewer than two entries.
+    """
+    if len(entries) < 2:
+        return ""
+    top, top_name = entries[0], names[0]
+    lines = [f"**Paired comparisons against the top row** ({_inline(top.model)}, {_code_span(top_name)}), as "
+             "`wsr-bench leaderboard compare` prints them (A is the top row):", ""]
+    skipped = []
+    for other, name in zip(entries[1:], names[1:], strict=True):
+        pair = (top_name, name)
+        try:
+            rows = compare_entries(top, other, pair)
+        except ComparisonError as exc:
+            skipped.append(f"- {_inline(other.model)} ({_code_span(name)}): not compared: {_inline(exc)}")
+            continue
+        lines += [*_fenced(format_comparison(top, other, rows, pair)), ""]
+    if skipped:
+        lines += [*skipped, ""]
+    return "\n".join(lines[:-1])
+
+
+def build_readme(df, entries: list[LeaderboardEntry], title: str, names: Sequence[str] | None = None) -> str:
+    """The Markdown page: explanation, curves image, one table per section (dataset/threat model/suite), each
+    followed by its paired comparisons against the top row when it has at least two of our entries, provenance.
+
+    ``names``: one per entry, how the comparisons name it (default: the model names).
+    """
+    names = [e.model for e in entries] if names is None else list(names)
     lines = [f"# {title}", "",
              "<!-- generated by `wsr-bench leaderboard build`; do not edit by hand -->", "",
              "Robust accuracy (%) over the perturbation strength eps (Linf eps on the [0,1] image scale; worst case "
              f"over the attacks, per sample). `{AVG_HEADER}` is the mean over the paper's spectrum; AUC is the "
              "normalised area under the curve from eps 0 (clean) to the largest evaluated eps. "
-             f"Rows marked *{SOURCE_LABEL}* are RobustBench's leaderboard numbers at their single eps.", "",
+             + reference_note(published_sources(df)), "",
              MARK_LEGEND + " Shaded bands in the plot are the same intervals.", "",
              "![robustness curves](curves.png)", ""]
     if not entries:
         lines += ["No entries yet: add `entries/<dataset>/<threat>/<model>.json` (e.g. with `wsr-bench eval ... "
                   "--out`) and rebuild.", ""]
+    ours = dict(section_entries(entries))
     for name, part in sections(df):
-        lines += [f"## {name}", "", markdown_table(part), ""]
+        heading = name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        lines += [f"## {heading}", "", markdown_table(part), ""]
+        block = paired_comparisons([entries[i] for i in ours.get(name, [])], [names[i] for i in ours.get(name, [])])
+        if block:
+            lines += [block, ""]
     lines += [f"RobustBench reference data: {_provenance_text()}.", ""]
     return "\n".join(lines)
 
@@ -73,7 +145,7 @@ def build_leaderboard(root: str | Path, *, reference_top: int = 10,
     Args:
         root: leaderboard folder holding ``entries/`` (and optionally ``reference/``).
         reference_top: RobustBench rows shown per dataset/threat model (the most robust ones, plus any model we
-            evaluated via ``robustbench:<Name>``).
+            evaluated via ``robustbench:<Name>``); rows from other sources (papers) are all shown.
         title: page title.
 
     Raises:
@@ -81,14 +153,16 @@ def build_leaderboard(root: str | Path, *, reference_top: int = 10,
         ValueError: a malformed entry (the message names the file).
     """
     root = Path(root)
-    entries = load_entries(root)
+    loaded = load_entries_with_paths(root)
+    entries = [e for _, e in loaded]
+    names = [p.relative_to(root).as_posix() for p, _ in loaded]
     refs = select_references(entries, load_references(extra_dir=root / "reference"), top=reference_top)
     df = leaderboard_frame(entries, refs)
     out = BuildResult(root / "README.md", root / "index.html", root / "curves.png", root / "leaderboard.csv",
                       len(entries), len(refs))
-    atomic_write_text(out.readme, build_readme(df, entries, title))
+    atomic_write_text(out.readme, build_readme(df, entries, title, names))
     atomic_write_text(out.index, render_index(df, title=title, provenance=_provenance_text(), version=__version__))
     write_curves(out.curves, entries, refs)
     atomic_write_with(out.csv, lambda tmp: df.to_csv(tmp, index=False))
-    logger.info("built leaderboard in %s: %d entries, %d RobustBench rows", root, len(entries), len(refs))
+    logger.info("built leaderboard in %s: %d entries, %d published rows", root, len(entries), len(refs))
     return out

@@ -117,12 +117,13 @@ class Mark:
 
 def top_marks(entries: Sequence[LeaderboardEntry]) -> list[dict[str, Mark]]:
     """Per entry (same order), per worst-case eps label: its :class:`Mark` against the best entry of its
-    dataset/threat model at that eps. A row is *tied* with the best when the two-sided McNemar p >= ``ALPHA``
-    (paired) or when its interval's upper end reaches the best row's lower end (overlap)."""
+    leaderboard section (dataset, threat model and evaluation suite, :attr:`LeaderboardEntry.suite`) at that eps.
+    A row is *tied* with the best when the two-sided McNemar p >= ``ALPHA`` (paired) or when its interval's upper
+    end reaches the best row's lower end (overlap). Rows of different sections are never compared."""
     marks: list[dict[str, Mark]] = [{} for _ in entries]
-    sections: dict[tuple[str, str], list[int]] = {}
+    sections: dict[tuple[str, str, str], list[int]] = {}
     for i, e in enumerate(entries):
-        sections.setdefault((e.dataset, e.threat_model), []).append(i)
+        sections.setdefault((e.dataset, e.threat_model, e.suite), []).append(i)
     for members in sections.values():
         labels = {lab for i in members for lab in entries[i].worst_case.eps_label}
         for label in labels:

@@ -19,7 +19,10 @@ from wsr_bench.leaderboard.tables import (
     detail_column,
     eps_columns,
     is_missing,
+    is_reference_row,
     percent,
+    published_sources,
+    reference_note,
     sections,
 )
 
@@ -78,14 +81,20 @@ def _section_view(name: str, part: pd.DataFrame) -> dict[str, Any]:
                   _cell("" if is_missing(n) else int(n), n)]
         flagged = not is_missing(r["sanity"]) and r["sanity"] not in ("ok", "")
         cells.append(_cell(r["sanity"], is_text=True, flag=flagged))
-        rows.append({"cells": cells, "reference": r["source"] == SOURCE_LABEL, "title": r["provenance"] or ""})
+        rows.append({"cells": cells, "reference": is_reference_row(r), "title": r["provenance"] or ""})
     return {"name": name, "columns": columns, "rows": rows}
 
 
 def render_index(df: pd.DataFrame, *, title: str = "wsr-bench wide-spectrum leaderboard",
                  curves_png: str = "curves.png", provenance: str = "", version: str = "") -> str:
-    """The HTML page for the leaderboard frame ``df`` (see :func:`wsr_bench.leaderboard.tables.leaderboard_frame`)."""
+    """The HTML page for the leaderboard frame ``df`` (see :func:`wsr_bench.leaderboard.tables.leaderboard_frame`).
+
+    When published rows from sources other than RobustBench (papers) are shown, the legend says what they are.
+    """
     views = [_section_view(name, part) for name, part in sections(df)] if not df.empty else []
+    shown = published_sources(df)
+    papers = any(source != SOURCE_LABEL for source in shown)
+    legend = MARK_LEGEND + (" " + reference_note(shown, markdown=False) if papers else "")
     return _env().get_template(TEMPLATE).render(title=title, sections=views, curves_png=curves_png,
                                                 avg_header=AVG_HEADER, provenance=provenance, version=version,
-                                                legend=MARK_LEGEND)
+                                                legend=legend)

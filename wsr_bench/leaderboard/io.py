@@ -68,12 +68,22 @@ def load_entry(path: str | Path) -> LeaderboardEntry:
         raise ValueError(f"{path}: {exc}") from None
 
 
-def load_entries(root: str | Path) -> list[LeaderboardEntry]:
-    """All entries under ``root/entries/**/*.json`` (sorted by path)."""
+def load_entries_with_paths(root: str | Path) -> list[tuple[Path, LeaderboardEntry]]:
+    """All entries under ``root/entries/**/*.json`` with their files (sorted by path).
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        ValueError: a malformed entry (the message names the file).
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"leaderboard folder {root} does not exist")
-    return [load_entry(p) for p in sorted((root / "entries").glob("**/*.json"))]
+    return [(p, load_entry(p)) for p in sorted((root / "entries").glob("**/*.json"))]
+
+
+def load_entries(root: str | Path) -> list[LeaderboardEntry]:
+    """All entries under ``root/entries/**/*.json`` (sorted by path)."""
+    return [entry for _, entry in load_entries_with_paths(root)]
 
 
 def slug(text: str) -> str:

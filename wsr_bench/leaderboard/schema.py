@@ -249,6 +249,10 @@ class LeaderboardEntry:
         evaluation: how it was evaluated (steps, sweep, passes, wall time...); source: who produced the numbers.
         samples: the evaluated images and each one's worst-case breaking eps (None for entries without them,
             e.g. schema version 1 files); the worst-case curve and clean accuracy must agree with it.
+
+    ``evaluation["suite"]`` (optional, a short display string such as ``"PGD-20, all 10,000 test images"``) names
+    the evaluation suite: the leaderboard gives each dataset/threat model/suite its own section (see
+    :attr:`suite`). Entries without it form the dataset/threat model's main section, as before suites existed.
     """
 
     model: str
@@ -293,6 +297,10 @@ class LeaderboardEntry:
         if self.samples is not None:
             self.samples = self.samples if isinstance(self.samples, Samples) else Samples.from_dict(self.samples)
             self._check_samples()
+        suite = self.evaluation.get("suite") if isinstance(self.evaluation, dict) else None
+        if suite is not None and not isinstance(suite, str):
+            raise SchemaError(f"evaluation.suite must be a string (e.g. \"PGD-20, all 10,000 test images\"), "
+                              f"got {suite!r:.80}")
 
     def _fill_intervals(self) -> None:
         for curve in self.curves.values():
@@ -318,6 +326,12 @@ class LeaderboardEntry:
                 what = "clean accuracy" if eps == 0.0 else f"worst-case accuracy at eps {eps:g}"
                 raise SchemaError(f"samples.break_eps give {what} {measured:.6f}, but the entry says {acc:.6f}")
         s.check_evidence(self.worst_case.eps)
+
+    @property
+    def suite(self) -> str:
+        """The evaluation suite (``evaluation["suite"]``, whitespace collapsed; ``""`` when not set): entries of one
+        dataset and threat model but different suites go to different leaderboard sections."""
+        return " ".join(str(self.evaluation.get("suite") or "").split())
 
     @property
     def worst_case(self) -> Curve:

@@ -1,15 +1,22 @@
-"""Leaderboard tables (pandas): one row per evaluated model, one column per eps, RobustBench rows beside ours.
+"""Leaderboard tables (pandas): one row per evaluated model, one column per eps, published rows beside ours.
+
+Sections: one per dataset, threat model and evaluation suite (:attr:`LeaderboardEntry.suite`, from
+``evaluation["suite"]``); a suite's section comes right after the suite-less section of its dataset/threat model,
+which alone holds the published rows (RobustBench's leaderboard and papers, see
+:mod:`wsr_bench.leaderboard.reference`).
 
 Accuracy columns are named ``acc@<eps label>`` (``acc@8/255``, ``acc@0.03``) and ordered by eps. Our rows carry the
-worst-case curve; RobustBench's published rows carry their single robust accuracy in the column of their eps.
+worst-case curve; published rows carry their single robust accuracy in the column of their eps.
 Each accuracy column is followed by its details: ``ci_low@``/``ci_high@`` (95% Clopper-Pearson interval),
 ``tied@`` (``"best"``, ``"paired"`` or ``"overlap"`` when the row is not significantly below the best of our rows
-at that eps, ``""`` when it is, missing for RobustBench rows) and ``test@`` (the decision in words); see
+at that eps, ``""`` when it is, missing for published rows) and ``test@`` (the decision in words); see
 :func:`wsr_bench.leaderboard.compare.top_marks`.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable, Sequence
 
 import pandas as pd
@@ -29,9 +36,20 @@ TAIL_COLUMNS = ["avg", "auc", "sanity", "date", "provenance"]
 AVG_HEADER = "avg(" + ",".join(f"{e:g}" for e in PAPER_SPECTRUM) + ")"
 
 
-def section_name(dataset: str, threat_model: str) -> str:
-    """Section title of one dataset/threat-model pair."""
-    return f"{dataset} / {threat_model}"
+def section_name(dataset: str, threat_model: str, suite: str = "") -> str:
+    """Section title of one dataset/threat model (``"cifar10 / Linf"``) and evaluation suite, when there is one
+    (``"fashion_mnist / Linf / PGD-20, all 10,000 test images"``)."""
+    base = f"{dataset} / {threat_model}"
+    return f"{base} / {suite}" if suite else base
+
+
+def section_key(dataset: str, threat_model: str, section: str) -> tuple[str, str]:
+    """Page order of a section: ``(dataset / threat model title, suite)``, so a dataset/threat model's suite-less
+    section comes first and its suites follow it (alphabetically)."""
+    base = section_name(dataset, threat_model)
+    if section == base:
+        return base, ""
+    return (base, section[len(base) + 3:]) if section.startswith(base + " / ") else (section, "")
 
 
 def _describe(mark: Mark) -> str:
@@ -45,12 +63,12 @@ def _describe(mark: Mark) -> str:
 
 
 def _entry_row(e: LeaderboardEntry, marks: dict[str, Mark]) -> dict:
-    row = {"section": section_name(e.dataset, e.threat_model), "dataset": e.dataset, "threat_model": e.threat_model,
-           "model": e.model, "source": e.source, "architecture": e.architecture, "params": e.params,
-           "training": e.training, "n_examples": e.n_examples, "clean": e.clean_accuracy,
+    row = {"section": section_name(e.dataset, e.threat_model, e.suite), "dataset": e.dataset,
+           "threat_model": e.threat_model, "model": e.model, "source": e.source, "architecture": e.architecture,
+           "params": e.params, "training": e.training, "n_examples": e.n_examples, "clean": e.clean_accuracy,
            "clean_ci_low": e.clean_accuracy_ci[0], "clean_ci_high": e.clean_accuracy_ci[1],
            "avg": e.avg_robust_accuracy, "auc": e.auc, "sanity": ", ".join(e.flags) if e.flags else "ok",
-           "date": e.date, "provenance": ""}
+           "date": e.date, "provenance": "", "_suite": e.suite}
     wc = e.worst_case
     for eps, acc, low, high in zip(wc.eps, wc.accuracy, wc.ci_low, wc.ci_high, strict=True):
         label = eps_label(eps)
@@ -61,17 +79,41 @@ def _entry_row(e: LeaderboardEntry, marks: dict[str, Mark]) -> dict:
     return row
 
 
+_FILE_SEP = " (file "
+
+
+def reference_training(r: ReferenceEntry) -> str:
+    """The ``training`` cell of a published row: the paper's title, how the model was trained when the file says,
+    and the attack behind the number when the file names it (``"Title: PGD AT (attack: PGD-20)"``)."""
+    text = f"{r.paper}: {r.training}" if r.paper and r.training else (r.paper or r.training)
+    if not r.attack:
+        return text
+    return f"{text} (attack: {r.attack})" if text else f"attack: {r.attack}"
+
+
+def reference_provenance(r: ReferenceEntry) -> str:
+    """The ``provenance`` cell of a published row: the file it was read from; for a source other than RobustBench,
+    the cited link first (``"https://... (file reference/...json)"``)."""
+    if r.source == SOURCE_LABEL or not r.link:
+        return r.provenance
+    where = f"; read at: {r.where}" if r.where else ""
+    return f"{r.link}{_FILE_SEP}{r.provenance}{where})"
+
+
 def _reference_row(r: ReferenceEntry) -> dict:
     return {"section": section_name(r.dataset, r.threat_model), "dataset": r.dataset, "threat_model": r.threat_model,
-            "model": r.model, "source": SOURCE_LABEL, "architecture": r.architecture, "params": None,
-            "training": r.paper, "n_examples": None, "clean": r.clean_accuracy, "avg": None, "auc": None,
-            "sanity": "", "date": "", "provenance": r.provenance, EPS_PREFIX + r.eps_label: r.robust_accuracy}
+            "model": r.model, "source": r.source, "architecture": r.architecture, "params": None,
+            "training": reference_training(r), "n_examples": None, "clean": r.clean_accuracy, "avg": None,
+            "auc": None, "sanity": "", "date": "", "provenance": reference_provenance(r), "_suite": "",
+            EPS_PREFIX + r.eps_label: r.robust_accuracy}
 
 
 def select_references(entries: Sequence[LeaderboardEntry], references: Iterable[ReferenceEntry],
                       top: int = 10) -> list[ReferenceEntry]:
-    """RobustBench rows worth showing: for each dataset/threat model we have entries for, the ``top`` most robust
-    published models plus every model we evaluated ourselves through ``robustbench:<Name>``."""
+    """Published rows worth showing, for each dataset/threat model we have entries for (in any suite): the ``top``
+    most robust RobustBench rows, every RobustBench model we evaluated ourselves through ``robustbench:<Name>``,
+    and every row from another source (a paper's number: :attr:`ReferenceEntry.source` is not
+    :data:`SOURCE_LABEL`). Per dataset/threat model, most robust first."""
     sections = {(e.dataset, e.threat_model) for e in entries}
     ours = {e.model.removeprefix("robustbench:") for e in entries}
     by_section: dict[tuple[str, str], list[ReferenceEntry]] = {}
@@ -81,8 +123,37 @@ def select_references(entries: Sequence[LeaderboardEntry], references: Iterable[
     chosen: list[ReferenceEntry] = []
     for rows in by_section.values():
         rows.sort(key=lambda r: (-r.robust_accuracy, r.model))
-        chosen += [r for i, r in enumerate(rows) if i < top or r.model in ours]
+        n_robustbench = 0
+        for r in rows:
+            if r.source != SOURCE_LABEL:
+                chosen.append(r)
+                continue
+            if n_robustbench < top or r.model in ours:
+                chosen.append(r)
+            n_robustbench += 1
     return chosen
+
+
+def entry_sort_key(e: LeaderboardEntry) -> float:
+    """What orders our rows in a section (larger first): the paper-spectrum average, else the AUC, else -1."""
+    for value in (e.avg_robust_accuracy, e.auc):
+        if value is not None and not math.isnan(value):
+            return float(value)
+    return -1.0
+
+
+def section_entries(entries: Sequence[LeaderboardEntry]) -> list[tuple[str, list[int]]]:
+    """``[(section, indices into entries)]``: our entries per section, sections in page order (as
+    :func:`sections`), entries in table order (as :func:`leaderboard_frame`: best average first, then by model, then
+    as given), so ``indices[0]`` is the section's top row."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, e in enumerate(entries):
+        groups.setdefault((section_name(e.dataset, e.threat_model), e.suite), []).append(i)
+    out = []
+    for base, suite in sorted(groups):
+        members = sorted(groups[(base, suite)], key=lambda i: (-entry_sort_key(entries[i]), entries[i].model))
+        out.append((f"{base} / {suite}" if suite else base, members))
+    return out
 
 
 def eps_columns(df: pd.DataFrame) -> list[str]:
@@ -97,33 +168,73 @@ def detail_column(acc_column: str, prefix: str) -> str:
 
 
 def leaderboard_frame(entries: Sequence[LeaderboardEntry], references: Iterable[ReferenceEntry] = ()) -> pd.DataFrame:
-    """One row per entry and reference, sorted by section, then ours (best average first), then RobustBench's."""
+    """One row per entry and reference, sorted by section (in page order, see :func:`section_key`), then ours (best
+    average first), then the published rows (most robust first)."""
     marks = top_marks(entries)
     rows = [_entry_row(e, m) for e, m in zip(entries, marks, strict=True)] + [_reference_row(r) for r in references]
-    df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=INFO_COLUMNS + TAIL_COLUMNS)
+    df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=INFO_COLUMNS + TAIL_COLUMNS + ["_suite"])
     for col in INFO_COLUMNS + TAIL_COLUMNS + [detail_column(c, p) for c in eps_columns(df) for p in DETAIL_PREFIXES]:
         if col not in df.columns:
             df[col] = None
     per_eps = [col for c in eps_columns(df) for col in (c, *(detail_column(c, p) for p in DETAIL_PREFIXES))]
-    df = df[INFO_COLUMNS + per_eps + TAIL_COLUMNS]
+    df = df[INFO_COLUMNS + per_eps + TAIL_COLUMNS + ["_suite"]]
     df = df.astype({"params": "Int64", "n_examples": "Int64"})
     if df.empty:
-        return df
-    is_ref = df["source"] == SOURCE_LABEL
+        return df.drop(columns=["_suite"])
+    is_ref = df["n_examples"].isna()  # published rows have no evaluation size; every entry has one
     ref_acc = df[eps_columns(df)].max(axis=1, skipna=True).where(is_ref)
     key = df["avg"].fillna(df["auc"]).where(~is_ref, ref_acc).fillna(-1.0)
-    df = df.assign(_ref=is_ref, _key=-key).sort_values(["section", "_ref", "_key", "model"], kind="stable")
-    return df.drop(columns=["_ref", "_key"]).reset_index(drop=True)
+    base = [section_name(ds, tm) for ds, tm in zip(df["dataset"], df["threat_model"], strict=True)]
+    df = df.assign(_base=base, _ref=is_ref, _key=-key).sort_values(["_base", "_suite", "_ref", "_key", "model"],
+                                                                   kind="stable")
+    return df.drop(columns=["_base", "_suite", "_ref", "_key"]).reset_index(drop=True)
 
 
 def sections(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """``[(section, rows)]`` with the eps columns nobody in that section filled dropped."""
+    """``[(section, rows)]`` in page order (:func:`section_key`: each dataset/threat model's suite-less section,
+    then its suites), with the eps columns nobody in that section filled dropped."""
     out = []
     for name, part in df.groupby("section", sort=True):
         empty = [c for c in eps_columns(part) if part[c].isna().all()]
         empty += [detail_column(c, p) for c in empty for p in DETAIL_PREFIXES]
-        out.append((str(name), part.drop(columns=empty).reset_index(drop=True)))
-    return out
+        first = part.iloc[0]
+        out.append((section_key(str(first["dataset"]), str(first["threat_model"]), str(name)), str(name),
+                    part.drop(columns=empty).reset_index(drop=True)))
+    out.sort(key=lambda item: item[0])
+    return [(name, part) for _, name, part in out]
+
+
+def is_reference_row(r: dict) -> bool:
+    """A published row (RobustBench's or a paper's) of the frame, as opposed to one of our entries."""
+    return is_missing(r.get("n_examples"))
+
+
+def published_sources(df: pd.DataFrame) -> list[str]:
+    """The sources of the frame's published rows: RobustBench's first when shown, then the others (papers),
+    sorted."""
+    if df.empty:
+        return []
+    found = {str(s) for s in df[df["n_examples"].isna()]["source"] if not is_missing(s)}
+    return ([SOURCE_LABEL] if SOURCE_LABEL in found else []) + sorted(found - {SOURCE_LABEL})
+
+
+def reference_note(sources: Sequence[str], *, markdown: bool = True) -> str:
+    """What the published rows are, for the page's introduction (``sources``: :func:`published_sources`):
+    RobustBench's sentence alone, as before papers could be added, unless a source other than RobustBench's is
+    shown; then one sentence naming the shown sources and saying where each row's provenance is."""
+    if all(s == SOURCE_LABEL for s in sources):
+        return (f"Rows marked *{SOURCE_LABEL}* are RobustBench's leaderboard numbers at their single eps." if markdown
+                else f"Rows marked {SOURCE_LABEL} are RobustBench's leaderboard numbers at their single eps.")
+    if markdown:
+        names = ", ".join(f"*{_md(s)}*" for s in sources)
+        where = ("each row's provenance is the paper's link (on its source) and the file it was read from (the "
+                 "`provenance` column of `leaderboard.csv`)")
+    else:
+        names = ", ".join(sources)
+        where = "hover a row for its provenance (the paper's link and the file it was read from)"
+    return (f"Rows marked with a published source ({names}) are numbers taken from RobustBench's leaderboard or "
+            f"from the cited paper, at their single eps, with the attack behind a paper's number after its title; "
+            f"{where}. Published rows are not compared with ours.")
 
 
 def is_missing(value: object) -> bool:
@@ -171,6 +282,20 @@ def _params(value: object) -> str:
     return f"{float(value) / 1e6:.3g}M"
 
 
+_SAFE_LINK = re.compile(r"https?://[^\s()<>\[\]|`'\"\\]+")
+
+
+def _source_cell(r: dict) -> str:
+    """The source cell: a paper's source links to the paper when its link is a plain http(s) URL."""
+    source = _md(r["source"])
+    if not is_reference_row(r) or r["source"] == SOURCE_LABEL:
+        return source
+    link = str(r.get("provenance") or "").split(_FILE_SEP, 1)[0]
+    if not _SAFE_LINK.fullmatch(link):
+        return source
+    return "[" + source.replace("[", "\\[").replace("]", "\\]") + f"]({link})"
+
+
 def _md(text: object) -> str:
     """A Markdown table cell: pipes, newlines and HTML metacharacters escaped (entry fields are untrusted)."""
     s = "" if is_missing(text) else str(text)
@@ -185,7 +310,7 @@ def markdown_table(part: pd.DataFrame) -> str:
     header += [c[len(EPS_PREFIX):] for c in cols] + [AVG_HEADER, "AUC", "n", "sanity"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for i, r in enumerate(part.to_dict("records"), start=1):
-        cells = [str(i), _md(r["model"]), _md(r["source"]), _md(r["architecture"]), _params(r["params"]),
+        cells = [str(i), _md(r["model"]), _source_cell(r), _md(r["architecture"]), _params(r["params"]),
                  _md(r["training"]), with_interval(r["clean"], r["clean_ci_low"], r["clean_ci_high"])]
         cells += [eps_cell_markdown(r, c) for c in cols]
         n = r["n_examples"]

@@ -1,7 +1,7 @@
 """Export a trained model as a folder (``model.safetensors`` + ``config.json``) and load it back in one call.
 
 The layout is the one timm uses for the Hugging Face Hub: ``config.json`` holds ``architecture``, ``num_classes``,
-``model_args`` (everything needed to rebuild, including the genotype) and ``pretrained_cfg``.
+``model_args`` (everything needed to rebuild, including the genotype of a DARTS network) and ``pretrained_cfg``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def model_config(model: nn.Module) -> dict[str, Any]:
     if not arch or args is None:
         raise ValueError("export needs a model created with timm.create_model from wsr-bench's registry")
     model_args = {k: v for k, v in args.items() if k != "num_classes"}
-    model_args["genotype"] = model.genotype.to_dict()
+    if getattr(model, "genotype", None) is not None:  # DARTS networks; preact_resnet18 has none
+        model_args["genotype"] = model.genotype.to_dict()
     cfg.pop("file", None)
     return {"architecture": arch, "num_classes": args["num_classes"], "model_args": model_args,
             "pretrained_cfg": json.loads(json.dumps(cfg, default=list))}
@@ -57,7 +58,8 @@ def load_exported(folder: str | Path, device: str | torch.device = "cpu") -> nn.
     """
     import timm
 
-    import wsr_bench.models.wsrnet  # noqa: F401  (registers the architectures)
+    import wsr_bench.models.preact_resnet  # noqa: F401  (registers the architectures)
+    import wsr_bench.models.wsrnet  # noqa: F401
 
     folder = Path(folder)
     cfg_path, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME

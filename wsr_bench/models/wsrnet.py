@@ -12,6 +12,10 @@ The pretrained cfg's ``mean``/``std`` are (0,0,0)/(1,1,1): inputs are images in 
 inside with the dataset mean/std (``mean``/``std`` model arguments, stored as buffers), as RobustBench and
 torchattacks expect. Local weights are loaded by ``DartsNetwork.load_pretrained`` (``custom_load``): safetensors,
 or ``torch.load(weights_only=True)``.
+
+Published weights (:mod:`wsr_bench.models.pretrained`) are pretrained tags beside each architecture's default
+``untrained`` one: ``timm.create_model("wsrnet_basic.fmnist_pgd", pretrained=True)`` builds with the tag's manifest
+arguments (C, cells, mean/std; the genotype too for ``wsrnet.<tag>``) and loads its checked file.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, register_model
 
+from wsr_bench.models import pretrained as _pretrained
 from wsr_bench.models.network import DartsNetwork
 from wsr_bench.rules import GENOTYPE_OF, IMAGENET_MODELS  # the names, torch-free so that configs can check them
 from wsr_bench.search_space.genotype import Genotype, known_genotypes, load_genotype
@@ -47,7 +52,8 @@ def _source(name: str) -> str:
     return known_genotypes()[GENOTYPE_OF.get(name, name)].source
 
 
-default_cfgs = generate_default_cfgs({
+#: ``<name>.untrained`` (the default of each architecture) plus every published ``<name>.<tag>`` of the manifest.
+default_cfgs = _pretrained.generate_cfgs({
     **{f"{name}.untrained": _cfg(notes=(_source(name),)) for name in GENOTYPE_OF},
     **{f"{name}_imagenet.untrained": _cfg(imagenet=True, notes=(_source(name),)) for name in IMAGENET_MODELS},
     "wsrnet.untrained": _cfg(notes=("any genotype (genotype=... argument)",)),
@@ -56,14 +62,9 @@ default_cfgs = generate_default_cfgs({
 
 def _create_darts_network(variant: str, genotype: Genotype | str | Path | dict, pretrained: bool = False,
                           **kwargs: Any) -> DartsNetwork:
-    """Build a ``DartsNetwork`` through timm's builder (cfg resolution, local pretrained loading)."""
+    """Build a ``DartsNetwork`` through timm's builder (cfg resolution, local pretrained loading); ``kwargs`` went
+    through :func:`wsr_bench.models.pretrained.resolve_create` (tag arguments, weights source checked)."""
     geno = load_genotype(genotype)
-    if pretrained:
-        overlay = kwargs.get("pretrained_cfg_overlay") or {}
-        cfg = kwargs.get("pretrained_cfg") or {}
-        if not (overlay.get("file") or (isinstance(cfg, dict) and cfg.get("file"))):
-            raise ValueError(f"{variant}: no published weights are bundled; pass local ones with "
-                             "pretrained_cfg_overlay=dict(file='model.safetensors')")
     imagenet = variant.endswith("_imagenet")
     kwargs.setdefault("stem", "imagenet" if imagenet else "cifar")
     kwargs.setdefault("mean", IMAGENET_MEAN if imagenet else CIFAR_MEAN)
@@ -80,6 +81,7 @@ def _official(name: str, imagenet: bool = False) -> dict[str, Any]:
 
 def _create_known(variant: str, pretrained: bool, imagenet: bool = False, **kwargs: Any) -> DartsNetwork:
     name = variant.removesuffix("_imagenet")
+    kwargs = _pretrained.resolve_create(variant, pretrained, kwargs)
     return _create_darts_network(variant, GENOTYPE_OF[name], pretrained, **{**_official(name, imagenet), **kwargs})
 
 
@@ -158,7 +160,11 @@ def advrush_imagenet(pretrained: bool = False, **kwargs: Any) -> DartsNetwork:
 @register_model
 def wsrnet(pretrained: bool = False, genotype: Genotype | str | Path | dict | None = None,
            **kwargs: Any) -> DartsNetwork:
-    """A network from any genotype (a Genotype, a dict, a known name or a ``genotype.json`` path)."""
+    """A network from any genotype (a Genotype, a dict, a known name or a ``genotype.json`` path); a published
+    ``wsrnet.<tag>`` brings its own."""
+    kwargs = _pretrained.resolve_create("wsrnet", pretrained, kwargs)
+    published = kwargs.pop("genotype", None)  # a published tag's (explicit arguments win)
+    genotype = published if genotype is None else genotype
     if genotype is None:
         raise ValueError("model 'wsrnet' needs genotype=<Genotype | known name | path to genotype.json>")
     kwargs.setdefault("init_channels", 36)
