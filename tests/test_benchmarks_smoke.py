@@ -30,8 +30,10 @@ KEYS = {
     "search_cost.py": {"clock", "cpu_seconds", "extra_runs", "goals", "machine", "marginal_seconds_per_strength",
                        "naive", "paper", "quick", "ratio_wsr_to_naive", "settings", "vle_rank_correlation",
                        "vle_rank_correlation_detail", "wall_seconds", "wsr"},
+    # plain --smoke runs the --power pipeline: quick mode's keys and the power keys
     "search_quality.py": {"found_percentile", "machine", "models", "per_image_scores", "quick", "search_wall_seconds",
-                          "searches", "settings", "spectrum", "summary", "wall_seconds"},
+                          "searches", "settings", "spectrum", "summary", "wall_seconds", "seed_noise", "mde_points",
+                          "mde", "seed_agreement", "oneshot_kendall_tau", "cost", "phase_seconds"},
     "spectrum_cost.py": {"benchmark", "conclusion", "config", "eps", "eps_label", "machine", "models", "n_test",
                          "quick"},
     "train_cost.py": {"anchor", "benchmark", "config", "machine", "n_test", "n_train", "recipes"},
