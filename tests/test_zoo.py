@@ -99,3 +99,21 @@ def test_bad_zoo_configs_and_names_are_one_line_errors(tmp_path, capsys):
     path.write_text(yaml.safe_dump(tiny_zoo(tmp_path)))
     assert main(["zoo", str(path), "--out", str(tmp_path / "run"), "--only", "nope"]) == 2
     assert capsys.readouterr().err.startswith("error: --only nope: not in zoo.models (darts_v2.tiny_pgd")
+
+
+def test_the_autoattack_entries_can_come_in_a_later_run(tmp_path, restore_registry):
+    raw = tiny_zoo(tmp_path)
+    raw["zoo"]["models"] = raw["zoo"]["models"][:1]
+    path = tmp_path / "zoo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(path)
+    first = build_zoo(cfg, tmp_path / "run", progress=False, autoattack=False)[0]
+    info = pretrained.read_manifest(tmp_path / "weights")["darts_v2.tiny_pgd"]
+    assert first.pgd_entry.is_file() and not first.aa_entry.is_file()
+    assert info["evaluation"] == "PGD-2, first 12 test images" and info["clean_accuracy"] is not None
+    assert build_zoo(cfg, tmp_path / "run", progress=False, autoattack=False)[0].skipped
+    second = build_zoo(cfg, tmp_path / "run", progress=False)[0]
+    assert not second.skipped and second.aa_entry.is_file()
+    info = pretrained.read_manifest(tmp_path / "weights")["darts_v2.tiny_pgd"]
+    assert info["evaluation"] == "AutoAttack, first 6 test images"
+    assert info["clean_accuracy"] == pytest.approx(load_entry(second.aa_entry).clean_accuracy)

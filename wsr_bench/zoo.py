@@ -9,12 +9,13 @@ own checkpoints. A stage:
 2. adversarial (or clean) training with the config's ``train`` section into ``OUT/train/<name>/``;
 3. the weights published as ``<weights_dir>/<architecture>.<tag>.safetensors`` and registered as a timm pretrained
    tag (:mod:`wsr_bench.models.pretrained`);
-4. the published tag loaded back through ``timm.create_model(name, pretrained=True)`` and evaluated: standard
-   AutoAttack, downward sweep, on the first ``autoattack_examples`` test images (the leaderboard's main table,
-   ``entries/<dataset>/<threat>/<name>.json``), and PGD-``pgd_steps`` on the first ``pgd_examples`` (all) test
-   images (a section of its own, ``entries/<dataset>/<threat>/pgd<steps>/<name>.json``); both record the sha256 of
-   the weights file they evaluated;
-5. the manifest updated with the entry's clean and average robust accuracy, and the leaderboard rebuilt.
+4. the published tag loaded back through ``timm.create_model(name, pretrained=True)`` and evaluated with
+   PGD-``pgd_steps`` on the first ``pgd_examples`` (all) test images (a section of its own,
+   ``entries/<dataset>/<threat>/pgd<steps>/<name>.json``), then with standard AutoAttack, downward sweep, on the first
+   ``autoattack_examples`` test images (the leaderboard's main table, ``entries/<dataset>/<threat>/<name>.json``);
+   both entries record the sha256 of the weights file they evaluated;
+5. after each evaluation the manifest takes its clean and average robust accuracy (saying which evaluation they
+   come from: AutoAttack's once it exists) and the leaderboard is rebuilt.
 
 Every stage appends its wall and CPU seconds to ``OUT/zoo.jsonl`` (``zoo_cost`` sums them), so the cost of a build
 spread over several processes and sessions is still known. Two processes may build disjoint ``--only`` lists side by
@@ -68,9 +69,9 @@ def _weights_dir(cfg: ExperimentConfig) -> Path:
     return Path(cfg.zoo.weights_dir) if cfg.zoo.weights_dir else pretrained.package_weights_dir()
 
 
-def _published(cfg: ExperimentConfig, member: ZooModelConfig) -> bool:
-    """Published: the manifest lists the tag with its accuracies, its file matches the manifest's sha256, and both
-    entries exist and name that sha256."""
+def _published(cfg: ExperimentConfig, member: ZooModelConfig, autoattack: bool = True) -> bool:
+    """Published: the manifest lists the tag with its accuracies, its file matches the manifest's sha256, and its
+    entries (the PGD one, and the AutoAttack one unless ``autoattack`` is off) exist and name that sha256."""
     from wsr_bench.leaderboard.io import load_entry
     from wsr_bench.models import pretrained
 
@@ -80,7 +81,8 @@ def _published(cfg: ExperimentConfig, member: ZooModelConfig) -> bool:
     path = _weights_dir(cfg) / info["file"]
     if not path.is_file() or pretrained.file_sha256(path) != info["sha256"]:
         return False
-    for entry in entry_paths(cfg, member.name):
+    aa, pgd = entry_paths(cfg, member.name)
+    for entry in (aa, pgd) if autoattack else (pgd,):
         if not entry.is_file() or load_entry(entry).evaluation.get("weights_sha256") != info["sha256"]:
             return False
     return True
@@ -209,13 +211,15 @@ def _options(cfg: ExperimentConfig, attack: str, steps: int):
 
 
 def build_zoo(cfg: ExperimentConfig, out_dir: str | Path, *, only: Sequence[str] | None = None,
-              device: str | None = None, progress: bool = True) -> list[ZooStage]:
+              device: str | None = None, progress: bool = True, autoattack: bool = True) -> list[ZooStage]:
     """Build (or continue) the zoo of ``cfg.zoo`` with run folders under ``out_dir``; see the module docstring.
 
     Args:
         only: build just these models (``<architecture>.<tag>`` names, or architectures); unknown names are an
             error. Another process may build the others side by side.
         device: ``cpu`` / ``cuda[:N]`` (default: the config's).
+        autoattack: also run the AutoAttack sweep (the expensive part on a CPU: about 10,000 passes per image that
+            resists it); off, a model is trained, published and PGD-evaluated, and a later run adds AutoAttack.
 
     Returns:
         One :class:`ZooStage` per model built or skipped, in the config's order.
@@ -236,7 +240,7 @@ def build_zoo(cfg: ExperimentConfig, out_dir: str | Path, *, only: Sequence[str]
     results = []
     for member in members:
         aa_path, pgd_path = entry_paths(cfg, member.name)
-        if _published(cfg, member):
+        if _published(cfg, member, autoattack):
             logger.info("zoo: %s is published, skipped", member.name)
             results.append(ZooStage(member.name, True, aa_path, pgd_path))
             continue
@@ -245,11 +249,18 @@ def build_zoo(cfg: ExperimentConfig, out_dir: str | Path, *, only: Sequence[str]
         logger.info("zoo: building %s (%s)", member.name, stage.recipe_text())
         model = stage.train(splits)
         weights = stage.publish(model)
-        aa = stage.evaluate(x[:n_aa], y[:n_aa], aa_path, _options(cfg, "autoattack", cfg.eval.steps), None, weights)
-        stage.evaluate(x[:n_pgd], y[:n_pgd], pgd_path, _options(cfg, "pgd", cfg.zoo.pgd_steps), pgd_suite, weights)
-        stage.publish(model, entry=str(aa_path), clean_accuracy=aa.clean_accuracy,
-                      avg_robust_accuracy=aa.avg_robust_accuracy)
+        pgd = stage.evaluate(x[:n_pgd], y[:n_pgd], pgd_path, _options(cfg, "pgd", cfg.zoo.pgd_steps), pgd_suite,
+                             weights)
+        stage.publish(model, entry=str(pgd_path), clean_accuracy=pgd.clean_accuracy,
+                      avg_robust_accuracy=pgd.avg_robust_accuracy, evaluation=pgd_suite)
         build_leaderboard(cfg.zoo.leaderboard)
+        if autoattack:
+            aa_suite = f"AutoAttack, first {n_aa:,} test images"
+            aa = stage.evaluate(x[:n_aa], y[:n_aa], aa_path, _options(cfg, "autoattack", cfg.eval.steps), None,
+                                weights)
+            stage.publish(model, entry=str(aa_path), clean_accuracy=aa.clean_accuracy,
+                          avg_robust_accuracy=aa.avg_robust_accuracy, evaluation=aa_suite)
+            build_leaderboard(cfg.zoo.leaderboard)
         record = ZooStage(member.name, False, aa_path, pgd_path, round(time.perf_counter() - t0, 1),
                           round(time.process_time() - c0, 1))
         append_jsonl(out / "zoo.jsonl", {**dataclasses.asdict(record), "aa_entry": str(aa_path),

@@ -84,5 +84,5 @@ def published_table() -> tuple[list[dict[str, Any]], int]:
         rows.append({"name": name, "architecture": r["architecture"], "tag": r["tag"], "params": r.get("params"),
                      "dataset": r.get("dataset"), "input_size": r.get("input_size"), "recipe": r.get("recipe") or "",
                      "clean_accuracy": r.get("clean_accuracy"), "avg_robust_accuracy": r.get("avg_robust_accuracy"),
-                     "entry": r.get("entry")})
+                     "evaluation": r.get("evaluation") or "", "entry": r.get("entry")})
     return rows, pretrained.weights_size()

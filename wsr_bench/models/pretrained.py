@@ -24,7 +24,8 @@ The weights ship as package data in ``wsr_bench/weights/`` (or the folder named 
           "license": "mit",
           "entry": "leaderboard/entries/fashion_mnist/linf/wsrnet_basic.fmnist_pgd.json",  # from the repo root
           "clean_accuracy": 0.84,               # from that entry (null until it is evaluated)
-          "avg_robust_accuracy": 0.41,
+          "avg_robust_accuracy": 0.41,          # mean over the paper's spectrum 0.03 / 0.10 / 0.17 / 0.25
+          "evaluation": "AutoAttack, first 1,000 test images",   # which evaluation the two numbers come from
           "params": 123456                      # parameter count
         }
       }
@@ -412,8 +413,9 @@ def _repo_relative(entry: str | Path | None) -> str | None:
 
 def publish_weights(model: Any, architecture: str, tag: str, *, dataset: str, recipe: str,
                     entry: str | Path | None = None, clean_accuracy: float | None = None,
-                    avg_robust_accuracy: float | None = None, weights_dir: str | Path | None = None,
-                    license: str = "mit", image_size: int | None = None) -> Path:
+                    avg_robust_accuracy: float | None = None, evaluation: str | None = None,
+                    weights_dir: str | Path | None = None, license: str = "mit",
+                    image_size: int | None = None) -> Path:
     """Write ``model``'s weights as ``weights_dir/<architecture>.<tag>.safetensors`` and add (or replace) the tag in
     ``weights_dir/manifest.json``; returns the weights file. Both writes are atomic.
 
@@ -422,8 +424,10 @@ def publish_weights(model: Any, architecture: str, tag: str, *, dataset: str, re
             the generic ``wsrnet``); its state dict must load into ``timm.create_model(architecture, **model_args)``.
         architecture: a registered architecture (``wsrnet_basic``, ``preact_resnet18``, ...) or ``wsrnet``.
         tag: the pretrained tag (letters, digits, ``_``, ``-``; not ``untrained``).
-        dataset, recipe, entry, clean_accuracy, avg_robust_accuracy, license: manifest fields (``entry`` is stored
-            relative to the repository root when it lies inside it; the accuracies may come later, in a second call).
+        dataset, recipe, entry, clean_accuracy, avg_robust_accuracy, evaluation, license: manifest fields (``entry``
+            is stored relative to the repository root when it lies inside it; the accuracies may come later, in a
+            second call; ``evaluation`` says which evaluation of ``entry`` they come from, e.g. "AutoAttack, first
+            1,000 test images").
         weights_dir: the folder (default: the active one, whose tags are then re-registered with timm).
         image_size: the side of the training images (default: the dataset's, ``wsr_bench.data.DEFAULT_SIZE``).
     """
@@ -465,6 +469,7 @@ def publish_weights(model: Any, architecture: str, tag: str, *, dataset: str, re
         "dataset": dataset, "recipe": recipe, "license": license, "entry": _repo_relative(entry),
         "clean_accuracy": None if clean_accuracy is None else float(clean_accuracy),
         "avg_robust_accuracy": None if avg_robust_accuracy is None else float(avg_robust_accuracy),
+        "evaluation": evaluation,
         "params": int(sum(p.numel() for p in rebuilt.parameters())),
     }
     atomic_write_json(folder / MANIFEST_NAME, {"format": FORMAT, "tags": manifest["tags"]})
