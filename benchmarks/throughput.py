@@ -14,13 +14,17 @@ and identically initialised networks, and each reports the median of its rounds.
   (``search.train_limit``); variants ``channels_last`` and ``channels_last_bf16`` (``search.amp``).
 * ``pgd_sweep``: ``evaluate_spectrum`` with PGD-10 over 5 strengths (survivors-only) on a model adversarially
   trained for one epoch first; variant ``channels_last`` (evaluation stays float32).
-* ``autoattack_sweep``: ``evaluate_spectrum`` with standard AutoAttack, downward sweep, 2 strengths, 32 images.
+* ``autoattack_sweep``: ``evaluate_spectrum`` with standard AutoAttack, downward sweep, 2 strengths, 16 images, at
+  1 thread only (at 2 threads it would double the run for a row no goal asks for).
+
+Every measurement is cached in ``--workdir`` (default ``runs/throughput``) as it finishes, with the load average
+around it, so a killed run continues where it stopped; delete the folder to measure again.
 
 Correctness, in the same run: the (image, eps) verdicts of every channels_last sweep against its contiguous
 baseline (they may differ only through the order of float operations), and a ``darts_v2`` adversarially trained in
 bf16 against the same network trained in float32 (same seed, data and recipe), both evaluated with PGD-20.
 
-    python benchmarks/throughput.py --out benchmarks/results/throughput.json     # ~35 min on 2 idle cores
+    python benchmarks/throughput.py --out benchmarks/results/throughput.json     # ~60 min on 2 idle cores
     python benchmarks/throughput.py --smoke                                      # seconds; writes to a temp folder
     python benchmarks/throughput.py --render --out benchmarks/results/throughput.json
 """
@@ -37,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +53,7 @@ from _common import load_average, machine_record, smoke_out  # noqa: E402
 from wsr_bench.config import load_config  # noqa: E402
 from wsr_bench.data import as_tensors, load_dataset  # noqa: E402
 from wsr_bench.evaluate.spectrum import evaluate_spectrum  # noqa: E402
-from wsr_bench.io import atomic_write_report  # noqa: E402
+from wsr_bench.io import atomic_write_json, atomic_write_report  # noqa: E402
 from wsr_bench.leaderboard.stats import mcnemar_exact  # noqa: E402
 from wsr_bench.models.catalog import create  # noqa: E402
 from wsr_bench.runtime import seed_everything, set_memory_format  # noqa: E402
@@ -83,8 +88,9 @@ class Config:
     sweep_n: int = 256
     sweep_eps: tuple[float, ...] = (0.02, 0.05, 0.1, 0.15, 0.2)
     sweep_steps: int = 10
-    aa_n: int = 32                  # standard AutoAttack is ~5 s per robust image at 28x28 on one core
+    aa_n: int = 16                  # standard AutoAttack costs ~10,000 passes per image that resists it
     aa_eps: tuple[float, ...] = (0.05, 0.15)
+    aa_threads: tuple[int, ...] = (1,)  # thread counts the AutoAttack sweeps are timed at
     aa_reps: int = 1
     amp_images: int = 10000         # the bf16-vs-fp32 training check: darts_v2, 28x28 (or the largest size)
     amp_epochs: int = 2
@@ -217,9 +223,10 @@ def pretrained(cfg: Config, name: str, splits) -> torch.nn.Module:
     return model.eval()
 
 
-def bench_sweep(cfg: Config, task: str, model: torch.nn.Module, name: str, size: int, threads: int, splits,
-                verdicts: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
-    """PGD-10 or AutoAttack (downward) sweep, contiguous vs channels_last, and their (image, eps) verdicts."""
+def bench_sweep(cfg: Config, task: str, model: torch.nn.Module, name: str, size: int, threads: int, splits
+                ) -> dict[str, Any]:
+    """PGD-10 or AutoAttack (downward) sweep, contiguous vs channels_last: ``{"rows", "verdicts"}``, the latter the
+    number of (image, eps) verdicts compared and how many differ between the layouts."""
     pgd = task == "pgd_sweep"
     n, eps = (cfg.sweep_n, cfg.sweep_eps) if pgd else (cfg.aa_n, cfg.aa_eps)
     x, y = as_tensors(splits.test, n)
@@ -237,13 +244,13 @@ def bench_sweep(cfg: Config, task: str, model: torch.nn.Module, name: str, size:
                            "channels_last": lambda: run("channels_last", "channels_last")},
                           cfg.reps if pgd else cfg.aa_reps)
     grid = torch.tensor(eps)
+    v = {"compared": 0, "differ": 0}
     for a, b in zip(results["baseline"], results["channels_last"], strict=True):
         ra, rb = a.break_eps[:, None] > grid, b.break_eps[:, None] > grid
-        v = verdicts.setdefault(task, {"compared": 0, "differ": 0})
         v["compared"] += ra.numel()
         v["differ"] += int((ra != rb).sum())
     acc = {"baseline_curve": [round(results["baseline"][0].robust_accuracy[e], 4) for e in eps]}
-    return rows_from(task, name, size, threads, seconds, n, {"channels_last": acc})
+    return {"rows": rows_from(task, name, size, threads, seconds, n, {"channels_last": acc}), "verdicts": v}
 
 
 def amp_training_check(cfg: Config) -> dict[str, Any]:
@@ -278,32 +285,70 @@ def amp_training_check(cfg: Config) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ the run
+def cached(workdir: Path, key: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``'s result, kept as ``workdir/<key>.json`` so that a killed run continues where it stopped."""
+    path = workdir / f"{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    start = load_average()
+    value = {"result": compute(), "load": [start, load_average()]}
+    atomic_write_json(path, value)
+    return value
+
+
+def pretrained_cached(cfg: Config, name: str, splits, workdir: Path) -> torch.nn.Module:
+    """:func:`pretrained`, its weights kept in ``workdir`` (a resumed run sweeps the same model)."""
+    from safetensors.torch import load_file, save_file
+
+    path = workdir / f"pretrained-{name}-{splits.image_size}.safetensors"
+    if path.is_file():
+        model = set_memory_format(build(cfg, name, splits), "channels_last")
+        model.load_state_dict(load_file(str(path)))
+        return model.eval()
+    model = pretrained(cfg, name, splits)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return model
+
+
 def run(cfg: Config, workdir: Path) -> dict[str, Any]:
+    """Every measurement, each cached in ``workdir`` (the AutoAttack sweeps at ``aa_threads`` only)."""
     load_start = load_average()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg)))
     rows: list[dict[str, Any]] = []
+    loads: dict[str, list[float]] = {}
     verdicts: dict[str, dict[str, int]] = {}
-    compiled = not cfg.compile
     t_start = time.perf_counter()
+
+    def unit(key: str, compute: Callable[[], Any]) -> Any:
+        logger.info("%s", key)
+        value = cached(workdir, key, compute)
+        loads[key] = value["load"]
+        return value["result"]
+
     for size in cfg.sizes:
         splits = load_images(cfg, size)
-        models = {name: pretrained(cfg, name, splits) for name in cfg.models}  # one thread count is enough
+        models = {name: pretrained_cached(cfg, name, splits, workdir) for name in cfg.models}
         for threads in cfg.threads:
             torch.set_num_threads(threads)
             for name in cfg.models:
-                logger.info("train_step %s %dx%d, %d thread(s)", name, size, size, threads)
-                rows += bench_train_step(cfg, name, size, threads, splits, compile_once=not compiled)
-                compiled = True
-                for task in ("pgd_sweep", "autoattack_sweep"):
-                    logger.info("%s %s %dx%d, %d thread(s)", task, name, size, size, threads)
-                    rows += bench_sweep(cfg, task, models[name], name, size, threads, splits, verdicts)
-            logger.info("search_iteration %dx%d, %d thread(s)", size, size, threads)
-            rows += bench_search(cfg, size, threads, workdir)
+                compile_here = cfg.compile and (size, threads, name) == (cfg.sizes[0], cfg.threads[0], cfg.models[0])
+                rows += unit(f"train_step-{name}-{size}-{threads}",
+                             partial(bench_train_step, cfg, name, size, threads, splits, compile_once=compile_here))
+                tasks = ("pgd_sweep", "autoattack_sweep") if threads in cfg.aa_threads else ("pgd_sweep",)
+                for task in tasks:
+                    got = unit(f"{task}-{name}-{size}-{threads}",
+                               partial(bench_sweep, cfg, task, models[name], name, size, threads, splits))
+                    rows += got["rows"]
+                    v = verdicts.setdefault(task, {"compared": 0, "differ": 0})
+                    v["compared"] += got["verdicts"]["compared"]
+                    v["differ"] += got["verdicts"]["differ"]
+            rows += unit(f"search_iteration-{size}-{threads}", partial(bench_search, cfg, size, threads, workdir))
     torch.set_num_threads(min(cfg.threads))
-    logger.info("bf16 vs fp32 training check")
-    amp = amp_training_check(cfg)
+    amp = unit("amp_training", lambda: amp_training_check(cfg))
     return {"benchmark": "throughput", "config": dataclasses.asdict(cfg), "rows": rows, "verdicts": verdicts,
             "amp_training": amp, "goals": goals(rows), "wall_seconds": round(time.perf_counter() - t_start, 1),
-            "machine": machine_record(load_start)}
+            "unit_load": loads, "machine": machine_record(load_start)}
 
 
 def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -342,6 +387,9 @@ def render(res: dict[str, Any]) -> str:
     for g in res["goals"]:
         met = "yes" if g["all_met"] else ("on average, not every row" if g["mean_met"] else "no")
         lines.append(f"| {g['task']} | {g['variant']} | {g['goal']}x | {g['mean']:.2f}x | {g['min']:.2f}x | {met} |")
+    lines += ["", "Load average (1 min) at the start and end of each measurement (another job on the other core "
+              "shows as load near 2): " + ", ".join(f"{k} {a:.1f}-{b:.1f}" for k, (a, b) in
+                                                     res.get("unit_load", {}).items()) + ".", ""]
     lines += ["", "## Correctness", ""]
     for task, v in res["verdicts"].items():
         lines.append(f"- {task}: channels_last and contiguous disagree on {v['differ']} of {v['compared']} (image, "
@@ -364,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny sizes, digits, seconds (the tests run it)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile row (it compiles for minutes)")
     p.add_argument("--render", action="store_true", help="only rewrite FILE.md from --out")
+    p.add_argument("--workdir", type=Path, help="cache of finished measurements (default: runs/throughput; with "
+                                                "--smoke a temporary folder)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     out = Path(args.out or (smoke_out("throughput") if args.smoke else "benchmarks/results/throughput.json"))
@@ -374,8 +424,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = SMOKE if args.smoke else Config()
     if args.no_compile:
         cfg = dataclasses.replace(cfg, compile=False)
-    with tempfile.TemporaryDirectory(prefix="throughput-work-") as work:
-        res = run(cfg, Path(work))
+    if args.smoke and args.workdir is None:
+        with tempfile.TemporaryDirectory(prefix="throughput-work-") as work:
+            res = run(cfg, Path(work))
+    else:
+        res = run(cfg, args.workdir or Path("runs/throughput"))
     atomic_write_report(out, res, render(res))
     print(render(res))
     print(f"wrote {out} and {out.with_suffix('.md')}")

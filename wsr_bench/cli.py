@@ -58,13 +58,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if tags:
         name_w = max(len("tag"), *(len(t["name"]) for t in tags))
         data_w = max(len("dataset"), *(len(str(t["dataset"])) for t in tags))
-        print(f"{'tag':<{name_w}}  {'params(M)':>9}  {'dataset':<{data_w}}  {'clean(%)':>8} {'avg rob(%)':>10}  recipe")
+        print(f"{'tag':<{name_w}}  {'params(M)':>9}  {'dataset':<{data_w}}  {'clean(%)':>8} {'avg rob(%)':>10}  "
+              "evaluated with / recipe")
         for t in tags:
             params = "-" if t["params"] is None else f"{t['params'] / 1e6:.3f}"
             clean, rob = (("-" if v is None else f"{100 * v:.2f}") for v in (t["clean_accuracy"],
                                                                                t["avg_robust_accuracy"]))
             print(f"{t['name']:<{name_w}}  {params:>9}  {t['dataset']!s:<{data_w}}  {clean:>8} {rob:>10}  "
-                  f"{t['recipe']}")
+                  f"{t['evaluation'] or '-'} / {t['recipe']}")
     return 0
 
 
@@ -107,27 +108,39 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- train
-def _add_job_options(p: argparse.ArgumentParser, example: str, resumable: bool = True) -> None:
-    """``--set`` / ``--device`` (and ``--resume`` / ``--no-progress``) shared by train, search and run."""
+#: What ``run`` and ``zoo`` say instead of taking ``--resume``: their folder is always continued.
+ALWAYS_CONTINUES = "a rerun with the same --out continues what the folder holds (no --resume needed)"
+
+
+def _add_common_options(p: argparse.ArgumentParser, resume: str | None) -> None:
+    """The flags every subcommand that runs models (train, search, run, zoo, eval) shares, spelled and documented
+    once: ``--device``, ``--memory-format``, ``--no-progress``, and ``--resume`` where a run is continued only when
+    asked (``resume`` names what it continues from; ``None`` for run and zoo, which always continue)."""
+    p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda when available, or the config's device key)")
+    p.add_argument("--memory-format", choices=MEMORY_FORMATS,
+                   help="layout of the networks and images: channels_last (about 1.8x faster) or contiguous "
+                        "(default: channels_last, or the config's memory_format key)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs and the summary stay)")
+    if resume is not None:
+        p.add_argument("--resume", action="store_true",
+                       help=f"continue an interrupted run with the same settings from {resume}")
+
+
+def _add_job_options(p: argparse.ArgumentParser, example: str, resume: str | None) -> None:
+    """``--set`` plus the common flags, for the subcommands that read an experiment config (train, search, run,
+    zoo)."""
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"config override, e.g. --set {example} (repeatable)")
-    if resumable:
-        p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("--device", help="cpu | cuda | cuda:N (default: the config's device)")
-    _add_memory_format_option(p, "the config's memory_format, channels_last")
-    if resumable:
-        p.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def _add_memory_format_option(p: argparse.ArgumentParser, default: str) -> None:
-    p.add_argument("--memory-format", choices=MEMORY_FORMATS,
-                   help=f"layout of the networks and images: channels_last (about 1.8x faster) or contiguous "
-                        f"(default: {default})")
+    _add_common_options(p, resume)
 
 
 def _config_overrides(args: argparse.Namespace) -> list[str]:
-    """The ``--set`` overrides plus the ones the job flags stand for (``--memory-format``)."""
+    """The ``--set`` overrides plus the ones the common flags stand for: ``--memory-format``, and ``--no-progress``
+    as ``search.progress=false`` for the subcommands whose search reads it from the config (search, zoo; ``run``
+    passes ``progress`` to the pipeline)."""
     extra = [f"memory_format={args.memory_format}"] if getattr(args, "memory_format", None) else []
+    if getattr(args, "no_progress", False) and getattr(args, "command", None) in ("search", "zoo"):
+        extra.append("search.progress=false")
     return list(args.overrides) + extra
 
 
@@ -138,7 +151,7 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, metrics.jsonl, train.log, model/)")
     p.add_argument("--model", help="registered model name or a genotype.json (default: OUT/genotype.json when "
                                    "present, else wsrnet_basic)")
-    _add_job_options(p, "train.epochs=2")
+    _add_job_options(p, "train.epochs=2", resume="OUT/checkpoint.pt")
     p.set_defaults(func=_cmd_train)
 
 
@@ -168,7 +181,7 @@ def _add_search_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", help="experiment YAML (data/search sections), e.g. configs/demo.yaml")
     p.add_argument("--out", required=True, help="run folder (genotype.json, alpha.safetensors, metrics.jsonl, "
                                                 "search.log, arch_weights.png, checkpoint.pt)")
-    _add_job_options(p, "search.search_steps=2")
+    _add_job_options(p, "search.search_steps=2", resume="OUT/checkpoint.pt")
     p.set_defaults(func=_cmd_search)
 
 
@@ -176,8 +189,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from wsr_bench.config import load_config
     from wsr_bench.search import run_search
 
-    overrides = _config_overrides(args) + (["search.progress=false"] if args.no_progress else [])
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, _config_overrides(args))
     genotype = run_search(cfg, args.out, resume=args.resume, device=args.device)
     from wsr_bench.distributed import is_main_process
 
@@ -209,10 +221,12 @@ def _report_collapse(path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------- run
 def _add_run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="the whole job: search -> WsrNet -> adversarial training -> spectrum "
-                                   "evaluation of it and the baselines -> leaderboard (resumes where it stopped)")
+                                   "evaluation of it and the baselines -> leaderboard; always continues where it "
+                                   "stopped (finished stages are skipped, search and training resume)",
+                       description=f"The whole job of a config; {ALWAYS_CONTINUES}.")
     p.add_argument("config", help="experiment YAML (e.g. configs/demo.yaml)")
-    p.add_argument("--out", required=True, help="run folder")
-    _add_job_options(p, "train.epochs=2", resumable=False)
+    p.add_argument("--out", required=True, help=f"run folder; {ALWAYS_CONTINUES}")
+    _add_job_options(p, "train.epochs=2", resume=None)
     p.set_defaults(func=_cmd_run)
 
 
@@ -224,7 +238,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from wsr_bench.pipeline import run_pipeline
 
     t0 = time.perf_counter()
-    res = run_pipeline(load_config(args.config, _config_overrides(args)), args.out, device=args.device)
+    res = run_pipeline(load_config(args.config, _config_overrides(args)), args.out, device=args.device,
+                       progress=not args.no_progress)
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports
         return 0
     entries = sorted(load_entries(res.leaderboard), key=lambda e: -(e.avg_robust_accuracy or 0.0))
@@ -243,16 +258,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------------- zoo
 def _add_zoo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zoo", help="train, evaluate (AutoAttack + PGD over the spectrum) and publish as timm "
-                                   "pretrained tags every model of the config's zoo section; published models "
-                                   "are skipped, so it continues where it stopped")
+                                   "pretrained tags every model of the config's zoo section; always continues "
+                                   "where it stopped (published models are skipped, the others resume)",
+                       description=f"Build the published zoo of a config; {ALWAYS_CONTINUES}, and models published "
+                                   "already are skipped.")
     p.add_argument("config", help="experiment YAML with a zoo section, e.g. configs/zoo_fashion.yaml")
     p.add_argument("--out", default="runs/zoo", help="run folder of the searches, trainings and evaluation states "
-                                                     "(default: runs/zoo)")
+                                                     f"(default: runs/zoo); {ALWAYS_CONTINUES}")
     p.add_argument("--only", help="comma list of models to build (<architecture>.<tag> or architecture); another "
                                   "process may build the others side by side")
     p.add_argument("--cost", action="store_true", help="print the measured cost of the build so far (OUT/zoo.jsonl)")
-    _add_job_options(p, "train.epochs=2", resumable=False)
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-autoattack", action="store_true",
+                   help="train, publish and PGD-evaluate only; a later run without it adds the AutoAttack entries "
+                        "(the expensive part on a CPU)")
+    _add_job_options(p, "train.epochs=2", resume=None)
     p.set_defaults(func=_cmd_zoo)
 
 
@@ -268,7 +287,8 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
         return 0
     cfg = load_config(args.config, _config_overrides(args))
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
-    stages = build_zoo(cfg, args.out, only=only, device=args.device, progress=not args.no_progress)
+    stages = build_zoo(cfg, args.out, only=only, device=args.device, progress=not args.no_progress,
+                       autoattack=not args.no_autoattack)
     for s in stages:
         state = "published before" if s.skipped else f"built in {s.cpu_seconds / 3600:.2f} CPU-h"
         print(f"{s.name:<28} {state}  ({s.aa_entry}, {s.pgd_entry})")
@@ -300,11 +320,8 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="display name in the leaderboard (default: the model spec)")
     p.add_argument("--recipe", default="", help="training recipe recorded in the entry")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
-    _add_memory_format_option(p, "channels_last")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-sanity", action="store_true", help="skip the sanity checks")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--attack-all", action="store_true",
                    help="attack every sample at every eps (the naive sweep; default: only the samples still standing)")
     p.add_argument("--sweep", metavar="NAME",
@@ -314,8 +331,7 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warm-start-steps", type=int, metavar="K",
                    help="PGD (Linf): after the first eps continue each survivor from its worst iterate for K steps "
                         "instead of a cold restart (K=4: about 3x fewer passes; benchmarks/results/spectrum_cost.md)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from OUT.state/, the per-batch progress of an interrupted run with the same settings")
+    _add_common_options(p, resume="OUT.state/ (its per-batch progress; needs --out)")
     p.add_argument("--keep-state", action="store_true", help="keep OUT.state/ after the entry is written")
     p.set_defaults(func=_cmd_eval)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from wsr_bench.config import ExperimentConfig, dump_config
@@ -62,13 +62,15 @@ def _stage(out: Path, name: str, done: bool, timings: dict[str, float]):
     return _Timer()
 
 
-def _search(cfg: ExperimentConfig, out: Path, device: str, timings: dict[str, float]) -> Path:
+def _search(cfg: ExperimentConfig, out: Path, device: str, timings: dict[str, float], progress: bool = True) -> Path:
     from wsr_bench.search import SearchFolder, run_search
 
     genotype = out / "genotype.json"
     with _stage(out, "search", genotype.is_file(), timings):
         if not genotype.is_file():
             folder = SearchFolder(out / "search")
+            if not progress:  # the search reads its bars from the config (a change a resumed search accepts)
+                cfg = replace(cfg, search=replace(cfg.search, progress=False))
             found = run_search(cfg, folder.root, resume=folder.checkpoint.exists(), device=device)
             from wsr_bench.io import atomic_write_text
 
@@ -77,7 +79,7 @@ def _search(cfg: ExperimentConfig, out: Path, device: str, timings: dict[str, fl
 
 
 def _train(cfg: ExperimentConfig, out: Path, name: str, spec: str, splits, device: str,
-           timings: dict[str, float]) -> Path:
+           timings: dict[str, float], progress: bool = True) -> Path:
     from wsr_bench.train.driver import TrainFolder, build_model, train_model
 
     folder = TrainFolder(out / "train" / name)
@@ -85,12 +87,13 @@ def _train(cfg: ExperimentConfig, out: Path, name: str, spec: str, splits, devic
     with _stage(out, f"train:{name}", done, timings):
         if not done:
             model = build_model(spec, cfg, splits)
-            train_model(cfg, model, splits, folder.root, resume=folder.checkpoint.exists(), device=device)
+            train_model(cfg, model, splits, folder.root, resume=folder.checkpoint.exists(), device=device,
+                        progress=progress)
     return folder.model
 
 
 def _evaluate(cfg: ExperimentConfig, out: Path, name: str, model_dir: Path, eval_data, options, device: str,
-              timings: dict[str, float]) -> Path:
+              timings: dict[str, float], progress: bool = True) -> Path:
     """Evaluate one trained model with ``options`` (a ``SpectrumOptions``) into its leaderboard entry, resuming."""
     from wsr_bench.evaluate.pipeline import evaluate_to_entry
     from wsr_bench.evaluate.state import remove_state, state_dir_for
@@ -105,7 +108,7 @@ def _evaluate(cfg: ExperimentConfig, out: Path, name: str, model_dir: Path, eval
             entry = evaluate_to_entry(
                 model, x, y, options, model_name=name, architecture=model.pretrained_cfg["architecture"],
                 dataset=cfg.data.name, recipe=cfg.train.recipe, device=device, memory_format=cfg.memory_format,
-                progress=True,
+                progress=progress,
                 state_dir=state_dir_for(path), state_info={"model": name},
                 notes=f"wsr-bench run {cfg.name}: {cfg.train.recipe} eps={cfg.train.eps:.4f}, "
                       f"{cfg.train.epochs} epochs, C={cfg.model.init_channels}, {cfg.model.layers} cells")
@@ -116,8 +119,10 @@ def _evaluate(cfg: ExperimentConfig, out: Path, name: str, model_dir: Path, eval
     return path
 
 
-def run_pipeline(cfg: ExperimentConfig, out_dir: str | Path, device: str | None = None) -> PipelineResult:
-    """Run (or continue) the whole job described by ``cfg`` in ``out_dir``; see the module docstring."""
+def run_pipeline(cfg: ExperimentConfig, out_dir: str | Path, device: str | None = None,
+                 progress: bool = True) -> PipelineResult:
+    """Run (or continue) the whole job described by ``cfg`` in ``out_dir``; see the module docstring. ``progress``
+    shows the search's, the trainings' and the evaluations' progress bars."""
     from wsr_bench.data import as_tensors, load_splits
     from wsr_bench.evaluate.options import SpectrumOptions
     from wsr_bench.leaderboard.build import build_leaderboard
@@ -128,17 +133,18 @@ def run_pipeline(cfg: ExperimentConfig, out_dir: str | Path, device: str | None 
     if is_main_process():
         dump_config(cfg, out / "config.yaml")
     timings: dict[str, float] = {}
-    genotype = _search(cfg, out, device, timings)
+    genotype = _search(cfg, out, device, timings, progress)
     splits = load_splits(cfg.data, cfg.seed)
     models = {FOUND_MODEL: str(genotype), **{name: name for name in cfg.run.baselines}}
-    model_dirs = {name: _train(cfg, out, name, spec, splits, device, timings) for name, spec in models.items()}
+    model_dirs = {name: _train(cfg, out, name, spec, splits, device, timings, progress)
+                  for name, spec in models.items()}
     found_dir = out / "model"
     if not (found_dir / "model.safetensors").is_file() and is_main_process():
         shutil.copytree(model_dirs[FOUND_MODEL], found_dir, dirs_exist_ok=True)
     barrier()
     eval_data = as_tensors(splits.test, cfg.eval.n_examples)
     options = SpectrumOptions.from_config(cfg, resume=True)
-    entries = {name: _evaluate(cfg, out, name, d, eval_data, options, device, timings)
+    entries = {name: _evaluate(cfg, out, name, d, eval_data, options, device, timings, progress)
                for name, d in model_dirs.items()}
     with _stage(out, "leaderboard", False, timings):
         if is_main_process():

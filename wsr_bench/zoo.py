@@ -215,8 +215,8 @@ def build_zoo(cfg: ExperimentConfig, out_dir: str | Path, *, only: Sequence[str]
     """Build (or continue) the zoo of ``cfg.zoo`` with run folders under ``out_dir``; see the module docstring.
 
     Args:
-        only: build just these models (``<architecture>.<tag>`` names, or architectures); unknown names are an
-            error. Another process may build the others side by side.
+        only: build just these models (``<architecture>.<tag>`` names, or architectures: all their tags); unknown
+            names are an error. Another process may build the others side by side.
         device: ``cpu`` / ``cuda[:N]`` (default: the config's).
         autoattack: also run the AutoAttack sweep (the expensive part on a CPU: about 10,000 passes per image that
             resists it); off, a model is trained, published and PGD-evaluated, and a later run adds AutoAttack.
@@ -272,12 +272,10 @@ def build_zoo(cfg: ExperimentConfig, out_dir: str | Path, *, only: Sequence[str]
 def _select(models: Sequence[ZooModelConfig], only: Sequence[str] | None) -> list[ZooModelConfig]:
     if not only:
         return list(models)
-    known = {m.name: m for m in models} | {m.architecture: m for m in models}
-    unknown = [n for n in only if n not in known]
+    unknown = [n for n in only if not any(n in (m.name, m.architecture) for m in models)]
     if unknown:
         raise ValueError(f"--only {', '.join(unknown)}: not in zoo.models ({', '.join(m.name for m in models)})")
-    wanted = {known[n].name for n in only}
-    return [m for m in models if m.name in wanted]
+    return [m for m in models if m.name in only or m.architecture in only]
 
 
 def zoo_cost(out_dir: str | Path) -> dict[str, Any]:
