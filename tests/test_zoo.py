@@ -36,6 +36,15 @@ def tiny_zoo(tmp_path) -> dict:
     }
 
 
+def one_model_zoo(tmp_path):
+    """The tiny zoo cut to its first model (darts_v2.tiny_pgd), as a loaded config."""
+    raw = tiny_zoo(tmp_path)
+    raw["zoo"]["models"] = raw["zoo"]["models"][:1]
+    path = tmp_path / "zoo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_config(path)
+
+
 @pytest.fixture
 def restore_registry():
     yield
@@ -76,11 +85,7 @@ def test_tiny_zoo_builds_publishes_and_skips(tmp_path, restore_registry, capsys)
 
 
 def test_a_damaged_weights_file_is_built_again(tmp_path, restore_registry):
-    raw = tiny_zoo(tmp_path)
-    raw["zoo"]["models"] = raw["zoo"]["models"][:1]
-    path = tmp_path / "zoo.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    cfg = load_config(path)
+    cfg = one_model_zoo(tmp_path)
     build_zoo(cfg, tmp_path / "run", progress=False)
     weights = tmp_path / "weights" / "darts_v2.tiny_pgd.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8])
@@ -102,11 +107,7 @@ def test_bad_zoo_configs_and_names_are_one_line_errors(tmp_path, capsys):
 
 
 def test_the_autoattack_entries_can_come_in_a_later_run(tmp_path, restore_registry):
-    raw = tiny_zoo(tmp_path)
-    raw["zoo"]["models"] = raw["zoo"]["models"][:1]
-    path = tmp_path / "zoo.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    cfg = load_config(path)
+    cfg = one_model_zoo(tmp_path)
     first = build_zoo(cfg, tmp_path / "run", progress=False, autoattack=False)[0]
     info = pretrained.read_manifest(tmp_path / "weights")["darts_v2.tiny_pgd"]
     assert first.pgd_entry.is_file() and not first.aa_entry.is_file()
