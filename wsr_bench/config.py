@@ -314,6 +314,7 @@ class ZooModelConfig:
     architecture: str               # a registered model (wsrnet_basic, racl, preact_resnet18, ...) or wsrnet
     tag: str = "fmnist_pgd"         # pretrained tag; the weights ship as <architecture>.<tag>
     recipe: str | None = None       # training recipe (null: train.recipe), e.g. clean for the non-robust reference
+    epochs: int | None = None       # training epochs (null: train.epochs)
     genotype: str | None = None     # wsrnet only: "search" (the cell this config's search finds) or a genotype.json
     width: int | None = None        # preact_resnet18 only: base channels (64 is the standard network)
 
@@ -327,6 +328,7 @@ class ZooModelConfig:
                f"zoo.models: architecture wsrnet needs genotype: search (or a genotype.json), and only wsrnet takes "
                f"one; got {self.architecture} with genotype {self.genotype!r}")
         _check(self.width is None or self.width >= 2, f"zoo.models[].width must be >= 2, got {self.width}")
+        _check(self.epochs is None or self.epochs >= 1, f"zoo.models[].epochs must be >= 1, got {self.epochs}")
 
     @property
     def name(self) -> str:
