@@ -29,7 +29,7 @@ the best published genotype.
 Wsr-NAS cells beat random ones (``benchmarks/results/search_quality_power.{json,md}``):
 
 - noise: every architecture (3 Wsr-NAS and 2 naive genotypes, quick mode's 8 random draws, the 4 published
-  genotypes: 17) trained with 4 seeds (model initialisation, data order, attack randomness; the same 12,000
+  genotypes: 17) trained with 3 seeds (model initialisation, data order, attack randomness; the same 12,000
   training and 1,000 test images), so the within-architecture (seed) SD, the between-architecture SD, a one-way
   ANOVA, and the minimum detectable effect MDE = (z_0.975 + z_0.8) * sqrt(2 * within_var / n_seeds) of comparing two
   architectures' seed-averaged scores (also with a test-image term), and the seeds an MDE of 1 point would need;
@@ -48,8 +48,8 @@ Wsr-NAS cells beat random ones (``benchmarks/results/search_quality_power.{json,
 
 Cost of ``--power`` (measured on this 2-core machine, one thread per job, with another job running beside it):
 one 12,000-image PGD-3 epoch takes 46-57 CPU s, the attack of 1,000 test images 15-21 CPU s, so a model costs about
-180 CPU s and the 68 models about 3.4 CPU-hours; a Wsr-NAS search of 80 tasks about 400 CPU s, a naive one about
-300 (0.5 CPU-hours for the five); the one-shot measurements a few minutes: about 4 CPU-hours in all, about 2 hours
+180 CPU s and the 51 models about 2.6 CPU-hours; a Wsr-NAS search of 80 tasks about 400 CPU s, a naive one about
+300 (0.5 CPU-hours for the five); the one-shot measurements a few minutes: about 3 CPU-hours in all, about 1.5 hours
 of wall time with 2 worker processes when nothing else runs:
 
     nice .venv/bin/python benchmarks/search_quality.py --power --workers 2   # cached in runs/search_quality_power
@@ -109,7 +109,7 @@ SETTINGS = {
                                                      "ane_lr_warmup": 800},
               "init_channels": 8, "layers": 5, "train_images": 12000, "epochs": 3, "train_eps": 0.1,
               "train_steps": 3, "lr": 0.05, "batch_size": 64, "test_images": 1000, "attack_steps": 10, "workers": 2,
-              "wsr_seeds": 3, "naive_seeds": 2, "train_seeds": 4, "data_seed": 0, "random": 8,
+              "wsr_seeds": 3, "naive_seeds": 2, "train_seeds": 3, "data_seed": 0, "random": 8,
               "published": PUBLISHED, "oneshot_supernet": "wsr-seed0", "bootstrap": 2000, "bootstrap_seed": 0},
     # seconds: the --power pipeline at toy sizes on the embedded digits (what plain --smoke runs)
     "power_smoke": {"image_size": 16, "dataset": "digits",
