@@ -37,6 +37,7 @@ data:
 # published yet (hours of CPU; it continues where it stopped). Needs Fashion-MNIST (make data).
 zoo: $(STAMP)
 	$(BIN)/wsr-bench --threads 1 zoo configs/zoo_fashion.yaml --out runs/zoo
+	$(BIN)/wsr-bench zoo configs/zoo_fashion.yaml --write-summary README.md --write-summary docs/zoo.md
 
 # The prepared GPU check (benchmarks/gpu_check.py, about 8 minutes on one GPU): writes gpu_check.json.
 gpu-check: $(STAMP)

@@ -15,7 +15,7 @@ from wsr_bench.cli import main
 from wsr_bench.config import ConfigError, load_config
 from wsr_bench.leaderboard.io import load_entry
 from wsr_bench.models import pretrained
-from wsr_bench.zoo import build_zoo, entry_paths, zoo_cost
+from wsr_bench.zoo import build_zoo, entry_paths, write_summary, zoo_cost, zoo_summary
 
 
 def tiny_zoo(tmp_path) -> dict:
@@ -112,9 +112,31 @@ def test_the_autoattack_entries_can_come_in_a_later_run(tmp_path, restore_regist
     info = pretrained.read_manifest(tmp_path / "weights")["darts_v2.tiny_pgd"]
     assert first.pgd_entry.is_file() and not first.aa_entry.is_file()
     assert info["evaluation"] == "PGD-2, first 12 test images" and info["clean_accuracy"] is not None
+    pgd_clean = f"{100 * load_entry(first.pgd_entry).clean_accuracy:.1f}"
+    assert f"| PGD-2, 12 images (AutoAttack to come) | {pgd_clean} |" in zoo_summary(cfg)
     assert build_zoo(cfg, tmp_path / "run", progress=False, autoattack=False)[0].skipped
     second = build_zoo(cfg, tmp_path / "run", progress=False)[0]
     assert not second.skipped and second.aa_entry.is_file()
     info = pretrained.read_manifest(tmp_path / "weights")["darts_v2.tiny_pgd"]
     assert info["evaluation"] == "AutoAttack, first 6 test images"
     assert info["clean_accuracy"] == pytest.approx(load_entry(second.aa_entry).clean_accuracy)
+
+
+def test_the_summary_table_follows_the_entries_and_fills_only_its_block(tmp_path, restore_registry):
+    cfg = one_model_zoo(tmp_path)
+    assert zoo_summary(cfg).startswith("0 of 1 models of `tiny-zoo` published")
+    assert "| `darts_v2.tiny_pgd` | PGD-1 at 0.1, 1 epochs | not built yet |" in zoo_summary(cfg)
+    page = tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    page.write_text("# Zoo\n\n<!-- zoo-table -->\nstale\n<!-- /zoo-table -->\n\nafter\n")
+    assert write_summary(cfg, page) and not write_summary(cfg, page)  # a second write changes nothing
+    text = page.read_text()
+    assert "stale" not in text and text.endswith("<!-- /zoo-table -->\n\nafter\n") and "](../lb/README.md)" in text
+    stage = build_zoo(cfg, tmp_path / "run", progress=False)[0]
+    aa = load_entry(stage.aa_entry)
+    assert zoo_summary(cfg).startswith("1 of 1 models")
+    assert f"| AutoAttack, 6 images | {100 * aa.clean_accuracy:.1f} |" in zoo_summary(cfg)
+    assert write_summary(cfg, page)
+    (tmp_path / "plain.md").write_text("no markers\n")
+    with pytest.raises(ValueError, match="plain.md: no <!-- zoo-table -->"):
+        write_summary(cfg, tmp_path / "plain.md")

@@ -93,3 +93,13 @@ def test_each_tag_predicts_what_its_entries_recorded_on_the_first_200_test_image
             assert s is not None and list(s.indices[:200]) == list(range(200))
             recorded = [b is None or b > 0 for b in s.break_eps[:200]]  # 0: misclassified clean
             assert correct == recorded, f"{name}: clean predictions differ from {entry.evaluation.get('suite')!r}"
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/zoo.md"])
+def test_the_zoo_table_of_the_docs_is_the_one_the_committed_entries_give(page, monkeypatch):
+    from wsr_bench.zoo import summary_filled
+
+    monkeypatch.chdir(ROOT)  # the config names its leaderboard relative to the repository root
+    text, regenerated = summary_filled(load_config(CONFIG), page)
+    assert text == regenerated, (f"{page}'s zoo table is out of step with leaderboard/entries: run `wsr-bench zoo "
+                                 f"configs/zoo_fashion.yaml --write-summary {page}`")

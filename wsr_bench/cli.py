@@ -268,6 +268,11 @@ def _add_zoo_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", help="comma list of models to build (<architecture>.<tag> or architecture); another "
                                   "process may build the others side by side")
     p.add_argument("--cost", action="store_true", help="print the measured cost of the build so far (OUT/zoo.jsonl)")
+    p.add_argument("--summary", action="store_true", help="print the table of the zoo as its committed entries "
+                                                          "stand (published models and their accuracies); no build")
+    p.add_argument("--write-summary", action="append", metavar="FILE", default=None,
+                   help="fill the <!-- zoo-table --> ... <!-- /zoo-table --> block of this Markdown file with that "
+                        "table (repeatable; e.g. README.md); no build")
     p.add_argument("--no-autoattack", action="store_true",
                    help="train, publish and PGD-evaluate only; a later run without it adds the AutoAttack entries "
                         "(the expensive part on a CPU)")
@@ -277,7 +282,7 @@ def _add_zoo_parser(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_zoo(args: argparse.Namespace) -> int:
     from wsr_bench.config import load_config
-    from wsr_bench.zoo import build_zoo, zoo_cost
+    from wsr_bench.zoo import build_zoo, write_summary, zoo_cost, zoo_summary
 
     if args.cost:
         cost = zoo_cost(args.out)
@@ -286,6 +291,12 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
         print(f"{'total':<28} {cost['cpu_seconds'] / 3600:6.2f} CPU-h  {cost['wall_seconds'] / 3600:6.2f} h wall")
         return 0
     cfg = load_config(args.config, _config_overrides(args))
+    if args.summary or args.write_summary:
+        if args.summary:
+            print(zoo_summary(cfg))
+        for path in args.write_summary or ():
+            print(f"{path}: {'updated' if write_summary(cfg, path) else 'unchanged'}")
+        return 0
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     stages = build_zoo(cfg, args.out, only=only, device=args.device, progress=not args.no_progress,
                        autoattack=not args.no_autoattack)
