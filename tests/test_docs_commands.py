@@ -216,3 +216,19 @@ def test_no_progress_reaches_the_pipeline_and_the_zoo(monkeypatch, tmp_path):
         with pytest.raises(Stop):
             main([command, str(REPO / config), "--out", str(tmp_path / command), "--no-progress"])
     assert seen["run"][0] is False and seen["zoo"] == (False, False)
+
+
+def test_the_readme_python_example_runs_and_prints_what_the_readme_shows(tmp_path):
+    """The README's Python block (published tag through timm, the paper's size, export and reload) runs in a fresh
+    interpreter in an empty folder and prints exactly the ```text block that follows it."""
+    import re
+    import subprocess
+    import sys
+
+    text = (REPO / "README.md").read_text()
+    match = re.search(r"<!-- pretrained-example -->\s*```python\n(.*?)```\s*```text\n(.*?)```", text, re.S)
+    assert match, "README.md: the pretrained example (a python block and its text output) is missing"
+    code, shown = match.groups()
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.splitlines() == shown.splitlines()
