@@ -104,12 +104,13 @@ SETTINGS = {
     # about 4 CPU-hours: see the module docstring). Searches: the demo's search section (C=4, 3 cells, 384 / 128
     # images) with population 20 and 40 steps, arch_lr 0.006 / 40 (T * arch_lr as the official 200 * 3e-5) and the
     # AN-Estimator's warm-up spanning the search (about 580 estimator steps in 60 iterations; the official 4,000
-    # span its 3,000). Retraining: twice quick mode's images, three training seeds per architecture.
+    # span its 3,000). Retraining: twice quick mode's images, four training seeds per architecture (three gave an MDE
+    # of 1.13 points and the run's own estimate asked for four to reach 1 point; a fourth seed reuses the cache).
     "power": {"image_size": 16, "search_overrides": {"population": 20, "search_steps": 40, "arch_lr": 0.00015,
                                                      "ane_lr_warmup": 800},
               "init_channels": 8, "layers": 5, "train_images": 12000, "epochs": 3, "train_eps": 0.1,
               "train_steps": 3, "lr": 0.05, "batch_size": 64, "test_images": 1000, "attack_steps": 10, "workers": 2,
-              "wsr_seeds": 3, "naive_seeds": 2, "train_seeds": 3, "data_seed": 0, "random": 8,
+              "wsr_seeds": 3, "naive_seeds": 2, "train_seeds": 4, "data_seed": 0, "random": 8,
               "published": PUBLISHED, "oneshot_supernet": "wsr-seed0", "bootstrap": 2000, "bootstrap_seed": 0},
     # seconds: the --power pipeline at toy sizes on the embedded digits (what plain --smoke runs)
     "power_smoke": {"image_size": 16, "dataset": "digits",
@@ -607,16 +608,17 @@ def power_jobs(settings: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dic
 
 
 def _check_workdir(workdir: Path, settings: dict[str, Any]) -> None:
-    """Refuse a work folder that caches results of other settings (the worker count may change)."""
+    """Refuse a work folder that caches results of other settings. The worker count may change, and so may the
+    number of training seeds: seed k's model is the same job whatever the count, so more seeds reuse the cache."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "settings.json"
-    mine = {k: v for k, v in settings.items() if k != "workers"}
+    free = ("workers", "train_seeds")
+    mine = {k: v for k, v in settings.items() if k not in free}
     if path.is_file():
-        theirs = {k: v for k, v in json.loads(path.read_text()).items() if k != "workers"}
+        theirs = {k: v for k, v in json.loads(path.read_text()).items() if k not in free}
         if theirs != mine:
             raise SystemExit(f"{workdir} caches a run with other settings ({path}); use another --workdir")
-    else:
-        path.write_text(json.dumps(settings, indent=1) + "\n")
+    path.write_text(json.dumps(settings, indent=1) + "\n")
 
 
 def run_power(settings: dict[str, Any], workdir: Path, workers: int | None = None) -> dict[str, Any]:

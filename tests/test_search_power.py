@@ -222,6 +222,15 @@ def test_power_settings_fit_the_brief():
     assert archs["random-0"][1] == sq.random_genotype(rng, "random-0")
 
 
+def test_a_cache_takes_more_seeds_and_workers_but_refuses_other_settings(tmp_path):
+    s = dict(sq.SETTINGS["power_smoke"])
+    sq._check_workdir(tmp_path, s)
+    sq._check_workdir(tmp_path, {**s, "train_seeds": s["train_seeds"] + 1, "workers": 3})  # seed k is the same job
+    assert json.loads((tmp_path / "settings.json").read_text())["train_seeds"] == s["train_seeds"] + 1
+    with pytest.raises(SystemExit, match="caches a run with other settings"):
+        sq._check_workdir(tmp_path, {**s, "epochs": s["epochs"] + 1})
+
+
 # ------------------------------------------------------------------------------------------------ the script
 def _run(*args):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
