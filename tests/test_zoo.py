@@ -136,6 +136,8 @@ def test_the_summary_table_follows_the_entries_and_fills_only_its_block(tmp_path
     aa = load_entry(stage.aa_entry)
     assert zoo_summary(cfg).startswith("1 of 1 models")
     assert f"| AutoAttack, 6 images | {100 * aa.clean_accuracy:.1f} |" in zoo_summary(cfg)
+    sanity = ", ".join(aa.flags) or "ok"  # the failed sanity checks travel with the row
+    assert "| avg | sanity |" in zoo_summary(cfg) and f" | {sanity} |" in zoo_summary(cfg).splitlines()[-1]
     assert write_summary(cfg, page)
     (tmp_path / "plain.md").write_text("no markers\n")
     with pytest.raises(ValueError, match="plain.md: no <!-- zoo-table -->"):

@@ -327,20 +327,22 @@ def zoo_summary(cfg: ExperimentConfig) -> str:
         aa_path, pgd_path = entry_paths(cfg, member.name)
         path = aa_path if aa_path.is_file() else pgd_path if pgd_path.is_file() else None
         if path is None:
-            rows.append(f"| `{member.name}` | {_training_text(cfg, member)} | not built yet | | | | | | |")
+            rows.append(f"| `{member.name}` | {_training_text(cfg, member)} | not built yet | | | | | | | |")
             continue
         published += 1
         e = load_entry(path)
         how = (f"AutoAttack, {e.n_examples:,} images" if path == aa_path
                else f"PGD-{cfg.zoo.pgd_steps}, {e.n_examples:,} images (AutoAttack to come)")
         accs = " | ".join(pct(_worst_at(e, eps)) for eps in SUMMARY_EPS)
+        sanity = ", ".join(e.flags) if e.flags else "ok"
         rows.append(f"| `{member.name}` | {_training_text(cfg, member)} | {how} | {pct(e.clean_accuracy)} | {accs} | "
-                    f"{pct(e.avg_robust_accuracy)} |")
+                    f"{pct(e.avg_robust_accuracy)} | {sanity} |")
     head = ("| model | training | evaluated with | clean | " + " | ".join(f"{eps:g}" for eps in SUMMARY_EPS)
-            + " | avg |")
+            + " | avg | sanity |")
     lines = [f"{published} of {len(cfg.zoo.models)} models of `{cfg.name}` published so far (robust accuracy "
              "in %, Linf eps on the [0,1] scale; intervals and every strength in "
-             f"[`{cfg.zoo.leaderboard}/README.md`]({cfg.zoo.leaderboard}/README.md)):", "", head,
+             f"[`{cfg.zoo.leaderboard}/README.md`]({cfg.zoo.leaderboard}/README.md); sanity: the sanity checks the "
+             "entry failed, or ok):", "", head,
              "|" + "---|" * (head.count("|") - 1), *rows]
     return "\n".join(lines)
 
