@@ -221,6 +221,15 @@ def test_resume_is_exact_and_writes_metrics_log_and_export(tmp_path, splits):
     assert config["architecture"] == "darts_v2" and config["wsr_bench"]["recipe"].startswith("PGD-2")
 
 
+def test_a_clean_run_at_eps_0_checks_clean_accuracy_only(tmp_path, splits):
+    """A clean recipe may say eps 0: the end-of-epoch check then has no radius to attack at and reports clean
+    accuracy alone (it used to build a PGD attack at eps 0 and stop with an error)."""
+    res = _train(tiny_cfg(recipe="clean", eps=0.0, epochs=1), splits, tmp_path / "c")
+    last = json.loads((tmp_path / "c" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert res.finished and "clean_acc" in last and "robust_acc" not in last
+    assert "test clean" in (tmp_path / "c" / "train.log").read_text()
+
+
 def test_bad_resumes_and_nan_keep_the_checkpoint(tmp_path, splits):
     cfg = tiny_cfg(steps=1, eval_examples=0)
     out = tmp_path / "run"

@@ -122,6 +122,18 @@ def test_the_autoattack_entries_can_come_in_a_later_run(tmp_path, restore_regist
     assert info["clean_accuracy"] == pytest.approx(load_entry(second.aa_entry).clean_accuracy)
 
 
+def test_a_clean_member_attacks_at_the_zoo_radius_after_each_epoch(tmp_path, restore_registry):
+    raw = tiny_zoo(tmp_path)
+    raw["train"]["eval_examples"] = 8  # the end-of-epoch check the published zoo runs
+    raw["zoo"]["models"] = raw["zoo"]["models"][2:]
+    path = tmp_path / "zoo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    stage = build_zoo(load_config(path), tmp_path / "run", progress=False, autoattack=False)[0]
+    last = json.loads((tmp_path / "run" / "train" / "darts_v2.tiny_clean" / "metrics.jsonl").read_text()
+                      .splitlines()[-1])
+    assert stage.pgd_entry.is_file() and last["eval_eps"] == 0.1 and "robust_acc" in last
+
+
 def test_the_summary_table_follows_the_entries_and_fills_only_its_block(tmp_path, restore_registry):
     cfg = one_model_zoo(tmp_path)
     assert zoo_summary(cfg).startswith("0 of 1 models of `tiny-zoo` published")

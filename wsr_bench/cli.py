@@ -168,8 +168,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"trained {s.model} ({s.params / 1e6:.3f}M params) with {s.recipe} for {s.epochs} epochs "
           f"(from epoch {s.start_epoch}, {s.world_size} process(es)) in {s.seconds:.1f}s")
     if "clean_acc" in f:
-        print(f"test (first {f['eval_n']} images): clean {f['clean_acc']:.4f}  PGD-{f['eval_steps']}@"
-              f"{f['eval_eps']:g} {f['robust_acc']:.4f}")
+        robust = f"  PGD-{f['eval_steps']}@{f['eval_eps']:g} {f['robust_acc']:.4f}" if "robust_acc" in f else ""
+        print(f"test (first {f['eval_n']} images): clean {f['clean_acc']:.4f}{robust}")
     print(f"run folder: {s.out_dir}/ (config.yaml, checkpoint.pt, metrics.jsonl, train.log, model/)")
     return 0
 

@@ -106,8 +106,8 @@ class _Stage:
 
     def __init__(self, cfg: ExperimentConfig, member: ZooModelConfig, out: Path, device: str, progress: bool):
         recipe = member.recipe or cfg.train.recipe
-        train = dataclasses.replace(cfg.train, recipe=recipe, eps=0.0 if recipe == "clean" else cfg.train.eps,
-                                    epochs=member.epochs or cfg.train.epochs)
+        # a clean member keeps train.eps: the clean recipe ignores it and the end-of-epoch check attacks at it
+        train = dataclasses.replace(cfg.train, recipe=recipe, epochs=member.epochs or cfg.train.epochs)
         self.cfg, self.member, self.out = dataclasses.replace(cfg, train=train), member, out
         self.device, self.progress = device, progress
         self.train_dir = out / "train" / member.name

@@ -259,11 +259,15 @@ class _Run:
         return record
 
     def evaluate(self) -> dict[str, Any]:
-        """Clean and PGD-``eval_steps`` accuracy at ``train.eps`` on the first ``eval_examples`` test images."""
+        """Clean and PGD-``eval_steps`` accuracy at ``train.eps`` on the first ``eval_examples`` test images (clean
+        only when ``train.eps`` is 0, as a clean recipe may have it: there is no radius to attack at)."""
         if self.eval_loader is None:
             return {}
         t0 = time.perf_counter()
         clean = eval_epoch(self.net, self.eval_loader, self.device)
+        if self.tc.eps <= 0:
+            return {"clean_acc": clean["acc"], "clean_loss": clean["loss"], "eval_n": clean["n"],
+                    "eval_seconds": time.perf_counter() - t0}
         attack = TrainRecipe("pgd", eps=self.tc.eps, steps=self.tc.eval_steps)
         robust = eval_epoch(self.net, self.eval_loader, self.device, attack=attack)
         return {"clean_acc": clean["acc"], "clean_loss": clean["loss"], "robust_acc": robust["acc"],
@@ -291,8 +295,10 @@ def _log_line(r: dict[str, Any], recipe: TrainRecipe) -> str:
     line = (f"epoch {r['epoch']}/{r['epochs']}  lr {r['lr']:.4g}  train loss {r['train_loss']:.4f} acc "
             f"{r['train_acc']:.4f} [{recipe.label}]  {r['train_seconds']:.1f}s (attack {r['attack_seconds']:.1f}s)")
     if "clean_acc" in r:
-        line += (f"  |  test clean {r['clean_acc']:.4f}  PGD-{r['eval_steps']}@{r['eval_eps']:g} "
-                 f"{r['robust_acc']:.4f}  (n={r['eval_n']})")
+        line += f"  |  test clean {r['clean_acc']:.4f}"
+        if "robust_acc" in r:
+            line += f"  PGD-{r['eval_steps']}@{r['eval_eps']:g} {r['robust_acc']:.4f}"
+        line += f"  (n={r['eval_n']})"
     return line
 
 
