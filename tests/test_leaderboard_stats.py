@@ -144,6 +144,27 @@ def test_compare_refuses_entries_it_cannot_pair():
         compare_entries(a, sampled_entry("B", [None, 0.1, 0.0], threat_model="L2"))
 
 
+def test_compare_on_shared_images_pairs_the_images_both_entries_hold():
+    # a weak attack on 6 images (indices 0-5) and a strong one on images 2, 3, 4, 9 (in another order): the pairing
+    # is by index, and the accuracies are those of the shared images 2-4, not the entries' own
+    weak = sampled_entry("pgd20", [None, None, None, None, 0.1, 0.0], sha=SHA_A)
+    strong = sampled_entry("aa", [0.0, 0.03, 0.1, 0.03], sha=SHA_B, indices=[9, 4, 3, 2])
+    with pytest.raises(ComparisonError, match="not computed on the same images: 6 vs 4 images.*--shared-images"):
+        compare_entries(weak, strong)
+    rows = compare_entries(weak, strong, shared_images=True)
+    by = {r.label: r for r in rows}
+    assert (by["clean"].accuracy_a, by["clean"].accuracy_b) == (1.0, 1.0)
+    assert (by["0.03"].accuracy_a, by["0.03"].accuracy_b, by["0.03"].only_a, by["0.03"].only_b) == (1.0, 1 / 3, 2, 0)
+    assert (by["0.1"].accuracy_a, by["0.1"].accuracy_b, by["0.1"].only_a) == (2 / 3, 0.0, 2)
+    text = format_comparison(weak, strong, rows)
+    assert "the 3 test images both hold, by index (A has 6, B 4; accuracies on these images only)" in text
+    with pytest.raises(ComparisonError, match="share no test image index"):
+        compare_entries(weak, sampled_entry("far", [None, 0.0], sha=SHA_B, indices=[7, 8]), shared_images=True)
+    with pytest.raises(ComparisonError, match="A is digits/test but B is fashion_mnist/test: no shared images"):
+        compare_entries(weak, sampled_entry("B", [None] * 4, sha=SHA_B, dataset="fashion_mnist"),
+                        shared_images=True)
+
+
 def test_compare_command(tmp_path, capsys):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     save_entry(sampled_entry("racl", [None] * 6 + [0.1] * 3 + [0.0]), a)
@@ -165,6 +186,11 @@ def test_compare_command(tmp_path, capsys):
     save_entry(make_entry(), old)
     assert main(["leaderboard", "compare", str(old), str(a)]) == 2
     assert "has no per-sample results" in capsys.readouterr().err
+    subset = tmp_path / "subset.json"
+    save_entry(sampled_entry("racl", [None] * 3 + [0.03], sha=SHA_B, indices=[0, 1, 7, 8]), subset)
+    assert main(["leaderboard", "compare", "--shared-images", str(a), str(subset)]) == 0
+    out = capsys.readouterr().out
+    assert "the 4 test images both hold" in out and out.splitlines()[5].split()[:3] == ["0.03", "100.0", "75.0"]
 
 
 # ------------------------------------------------------------------------------------------------- page marks

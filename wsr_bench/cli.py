@@ -402,6 +402,9 @@ def _add_leaderboard_parser(sub: argparse._SubParsersAction) -> None:
                                         "difference and exact McNemar p-value per eps")
     c.add_argument("a", metavar="A.json", help="first leaderboard entry")
     c.add_argument("b", metavar="B.json", help="second leaderboard entry (evaluated on the same images)")
+    c.add_argument("--shared-images", action="store_true",
+                   help="pair entries of one dataset split on the images both hold, by index (e.g. AutoAttack on "
+                        "the first 1,000 test images against PGD-20 on all 10,000)")
     c.set_defaults(func=_cmd_leaderboard_compare)
     shot = lsub.add_parser("screenshot", help="render ROOT/index.html in headless Chromium to a PNG (e.g. "
                                               "docs/demo_leaderboard.png from runs/demo/leaderboard)")
@@ -427,7 +430,7 @@ def _cmd_leaderboard_compare(args: argparse.Namespace) -> int:
 
     a, b = load_entry(args.a), load_entry(args.b)
     names = (args.a, args.b)
-    print(format_comparison(a, b, compare_entries(a, b, names), names))
+    print(format_comparison(a, b, compare_entries(a, b, names, shared_images=args.shared_images), names))
     return 0
 
 
