@@ -141,6 +141,19 @@ def test_paired_comparisons_follow_each_table(built):
     assert "Paired comparisons" not in res.index.read_text()
 
 
+def test_suite_sections_show_the_same_models_under_the_main_evaluation(built):
+    # A and B have a PGD-20 entry (40 images, indices 0-39) and a main entry (20 images, 0-19): paired on the 20
+    # shared images. B: 100% -> 40% (12 discordant, p = 2/4096, *); A: 20% -> 45% (5 discordant, p = 1/16, no *)
+    _, res = built
+    readme = res.readme.read_text()
+    pgd = _section_text(readme, FM_PGD)
+    assert f"**The same models in the main table**: their entry of this section ({PGD}; left of the arrow)" in pgd
+    rows = [line for line in pgd.splitlines() if line.startswith("| B | 20 |") or line.startswith("| A | 20 |")]
+    assert [r[:24] for r in rows] == ["| B | 20 | 100.0 → 40.0 ", "| A | 20 | 20.0 → 45.0 |"]
+    assert rows[0].startswith("| B | 20 | 100.0 → 40.0 * |")
+    assert "The same models in the main table" not in _section_text(readme, FM)
+
+
 def test_section_entries_match_the_table_order():
     entries = list(zoo().values())
     df = leaderboard_frame(entries)

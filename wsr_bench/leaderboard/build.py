@@ -6,7 +6,9 @@ writes every output atomically. Generated files are never edited by hand; rebuil
 
 One section per dataset, threat model and evaluation suite (``evaluation["suite"]`` of an entry). In README.md,
 each section with at least two of our entries is followed by paired comparisons of its rows against its top row
-(:func:`paired_comparisons`, the text of ``wsr-bench leaderboard compare``).
+(:func:`paired_comparisons`, the text of ``wsr-bench leaderboard compare``). A suite's section is also followed by
+:func:`main_evaluation_gaps`: its models that have an entry in the main section too, the two entries paired on the
+images both hold, which says how far the suite's numbers can be trusted (e.g. PGD-20 against AutoAttack).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from wsr_bench.leaderboard.html import render_index
 from wsr_bench.leaderboard.io import load_entries_with_paths
 from wsr_bench.leaderboard.reference import load_references, provenance
 from wsr_bench.leaderboard.schema import LeaderboardEntry
+from wsr_bench.leaderboard.stats import ALPHA
 from wsr_bench.leaderboard.tables import (
     AVG_HEADER,
     MARK_LEGEND,
@@ -109,6 +112,40 @@ def paired_comparisons(entries: Sequence[LeaderboardEntry], names: Sequence[str]
     return "\n".join(lines[:-1])
 
 
+def main_evaluation_gaps(suite_members: Sequence[LeaderboardEntry], entries: Sequence[LeaderboardEntry]) -> str:
+    """Markdown table: each model of a suite's section that also has an entry in the main (suite-less) section of
+    its dataset/threat model, both entries paired on the images both hold (``wsr-bench leaderboard compare
+    --shared-images``): per strength, the suite's accuracy, an arrow, the main entry's, and ``*`` where the
+    difference is significant (exact McNemar p < ``ALPHA``). Empty when no model has both."""
+    rows, eps_labels, suite = [], [], ""
+    for other in suite_members:
+        main = next((e for e in entries if (e.model, e.dataset, e.threat_model, e.suite)
+                     == (other.model, other.dataset, other.threat_model, "")), None)
+        if main is None:
+            continue
+        try:
+            pairs = compare_entries(other, main, shared_images=True)
+        except ComparisonError as exc:
+            logger.info("%s: its %s and main entries are not paired: %s", other.model, other.suite, exc)
+            continue
+        n = len(set(other.samples.indices) & set(main.samples.indices))
+        rows.append((other.model, n, {r.label: r for r in pairs}))
+        eps_labels += [r.label for r in pairs if r.label not in eps_labels]
+        suite = other.suite
+    if not rows:
+        return ""
+    head = ["model", "images", *eps_labels]
+    lines = [f"**The same models in the main table**: their entry of this section ({_inline(suite)}; left of the "
+             "arrow) and their main entry (right), paired on the images both hold (`wsr-bench leaderboard compare --shared-images`); "
+             f"accuracy in %, `*` where the two differ significantly on these images (exact McNemar p < {ALPHA:g}).",
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model, n, by_label in rows:
+        cells = [f"{100 * r.accuracy_a:.1f} → {100 * r.accuracy_b:.1f}{' *' if r.p_value < ALPHA else ''}"
+                 if (r := by_label.get(label)) else "–" for label in eps_labels]
+        lines.append("| " + " | ".join([_inline(model), f"{n:,}", *cells]) + " |")
+    return "\n".join(lines)
+
+
 def build_readme(df, entries: list[LeaderboardEntry], title: str, names: Sequence[str] | None = None) -> str:
     """The Markdown page: explanation, curves image, one table per section (dataset/threat model/suite), each
     followed by its paired comparisons against the top row when it has at least two of our entries, provenance.
@@ -131,9 +168,13 @@ def build_readme(df, entries: list[LeaderboardEntry], title: str, names: Sequenc
     for name, part in sections(df):
         heading = name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         lines += [f"## {heading}", "", markdown_table(part), ""]
-        block = paired_comparisons([entries[i] for i in ours.get(name, [])], [names[i] for i in ours.get(name, [])])
+        members = ours.get(name, [])
+        block = paired_comparisons([entries[i] for i in members], [names[i] for i in members])
         if block:
             lines += [block, ""]
+        gaps = main_evaluation_gaps([entries[i] for i in members if entries[i].suite], entries)
+        if gaps:
+            lines += [gaps, ""]
     lines += [f"RobustBench reference data: {_provenance_text()}.", ""]
     return "\n".join(lines)
 
