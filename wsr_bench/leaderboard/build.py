@@ -136,8 +136,9 @@ def main_evaluation_gaps(suite_members: Sequence[LeaderboardEntry], entries: Seq
         return ""
     head = ["model", "images", *eps_labels]
     lines = [f"**The same models in the main table**: their entry of this section ({_inline(suite)}; left of the "
-             "arrow) and their main entry (right), paired on the images both hold (`wsr-bench leaderboard compare --shared-images`); "
-             f"accuracy in %, `*` where the two differ significantly on these images (exact McNemar p < {ALPHA:g}).",
+             "arrow) and their main entry (right), paired on the images both hold (`wsr-bench leaderboard compare "
+             "--shared-images`); accuracy in %, `*` where the two differ significantly on these images (exact "
+             f"McNemar p < {ALPHA:g}).",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, n, by_label in rows:
         cells = [f"{100 * r.accuracy_a:.1f} → {100 * r.accuracy_b:.1f}{' *' if r.p_value < ALPHA else ''}"
