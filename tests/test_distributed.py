@@ -21,6 +21,7 @@ from wsr_bench.distributed import (
     DistInfo,
     all_reduce_stats,
     is_main_process,
+    joined_process_group,
     set_epoch,
     setup_distributed,
     shard_loader,
@@ -100,13 +101,14 @@ if __name__ == "__main__":
 '''
 
 
-def _torchrun(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
+def _torchrun(args: list[str], cwd: Path, timeout: int = 240, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0 or not check, \
+        f"torchrun failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 
 
@@ -175,6 +177,45 @@ def test_single_process_helpers_are_identities(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="WORLD_SIZE='two' must be an integer"):
         setup_distributed("cpu")
+
+
+def test_joined_process_group_leaves_only_a_group_it_joined(monkeypatch, tmp_path):
+    import torch.distributed as dist
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    with joined_process_group("cpu") as info:
+        assert info == DistInfo(rank=0, world_size=1, local_rank=0, device="cpu")
+    assert not dist.is_initialized()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        with pytest.raises(RuntimeError, match="boom"), joined_process_group("cpu"):
+            raise RuntimeError("boom")
+        with joined_process_group("cpu"):
+            pass
+        assert dist.is_initialized()  # the caller's group (a pipeline's, a test worker's) is kept
+    finally:
+        dist.destroy_process_group()
+
+
+FAILING_RANK = '''
+from wsr_bench.distributed import get_rank, joined_process_group
+
+with joined_process_group("cpu"):
+    if get_rank() == 1:
+        raise SystemExit("rank 1 failed on purpose")
+print("rank 0 reached the end of its block")
+'''
+
+
+@pytest.mark.slow
+def test_a_failing_rank_does_not_leave_its_peer_waiting_at_the_exit_barrier(tmp_path):
+    """Rank 0 ends its block normally and waits for its peer at ``cleanup``'s barrier; rank 1 raises and leaves
+    without waiting. The launch must fail at once with rank 1's error, not hang until gloo's 30-minute timeout."""
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING_RANK)
+    proc = _torchrun([str(script)], cwd=tmp_path, timeout=120, check=False)
+    assert proc.returncode != 0 and "rank 1 failed on purpose" in proc.stderr, proc.stderr[-3000:]
 
 
 def test_shard_loader_orders_by_seed_and_epoch():

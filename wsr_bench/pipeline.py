@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from wsr_bench.config import ExperimentConfig, dump_config
-from wsr_bench.distributed import barrier, is_main_process, setup_distributed
+from wsr_bench.distributed import barrier, is_main_process, joined_process_group
 from wsr_bench.io import append_jsonl
 from wsr_bench.runtime import resolve_device
 
@@ -129,24 +129,25 @@ def run_pipeline(cfg: ExperimentConfig, out_dir: str | Path, device: str | None 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = setup_distributed(device or resolve_device(cfg.device)).device  # one process unless under torchrun
-    if is_main_process():
-        dump_config(cfg, out / "config.yaml")
-    timings: dict[str, float] = {}
-    genotype = _search(cfg, out, device, timings, progress)
-    splits = load_splits(cfg.data, cfg.seed)
-    models = {FOUND_MODEL: str(genotype), **{name: name for name in cfg.run.baselines}}
-    model_dirs = {name: _train(cfg, out, name, spec, splits, device, timings, progress)
-                  for name, spec in models.items()}
-    found_dir = out / "model"
-    if not (found_dir / "model.safetensors").is_file() and is_main_process():
-        shutil.copytree(model_dirs[FOUND_MODEL], found_dir, dirs_exist_ok=True)
-    barrier()
-    eval_data = as_tensors(splits.test, cfg.eval.n_examples)
-    options = SpectrumOptions.from_config(cfg, resume=True)
-    entries = {name: _evaluate(cfg, out, name, d, eval_data, options, device, timings, progress)
-               for name, d in model_dirs.items()}
-    with _stage(out, "leaderboard", False, timings):
+    with joined_process_group(device or resolve_device(cfg.device)) as info:  # one process unless under torchrun
+        device = info.device
         if is_main_process():
-            build_leaderboard(out / "leaderboard")
-    return PipelineResult(out, genotype, found_dir, out / "leaderboard", entries, timings)
+            dump_config(cfg, out / "config.yaml")
+        timings: dict[str, float] = {}
+        genotype = _search(cfg, out, device, timings, progress)
+        splits = load_splits(cfg.data, cfg.seed)
+        models = {FOUND_MODEL: str(genotype), **{name: name for name in cfg.run.baselines}}
+        model_dirs = {name: _train(cfg, out, name, spec, splits, device, timings, progress)
+                      for name, spec in models.items()}
+        found_dir = out / "model"
+        if not (found_dir / "model.safetensors").is_file() and is_main_process():
+            shutil.copytree(model_dirs[FOUND_MODEL], found_dir, dirs_exist_ok=True)
+        barrier()
+        eval_data = as_tensors(splits.test, cfg.eval.n_examples)
+        options = SpectrumOptions.from_config(cfg, resume=True)
+        entries = {name: _evaluate(cfg, out, name, d, eval_data, options, device, timings, progress)
+                   for name, d in model_dirs.items()}
+        with _stage(out, "leaderboard", False, timings):
+            if is_main_process():
+                build_leaderboard(out / "leaderboard")
+        return PipelineResult(out, genotype, found_dir, out / "leaderboard", entries, timings)

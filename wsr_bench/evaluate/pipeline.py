@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from wsr_bench.attacks import RANDOM_STARTS
-from wsr_bench.distributed import cleanup, is_main_process, setup_distributed
+from wsr_bench.distributed import is_main_process, joined_process_group
 from wsr_bench.evaluate.model_loading import check_model_spec, exported_image_size, load_eval_model
 from wsr_bench.evaluate.options import SpectrumOptions, resolve_options
 from wsr_bench.evaluate.samples import sample_record
@@ -184,17 +184,11 @@ def run_eval(
         raise FileNotFoundError(f"checkpoint {checkpoint} not found")
     x, y, splits = load_eval_data(dataset, n_examples, data_root=data_root, image_size=image_size,
                                   seed=options.seed)
-    owns_group = not torch.distributed.is_initialized()
-    device = setup_distributed(device).device  # one process unless launched by torchrun
-    try:
-        entry = _eval_and_save(model, x, y, splits, options, out=out, state_dir=state_dir, keep_state=keep_state,
-                               force=force, checkpoint=checkpoint, model_dir=model_dir, dataset=dataset, name=name,
-                               recipe=recipe, device=device, memory_format=memory_format, sanity=sanity,
-                               progress=progress)
-    finally:
-        if owns_group:
-            cleanup()
-    return entry
+    with joined_process_group(device) as info:  # one process unless launched by torchrun
+        return _eval_and_save(model, x, y, splits, options, out=out, state_dir=state_dir, keep_state=keep_state,
+                              force=force, checkpoint=checkpoint, model_dir=model_dir, dataset=dataset, name=name,
+                              recipe=recipe, device=info.device, memory_format=memory_format, sanity=sanity,
+                              progress=progress)
 
 
 def _eval_and_save(model: str, x, y, splits, options: SpectrumOptions, *, out, state_dir, keep_state: bool,

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from wsr_bench.config import ExperimentConfig
-from wsr_bench.distributed import setup_distributed
+from wsr_bench.distributed import joined_process_group
 from wsr_bench.estimators.noise import NoiseMemory, build_estimator, pgd_noise, train_estimator
 from wsr_bench.estimators.val_loss import LossMemory, ValLossEstimator, train_vle
 from wsr_bench.rules import SEARCH_METHODS
@@ -230,5 +230,5 @@ def run_search(cfg: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     engines = dict(zip(SEARCH_METHODS, (WsrSearch, NaiveSearch), strict=True))
     if cfg.search.method not in engines:
         raise ValueError(f"unknown search method {cfg.search.method!r}; expected one of {', '.join(engines)}")
-    info = setup_distributed(resolve_device(device or cfg.device))  # one process unless launched by torchrun
-    return engines[cfg.search.method](cfg, out_dir, info.device).run(resume=resume, callback=callback)
+    with joined_process_group(resolve_device(device or cfg.device)) as info:  # one process unless under torchrun
+        return engines[cfg.search.method](cfg, out_dir, info.device).run(resume=resume, callback=callback)

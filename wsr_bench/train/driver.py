@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import ConcatDataset, Subset
 from tqdm.auto import tqdm
@@ -35,12 +34,11 @@ from wsr_bench.data import DataSplits, load_splits
 from wsr_bench.distributed import (
     all_gather_object,
     barrier,
-    cleanup,
     get_rank,
     get_world_size,
     is_main_process,
+    joined_process_group,
     set_epoch,
-    setup_distributed,
     shard_loader,
     unwrap_model,
     wrap_ddp,
@@ -406,9 +404,7 @@ def run_training(cfg: ExperimentConfig, out_dir: str | Path, model_name: str | N
     out = Path(out_dir)
     if not resume:
         TrainFolder(out).check_fresh()
-    owns_group = not dist.is_initialized()  # keep a process group the caller set up (re-creating one is racy)
-    info = setup_distributed(resolve_device(device or cfg.device))
-    try:
+    with joined_process_group(resolve_device(device or cfg.device)) as info:  # keeps a group the caller set up
         splits = load_splits(cfg.data, cfg.seed)
         name = model_name or default_model_name(out)
         seed_everything(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
@@ -416,6 +412,3 @@ def run_training(cfg: ExperimentConfig, out_dir: str | Path, model_name: str | N
         summary = train_model(cfg, model, splits, out, resume=resume, device=info.device, progress=progress,
                               config_path=out / "config.yaml")
         return replace(summary, model=name)
-    finally:
-        if owns_group:
-            cleanup()
