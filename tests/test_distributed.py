@@ -218,6 +218,19 @@ def test_a_failing_rank_does_not_leave_its_peer_waiting_at_the_exit_barrier(tmp_
     assert proc.returncode != 0 and "rank 1 failed on purpose" in proc.stderr, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
+def test_wsr_bench_search_under_torchrun_reports_once(tmp_path):
+    """The search leaves its process group when it ends; the CLI must still know which rank reports."""
+    from test_search import TINY
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    proc = _torchrun(["-m", "wsr_bench.cli", "search", str(cfg), "--out", str(tmp_path / "run"), "--no-progress",
+                      "--device", "cpu"], cwd=tmp_path)
+    assert proc.stdout.count("wsr search (") == 1, proc.stdout
+    assert (tmp_path / "run" / "genotype.json").is_file()
+
+
 def test_shard_loader_orders_by_seed_and_epoch():
     ds = TensorDataset(torch.arange(20).float(), torch.arange(20))
     loader = shard_loader(ds, batch_size_global=5, seed=7)

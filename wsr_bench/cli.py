@@ -191,9 +191,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, _config_overrides(args))
     genotype = run_search(cfg, args.out, resume=args.resume, device=args.device)
-    from wsr_bench.distributed import is_main_process
-
-    if not is_main_process():
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports (the search has left its group)
         return 0
     s = cfg.search
     print(f"{s.method} search ({s.n1} PGD + {s.n2} estimated strengths, {s.population} warm-up architectures, "
