@@ -243,3 +243,31 @@ def test_shard_loader_orders_by_seed_and_epoch():
         shard_loader(ds, batch_size_global=0)
     with pytest.raises(ValueError, match="empty dataset"):
         shard_loader(TensorDataset(torch.zeros(0)), batch_size_global=2)
+
+
+GLOO_THREADS_AFTER_CLEANUP = '''
+import os, torch
+from wsr_bench.distributed import all_gather_object, cleanup, get_rank, setup_distributed
+
+setup_distributed("cpu")
+net = torch.nn.Linear(3, 2)
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+net(torch.rand(4, 3)).sum().backward()
+opt.step()  # the optimizers import torch._dynamo lazily, here inside the group
+all_gather_object({"rank": get_rank(), "x": torch.arange(3)})
+cleanup()
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(f"rank {os.environ['RANK']} gloo threads after cleanup: {names.count('pt_gloo_runloop')}", flush=True)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from Linux's /proc")
+def test_cleanup_ends_the_gloo_worker_threads(tmp_path):
+    """After ``cleanup`` no gloo worker thread may be left: one alive at interpreter shutdown can abort the process
+    (``terminate called without an active exception``) while it frees a finished collective's Python tensors."""
+    script = tmp_path / "threads.py"
+    script.write_text(GLOO_THREADS_AFTER_CLEANUP)
+    proc = _torchrun([str(script)], cwd=tmp_path, timeout=120)
+    for rank in (0, 1):
+        assert f"rank {rank} gloo threads after cleanup: 0" in proc.stdout, proc.stdout + proc.stderr[-2000:]

@@ -84,10 +84,27 @@ def setup_distributed(device: str | None = None, backend: str | None = None) -> 
         torch.cuda.set_device(local)
     if world > 1 and not dist.is_initialized():
         backend = backend or ("nccl" if cuda else "gloo")
+        _import_dynamo_before_the_group()
         dist.init_process_group(backend=backend, rank=rank, world_size=world)
         logger.info("joined process group: rank %d/%d (local %d), backend %s, device %s", rank, world, local,
                     backend, device)
     return DistInfo(rank=get_rank(), world_size=get_world_size(), local_rank=local, device=device)
+
+
+def _import_dynamo_before_the_group() -> None:
+    """Import ``torch._dynamo`` now, before the process group exists, so that ``cleanup`` can really end the group.
+
+    Why: imported while a group exists (the optimizers import it lazily, at their first ``step``), torch 2.14's
+    ``torch._dynamo`` keeps the default group alive (no Python object we could find holds it), so
+    ``destroy_process_group`` no longer frees it and gloo's worker threads (``pt_gloo_runloop``) live on into
+    interpreter shutdown. A worker thread still releasing a finished collective's Python tensors then needs the GIL
+    during ``Py_FinalizeEx`` and the process aborts with ``terminate called without an active exception`` after
+    all its work is done (the native stack of such a core: ``ProcessGroupGloo::runLoop`` -> ``~AsyncAllgatherWork``
+    -> ``gil_scoped_acquire``). Imported first, it holds no group, and ``destroy_process_group`` frees the group
+    and joins its threads, so none is left at shutdown. ``tests/test_distributed.py`` checks that no gloo thread
+    survives ``cleanup``.
+    """
+    import torch._dynamo  # noqa: F401
 
 
 def is_distributed() -> bool:
@@ -132,15 +149,13 @@ def barrier() -> None:
 def cleanup(wait_for_peers: bool = True) -> None:
     """Leave the process group (no-op outside one).
 
-    With ``wait_for_peers`` every rank first meets the others at a barrier. Why: a gloo worker thread releases a
-    finished collective's tensors after the caller has its result, and tensors made in Python (those of
-    ``all_gather_object``) need the GIL to be freed. If that release is still pending when the interpreter shuts
-    down, the thread dies inside it and the process aborts with ``terminate called without an active exception``
-    after all its work is done (gdb on a core: ``ProcessGroupGloo::runLoop`` -> ``~AsyncAllgatherWork`` ->
-    ``gil_scoped_acquire`` during ``Py_FinalizeEx``; 3 launches in 164 of the two-process sweep test on 2
-    loaded cores, and once in CI). The barrier keeps the main thread waiting, without the GIL, for a round trip to
-    the peers, which lets the worker threads finish first: 0 aborts in 190 launches with it. Pass ``False`` on an
-    error path, where a peer may never arrive.
+    With ``wait_for_peers`` every rank first meets the others at a barrier, so that no rank leaves while a peer still
+    waits on a collective. Pass ``False`` on an error path, where a peer may never arrive. ``destroy_process_group``
+    then frees the group and joins gloo's worker threads, provided nothing else holds the group (see
+    ``_import_dynamo_before_the_group``). Without that, a worker thread outlived the group into interpreter
+    shutdown and a launch of the two-process sweep test could abort after all its work was done: rarely, and more
+    often on a loaded machine (once in ``make test``, once in 41 launches beside other torchrun jobs, 0 in 120
+    launches alone or two at a time). The barrier alone made it rarer, not impossible.
     """
     if dist.is_available() and dist.is_initialized():
         if wait_for_peers and dist.get_world_size() > 1:
