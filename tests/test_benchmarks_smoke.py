@@ -36,6 +36,8 @@ KEYS = {
                           "mde", "seed_agreement", "oneshot_kendall_tau", "cost", "phase_seconds"},
     "spectrum_cost.py": {"benchmark", "conclusion", "config", "eps", "eps_label", "machine", "models", "n_test",
                          "quick"},
+    "threads.py": {"benchmark", "cleared_env", "conclusion", "config", "goal_met", "goals", "machine", "runs",
+                   "setup", "summary", "wall_seconds"},
     "train_cost.py": {"anchor", "benchmark", "config", "machine", "n_test", "n_train", "recipes"},
     "vle_heads.py": {"machine", "rows"},
     "throughput.py": {"amp_training", "benchmark", "config", "goals", "machine", "rows", "verdicts",

@@ -18,6 +18,7 @@ from pathlib import Path
 from wsr_bench import __version__
 from wsr_bench.epsilon import PAPER_SPECTRUM
 from wsr_bench.rules import MEMORY_FORMATS
+from wsr_bench.threads import configure_cli
 
 logger = logging.getLogger("wsr_bench")
 
@@ -465,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wsr-bench {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for torch (default: torch's choice; 1 is fastest for tiny models)")
+                        help="CPU threads for torch (default: $WSR_BENCH_THREADS, else $OMP_NUM_THREADS, else 1; "
+                             "see docs/performance.md)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in _PARSERS:
         add(sub)
@@ -487,13 +489,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    if args.threads is not None:
-        if args.threads < 1:
-            print("error: --threads must be >= 1", file=sys.stderr)
-            return 2
-        import torch
-
-        torch.set_num_threads(args.threads)
+    try:
+        warning = configure_cli(args.threads)  # before any command imports torch (OMP_WAIT_POLICY)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if warning:
+        print(warning, file=sys.stderr)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, KeyError) as exc:

@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from wsr_bench.runtime import resolve_device
+from wsr_bench.threads import apply_default_threads
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +171,12 @@ def joined_process_group(device: str | None = None) -> Iterator[DistInfo]:
     A group the caller already set up (a pipeline calling the search, a test's worker) is kept. On a normal exit
     the ranks leave together (``cleanup()``); when the block raises, this rank leaves without waiting, since its
     peers may be stuck or gone, and torchrun stops them.
+
+    Every run of the Python API (search, training, evaluation, pipeline, zoo) enters here first, so this is also
+    where the process gets the package's default CPU thread count, once
+    (:func:`wsr_bench.threads.apply_default_threads`).
     """
+    apply_default_threads()
     owns_group = not (dist.is_available() and dist.is_initialized())
     info = setup_distributed(device)
     try:

@@ -47,6 +47,7 @@ from wsr_bench.evaluate.options import SpectrumOptions, resolve_options
 from wsr_bench.evaluate.state import SweepState, model_sha256, open_state, tensor_sha256
 from wsr_bench.evaluate.sweeps import sweep_chain
 from wsr_bench.runtime import resolve_device, set_memory_format
+from wsr_bench.threads import apply_default_threads
 
 
 @dataclass
@@ -212,6 +213,7 @@ def evaluate_spectrum(
         AdversarialExampleError: an attack produced an invalid adversarial example.
     """
     start = time.perf_counter()
+    apply_default_threads()  # once per process: the package's CPU thread default (wsr_bench.threads)
     options = resolve_options(options, fields)
     validate_images(x, y)
     device = torch.device(resolve_device(device or "auto"))

@@ -45,6 +45,7 @@ from wsr_bench.distributed import (
 )
 from wsr_bench.run_folder import RunFolder
 from wsr_bench.runtime import check_amp, resolve_device, seed_everything, set_memory_format
+from wsr_bench.threads import apply_default_threads
 from wsr_bench.train.augment import make_augment
 from wsr_bench.train.loop import LoopOptions, NonFiniteLossError, eval_epoch, train_epoch
 from wsr_bench.train.recipes import TrainRecipe
@@ -350,6 +351,7 @@ def train_model(cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out
             loss (``TrainingDivergedError``; the last good checkpoint is kept).
         FileExistsError: ``out_dir`` holds a checkpoint and ``resume`` is false.
     """
+    apply_default_threads()  # once per process: the package's CPU thread default (wsr_bench.threads)
     out = Path(out_dir)
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
