@@ -118,11 +118,12 @@ def test_naive_search_resumes_and_writes_the_same_files(tiny_yaml, tmp_path):
 
 
 def test_cli_search_prints_the_genotype(tiny_yaml, tmp_path, capsys):
-    assert main(["search", str(tiny_yaml), "--out", str(tmp_path), "--set", "search.search_steps=0", "--set",
+    assert main(["search", str(tiny_yaml), "--out", str(tmp_path), "--set", "search.search_steps=1", "--set",
                  "search.estimator=wa", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "wsr search" in out and "genotype.json" in out and "normal" in out
-    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-2])  # the last population iteration
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in records if r["phase"] == "population"][-1]
     assert last["ane_memory"] == 0 and last["ane_loss"] is None  # WA-ANE: nothing to train, no M_a
 
 

@@ -16,7 +16,7 @@ from wsr_bench.search import run_search
 from wsr_bench.search.diagnostics import cell_counts, collapse_warning, search_report
 from wsr_bench.search_space.genotype import Genotype, known_genotypes
 from wsr_bench.search_space.ops import PRIMITIVES
-from wsr_bench.search_space.supernet import SuperNet, derive_genotype, gumbel_softmax
+from wsr_bench.search_space.supernet import SuperNet, derive_genotype
 
 #: The official code's settings (shared/reference/official_search.md), by config key.
 OFFICIAL = {
@@ -69,21 +69,20 @@ def test_mv_entries_are_where_the_ewss_queries(tiny_yaml, tmp_path, monkeypatch)
     """M_v stores softmax((A + xi) / tau) of the trained draw and the EWSS differentiates the VLE at that very
     point (the same Gumbel noise xi), not at fresh samples."""
     seen = []
-    original = wsr_module.ewss_step
+    original = wsr_module.arch_step
 
-    def spy(arch_param, vle, objective, optimizer, tau, samples, generator, noise=None):
-        seen.append((arch_param.detach().clone(), noise.clone(), tau))
-        return original(arch_param, vle, objective, optimizer, tau, samples, generator, noise=noise)
+    def spy(arch_param, H, vle, objective, optimizer, maximize=False):
+        seen.append((arch_param.detach().clone(), H.detach().clone()))
+        return original(arch_param, H, vle, objective, optimizer, maximize=maximize)
 
-    monkeypatch.setattr(wsr_module, "ewss_step", spy)
+    monkeypatch.setattr(wsr_module, "arch_step", spy)
     engines = []
     monkeypatch.setattr(wsr_module.WsrSearch, "build", _recording(wsr_module.WsrSearch.build, engines))
     run_search(load_config(tiny_yaml), tmp_path / "run")
     assert len(seen) == TINY["search"]["search_steps"]
     H_mem, _ = engines[0].vle_memory.tensors()
-    alpha, noise, tau = seen[-1]
-    queried = gumbel_softmax(alpha, tau, hard=False, noise=noise)
-    assert torch.allclose(H_mem[-1], queried, atol=1e-6)
+    _, queried = seen[-1]
+    assert queried.shape[0] == 1 and torch.allclose(H_mem[-1], queried[0], atol=1e-6)
     assert not torch.equal(H_mem[-1], H_mem[-1].round())  # soft weights, not the one-hot sub-network
 
 
@@ -194,6 +193,13 @@ def test_search_writes_report_and_picture_and_warns_in_one_line(tiny_yaml, tmp_p
     ("search.max_parameter_free_normal=9", "max_parameter_free_normal must be null or an edge count in 0..8"),
     ("search.tau=0", "search.tau must be > 0"),
     ("search.vle_output=sigmoid", "search.vle_output must be one of"),
+    ("search.search_steps=0", "search.search_steps must be >= 1"),
+    ("search.arch_lr=-0.1", "search.arch_lr must be > 0"),
+    ("search.vle_ridge=0", "search.vle_ridge must be > 0"),
+    ("search.vle_model=mlp", "search.vle_model must be one of lstm | additive"),
+    ("search.ewss_query=mean", "search.ewss_query must be one of stored | fresh | expected"),
+    ("search.direction=up", "search.direction must be one of minimize | maximize"),
+    ("search.vle_modle=additive", "vle_modle"),
 ])
 def test_bad_recipe_values_are_one_line_errors(tiny_yaml, tmp_path, capsys, override, match):
     out = tmp_path / "bad"
@@ -218,10 +224,10 @@ def test_genotype_with_a_wrong_op_is_a_one_line_error(tmp_path, capsys):
 def test_resume_with_a_changed_recipe_key_is_refused_and_overwrites_nothing(tiny_yaml, tmp_path, capsys):
     out = tmp_path / "r"
     args = ["search", str(tiny_yaml), "--out", str(out), "--no-progress", "--device", "cpu"]
-    assert main(args + ["--set", "search.search_steps=0"]) == 0
+    assert main(args + ["--set", "search.search_steps=1"]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     capsys.readouterr()
-    assert main(args + ["--resume", "--set", "search.search_steps=0", "--set", "search.tau=0.5"]) == 2
+    assert main(args + ["--resume", "--set", "search.search_steps=1", "--set", "search.tau=0.5"]) == 2
     err = capsys.readouterr().err
     assert "search.tau" in err and len(err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

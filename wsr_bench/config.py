@@ -126,8 +126,9 @@ class SearchConfig:
         "method": SEARCH_METHODS, "estimator": (*ESTIMATORS, "none"), "strength_feed": STRENGTH_FEEDS,
         "naive_gradient": ("hard", "soft"), "warmup_recipe": ("clean", "pgd"),
         "weight_lr_schedule": ("search_cosine", "cosine"), "vle_store": ("soft", "hard"), "vle_output": VLE_OUTPUTS,
-        "ewss_query": ("stored", "fresh"), "ane_targets": ("leave_one_out", "random"), "genotype_rule": GENOTYPE_RULES,
-        "amp": AMP_MODES,
+        "ewss_query": ("stored", "fresh", "expected"), "ane_targets": ("leave_one_out", "random"),
+        "genotype_rule": GENOTYPE_RULES, "amp": AMP_MODES, "vle_model": ("lstm", "additive"),
+        "direction": ("minimize", "maximize"),
     }  # the lists the search code also uses come from wsr_bench.rules; objective_form (rules.OBJECTIVE_FORMS) is
     #    checked with the rest of the objective, by check_objective
 
@@ -169,7 +170,9 @@ class SearchConfig:
     arch_samples: int = 8           # Gumbel draws of H averaged in one EWSS update (only with ewss_query: fresh)
     tau: float = 0.1                # Gumbel-softmax temperature of sampling, M_v entries and the EWSS (official 0.1)
     ewss_query: str = "stored"      # stored: the EWSS queries the VLE at the soft H just trained and stored in M_v,
-                                    # same Gumbel noise (official) | fresh: arch_samples fresh soft draws
+                                    # same Gumbel noise (official) | fresh: arch_samples fresh soft draws |
+                                    # expected: at softmax(A), the probability each op is drawn (search_signal.yaml)
+    direction: str = "minimize"     # minimize the objective (the search) | maximize it (the anti-search control)
     naive_gradient: str = "hard"    # naive's H for the gradient through the super-network: hard (straight-through
                                     # Gumbel sample, only sampled ops run) | soft (every op runs, DARTS' mixture)
     genotype_rule: str = "alpha"    # genotype derivation ranks edges and ops by raw A (official) | softmax(A) (DARTS)
@@ -187,8 +190,15 @@ class SearchConfig:
     ane_lr_warmup: int = 4000       # linear warm-up of the AN-Estimator's learning rate, in steps (official 4000)
     ane_target_range: list[float] = field(default_factory=lambda: [0.0, 0.15])  # M_a target eps drawn in (lo, hi)
     vle_memory: int = 100           # M_v capacity: (H, losses) pairs kept for the VLE (official --memory_size 100)
+    measure_draws: int = 1          # architectures measured per iteration: the trained draw and measure_draws - 1
+                                    # more drawn from A, pushed into M_v too (official: 1)
     vle_store: str = "soft"         # what M_v keeps of a sampled H: soft (GumbelSoftmax weights at tau, official) |
                                     # hard (the one-hot sub-network)
+    vle_model: str = "lstm"         # lstm (Eq. 8, official) | additive: a cost per (edge, op) and loss, fitted in
+                                    # closed form by ridge regression on M_v (search_signal.yaml)
+    vle_ridge: float = 1.0          # L2 penalty of the additive VLE's per-edge costs (in squared one-hot entries)
+    vle_op_ridge: float | None = None  # the additive VLE's per-cell op costs shared by all edges, and their L2
+                                    # penalty (null: no shared term)
     vle_hidden: int = 16            # VLE LSTM width (official --predictor_hidden_state 16)
     vle_output: str = "standardised"  # standardised: per-output z-scores | bounded: 2*sigmoid (official). A deliberate
                                     # difference: the bounded head did not rank architectures (docs/fidelity.md)
@@ -239,11 +249,12 @@ class SearchConfig:
     def _validate_sizes(self) -> None:
         positive = ("init_channels", "population", "warmup_epochs", "train_steps", "attack_steps", "arch_samples",
                     "ane_memory", "ane_fill_batches", "ane_batch", "ane_passes", "ane_train_batch", "vle_memory",
-                    "vle_hidden", "vle_warmup_passes", "vle_passes", "vle_batch")
+                    "measure_draws", "vle_hidden", "vle_warmup_passes", "vle_passes", "vle_batch")
         for name in positive:
             _check(getattr(self, name) >= 1, f"search.{name} must be >= 1, got {getattr(self, name)}")
-        _check(self.layers >= 3 and self.search_steps >= 0, f"search.layers must be >= 3 and search.search_steps >= 0, "
-               f"got layers={self.layers}, search_steps={self.search_steps}")
+        _check(self.layers >= 3, f"search.layers must be >= 3, got {self.layers}")
+        _check(self.search_steps >= 1, f"search.search_steps must be >= 1 (T search steps; with 0 the architecture "
+               f"weights are never updated and the genotype is their random initialisation), got {self.search_steps}")
         _check(self.bn_batches >= 0 and self.ane_lr_warmup >= 0, f"search.bn_batches and search.ane_lr_warmup "
                f"must be >= 0, got {self.bn_batches} and {self.ane_lr_warmup}")
         for name in ("train_limit", "val_limit"):
@@ -254,7 +265,7 @@ class SearchConfig:
                    f"cell has 8 edges), got {value}")
 
     def _validate_rates(self) -> None:
-        for name in ("weight_lr", "arch_lr", "ane_lr", "vle_lr", "tau", "arch_init_std"):
+        for name in ("weight_lr", "arch_lr", "ane_lr", "vle_lr", "tau", "arch_init_std", "vle_ridge"):
             _check(getattr(self, name) > 0, f"search.{name} must be > 0, got {getattr(self, name)}")
         _check(0 <= self.weight_lr_min <= self.weight_lr, f"search.weight_lr_min must be in [0, weight_lr], got "
                f"{self.weight_lr_min}")
@@ -262,6 +273,8 @@ class SearchConfig:
                "search.weight_momentum in [0, 1)")
         _check(len(self.arch_betas) == 2 and all(0 <= float(b) < 1 for b in self.arch_betas),
                f"search.arch_betas must be two numbers in [0, 1), got {self.arch_betas}")
+        _check(self.vle_op_ridge is None or self.vle_op_ridge > 0, f"search.vle_op_ridge must be > 0 or null, got "
+               f"{self.vle_op_ridge}")
         _check(self.vle_input_noise >= 0, f"search.vle_input_noise must be >= 0, got {self.vle_input_noise}")
 
 

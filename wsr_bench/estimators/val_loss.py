@@ -26,7 +26,8 @@ from wsr_bench.rules import VLE_OUTPUTS, check_choice
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LossMemory", "ValLossEstimator", "train_vle", "vle_loss"]
+__all__ = ["AdditiveLossEstimator", "LossMemory", "ValLossEstimator", "build_vle", "fit_vle", "train_vle",
+           "vle_loss"]
 
 
 class ValLossEstimator(nn.Module):
@@ -79,6 +80,89 @@ class ValLossEstimator(nn.Module):
         _, (h_n, _) = self.encoder(torch.cat([rows, code], dim=-1))
         out = self.head(h_n[-1])
         return out[0] if single else out
+
+
+class AdditiveLossEstimator(nn.Module):
+    """An additive ``psi``: every (cell, edge, op) adds a fixed amount to each loss, ``psi(H) = b + <W, H>``.
+
+    Fitted in closed form by ridge regression of each of the ``N + 1`` measured losses on the flattened ``H`` of M_v
+    (:meth:`fit`), so it needs no passes, no learning rate and no random initialisation, and with the few dozen
+    measured architectures of a search it has a well-posed answer where an LSTM over 224 inputs does not
+    (benchmarks/results/search_signal.md). Its gradient in ``H`` is ``W`` itself: how much each op on each edge
+    is estimated to add to each loss. At a soft ``H = softmax(A)`` it is exactly the expected estimate over the
+    architectures Gumbel sampling draws from ``A``, which is what ``search.ewss_query: expected`` minimises.
+
+    With ``op_ridge`` the fit also has a per-cell op term shared by all edges (the draw's count of each op in
+    each cell), penalised by ``op_ridge`` instead of ``ridge``: an op that helps on every edge is then learnt from
+    every edge's draws at once, and each edge's own term only says how that edge differs. Both terms fold into one
+    ``W`` after the fit, so the estimator stays ``b + <W, H>``.
+
+    Args:
+        num_edges, num_ops, num_outputs, cells: as :class:`ValLossEstimator`.
+        ridge: the L2 penalty of the per-edge costs, in units of squared one-hot entries (larger: estimates shrink
+            towards the memory's mean loss; an op seen in few draws moves the estimate less).
+        op_ridge: the L2 penalty of the shared per-op costs (``None``: no shared term).
+    """
+
+    def __init__(self, num_edges: int, num_ops: int, num_outputs: int, cells: int = 2, ridge: float = 1.0,
+                 op_ridge: float | None = None):
+        super().__init__()
+        if min(num_edges, num_ops, num_outputs, cells) < 1 or not ridge > 0 or not (op_ridge is None or op_ridge > 0):
+            raise ValueError(f"AdditiveLossEstimator sizes must be >= 1 and ridges > 0, got edges={num_edges}, "
+                             f"ops={num_ops}, outputs={num_outputs}, cells={cells}, ridge={ridge}, "
+                             f"op_ridge={op_ridge}")
+        self.shape, self.num_outputs, self.ridge = (cells, num_edges, num_ops), num_outputs, float(ridge)
+        self.op_ridge = None if op_ridge is None else float(op_ridge)
+        self.register_buffer("weight", torch.zeros(num_outputs, cells, num_edges, num_ops))
+        self.register_buffer("bias", torch.zeros(num_outputs))
+
+    def forward(self, H: Tensor) -> Tensor:
+        """Loss estimates for ``H`` ``(cells, E, K)`` -> ``(N+1,)`` or ``(B, cells, E, K)`` -> ``(B, N+1)``."""
+        if tuple(H.shape[-3:]) != self.shape or H.dim() not in (3, 4):
+            raise ValueError(f"H must have shape {self.shape} or (B, *{self.shape}), got {tuple(H.shape)}")
+        return torch.einsum("...cek,ocek->...o", H.to(self.weight.dtype), self.weight) + self.bias
+
+    @torch.no_grad()
+    def fit(self, H: Tensor, losses: Tensor) -> float:
+        """Ridge regression of ``losses`` ``(M, N+1)`` on ``H`` ``(M, cells, E, K)`` (centred, intercept
+        unpenalised); returns the in-sample mean squared error summed over the outputs (as :func:`vle_loss`)."""
+        H64 = H.to(self.weight.device, torch.float64)
+        parts, penalties = [H64.flatten(1)], [torch.full((H64[0].numel(),), self.ridge, dtype=torch.float64)]
+        if self.op_ridge is not None:  # per-cell op counts: the shared term
+            parts.append(H64.sum(2).flatten(1))
+            penalties.append(torch.full((self.shape[0] * self.shape[2],), self.op_ridge, dtype=torch.float64))
+        X, Y = torch.cat(parts, 1), losses.to(self.weight.device, torch.float64)
+        x_mean, y_mean = X.mean(0), Y.mean(0)
+        Xc, Yc = X - x_mean, Y - y_mean
+        gram = Xc.T @ Xc + torch.diag(torch.cat(penalties).to(X.device))
+        coef = torch.linalg.solve(gram, Xc.T @ Yc)  # (D, N+1)
+        cells, edges, ops = self.shape
+        W = coef[:cells * edges * ops].T.reshape(-1, cells, edges, ops)
+        if self.op_ridge is not None:
+            W = W + coef[cells * edges * ops:].T.reshape(-1, cells, 1, ops)
+        self.weight.copy_(W.to(self.weight.dtype))
+        self.bias.copy_((y_mean - x_mean @ coef).to(self.bias.dtype))
+        return float((self(H.to(self.weight.device)).double() - Y).square().sum(-1).mean())
+
+
+def build_vle(model: str, num_edges: int, num_ops: int, num_outputs: int, hidden: int = 16, output: str = "bounded",
+              ridge: float = 1.0, op_ridge: float | None = None) -> nn.Module:
+    """The VLE ``search.vle_model`` names: ``lstm`` (Eq. 8, the official estimator) or ``additive``."""
+    if model == "additive":
+        return AdditiveLossEstimator(num_edges, num_ops, num_outputs, ridge=ridge, op_ridge=op_ridge)
+    if model == "lstm":
+        return ValLossEstimator(num_edges, num_ops, num_outputs, hidden=hidden, output=output)
+    raise ValueError(f"unknown VLE model {model!r}; expected lstm or additive")
+
+
+def fit_vle(vle: nn.Module, memory: LossMemory, optimizer: torch.optim.Optimizer | None, passes: int = 1,
+            batch_size: int = 64, generator: torch.Generator | None = None, input_noise: float = 0.0) -> float:
+    """Fit ``psi`` to M_v: the closed form of an :class:`AdditiveLossEstimator`, else :func:`train_vle`'s passes."""
+    if isinstance(vle, AdditiveLossEstimator):
+        return vle.fit(*memory.tensors())
+    if optimizer is None:
+        raise ValueError("an LSTM VLE is trained by an optimizer; got None")
+    return train_vle(vle, memory, optimizer, passes, batch_size, generator, input_noise)
 
 
 class LossMemory:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from wsr_bench.rules import check_objective
 from wsr_bench.search_space.supernet import gumbel_softmax
 
-__all__ = ["ObjectiveError", "RobustObjective", "ewss_step"]
+__all__ = ["ObjectiveError", "RobustObjective", "arch_step", "ewss_query_points", "ewss_step"]
 
 
 class ObjectiveError(ValueError):
@@ -88,15 +88,45 @@ def ewss_step(arch_param: nn.Parameter, vle: nn.Module, objective: RobustObjecti
     Returns:
         The (mean) estimated objective before the step.
     """
-    if noise is not None:
-        H = gumbel_softmax(arch_param, tau, hard=False, noise=noise.to(arch_param.device)).unsqueeze(0)
-    else:
-        if samples < 1:
-            raise ValueError(f"samples must be >= 1, got {samples}")
-        H = torch.stack([gumbel_softmax(arch_param, tau, hard=False, generator=generator) for _ in range(samples)])
+    query = "stored" if noise is not None else "fresh"
+    H = ewss_query_points(arch_param, query, tau, samples, generator, noise)
+    return arch_step(arch_param, H, vle, objective, optimizer)
+
+
+def ewss_query_points(arch_param: Tensor, query: str, tau: float = 1.0, samples: int = 1,
+                      generator: torch.Generator | None = None, noise: Tensor | None = None) -> Tensor:
+    """Where the EWSS queries the VLE (``search.ewss_query``), as a batch ``(B, cells, E, K)`` differentiable in A:
+
+    - ``stored``: ``softmax((A + xi) / tau)`` at the Gumbel draw ``noise`` of the architecture just measured
+      (official);
+    - ``fresh``: ``samples`` new soft draws at ``tau``;
+    - ``expected``: ``softmax(A)``, the probability with which Gumbel sampling (``argmax(A + xi)``, whatever the
+      temperature) picks each op on each edge. For an additive VLE and the linear objective the estimate there is
+      exactly the expected estimate over the architectures the search draws, and its gradient in ``A``,
+      ``p * (w - <p, w>)`` per edge, carries no Gumbel noise; at one draw with ``tau = 0.1`` the soft weights are
+      saturated and the gradient is small and set by the draw (benchmarks/results/search_signal.md).
+    """
+    if query == "expected":
+        return torch.softmax(arch_param, dim=-1).unsqueeze(0)
+    if query == "stored":
+        if noise is None:
+            raise ValueError("ewss_query stored needs the Gumbel draw of the stored architecture")
+        return gumbel_softmax(arch_param, tau, hard=False, noise=noise.to(arch_param.device)).unsqueeze(0)
+    if query != "fresh":
+        raise ValueError(f"unknown EWSS query {query!r}; expected stored, fresh or expected")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    return torch.stack([gumbel_softmax(arch_param, tau, hard=False, generator=generator) for _ in range(samples)])
+
+
+def arch_step(arch_param: nn.Parameter, H: Tensor, vle: nn.Module, objective: RobustObjective,
+              optimizer: torch.optim.Optimizer, maximize: bool = False) -> float:
+    """One optimizer step on ``A`` along the gradient of the mean ``objective(vle(H))`` (``H`` a batch of soft
+    architecture weights computed from ``A``); ``maximize`` ascends instead (the anti-search control). The VLE's own
+    gradients are left untouched. Returns the (mean) estimated objective before the step."""
     # the VLE has no dropout/BN, so its mode does not matter; cuDNN's LSTM backward needs training mode anyway
     value = objective(vle(H)).mean()
-    (grad,) = torch.autograd.grad(value, [arch_param])
+    (grad,) = torch.autograd.grad(-value if maximize else value, [arch_param])
     optimizer.zero_grad(set_to_none=True)
     arch_param.grad = grad
     optimizer.step()

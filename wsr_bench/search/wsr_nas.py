@@ -34,11 +34,11 @@ import torch.nn.functional as F
 from wsr_bench.config import ExperimentConfig
 from wsr_bench.distributed import joined_process_group
 from wsr_bench.estimators.noise import NoiseMemory, build_estimator, pgd_noise, train_estimator
-from wsr_bench.estimators.val_loss import LossMemory, ValLossEstimator, train_vle
+from wsr_bench.estimators.val_loss import LossMemory, build_vle, fit_vle
 from wsr_bench.rules import SEARCH_METHODS
 from wsr_bench.runtime import resolve_device
 from wsr_bench.search.engine import ArchSample, SearchEngine, Task, TaskCallback
-from wsr_bench.search.objective import ewss_step
+from wsr_bench.search.objective import arch_step, ewss_query_points
 from wsr_bench.search_space.genotype import Genotype
 
 logger = logging.getLogger(__name__)
@@ -53,9 +53,12 @@ class WsrSearch(SearchEngine):
 
     def build(self) -> None:
         s, sp = self.scfg, self.splits
-        self.vle = ValLossEstimator(self.supernet.arch_weights.shape[1], self.supernet.arch_weights.shape[2],
-                                    len(self.strengths) + 1, hidden=s.vle_hidden, output=s.vle_output).to(self.device)
-        self.vle_opt = torch.optim.Adam(self.vle.parameters(), lr=s.vle_lr, weight_decay=s.vle_weight_decay)
+        _, edges, ops = self.supernet.arch_weights.shape
+        self.vle = build_vle(s.vle_model, edges, ops, len(self.strengths) + 1, hidden=s.vle_hidden,
+                             output=s.vle_output, ridge=s.vle_ridge,
+                             op_ridge=s.vle_op_ridge).to(self.device)
+        params = list(self.vle.parameters())  # the additive VLE is fitted in closed form: nothing to optimise
+        self.vle_opt = torch.optim.Adam(params, lr=s.vle_lr, weight_decay=s.vle_weight_decay) if params else None
         self.vle_memory = LossMemory(s.vle_memory)
         self.vle_ready = False
         self.ane, self.ane_opt, self.ane_sched, self.ane_memory = None, None, None, None
@@ -81,8 +84,8 @@ class WsrSearch(SearchEngine):
             return self.warmup(task.index)
         if task.phase == "vle_warmup":
             t0 = self.now()
-            loss = train_vle(self.vle, self.vle_memory, self.vle_opt, self.scfg.vle_warmup_passes, self.scfg.vle_batch,
-                             self.generator, self.scfg.vle_input_noise)
+            loss = fit_vle(self.vle, self.vle_memory, self.vle_opt, self.scfg.vle_warmup_passes, self.scfg.vle_batch,
+                           self.generator, self.scfg.vle_input_noise)
             self.vle_ready = True
             return {"vle_loss": loss, "seconds": {"vle_train": self.now() - t0}}
         sample = self.population[task.index] if task.phase == "population" else self.sample_arch()
@@ -103,23 +106,44 @@ class WsrSearch(SearchEngine):
         ane_loss = self.update_ane(H, times)
         losses = self.measure(H, times)
         self.vle_memory.push(self.stored(sample), losses)
+        extra = self.measure_more(times)
         record: dict[str, Any] = {"train": train, "losses": self.loss_dict(losses),
                                   "objective": float(self.objective(losses)), "objective_pred": pred,
                                   "ane_loss": ane_loss, "ane_memory": len(self.ane_memory or ()),
                                   "ane_inference_seconds": times.pop("ane_inference")}
+        if extra:
+            record["extra_objectives"] = extra
         if search:
             t0 = self.now()
-            record["vle_loss"] = train_vle(self.vle, self.vle_memory, self.vle_opt, self.scfg.vle_passes,
-                                           self.scfg.vle_batch, self.generator, self.scfg.vle_input_noise)
+            record["vle_loss"] = fit_vle(self.vle, self.vle_memory, self.vle_opt, self.scfg.vle_passes,
+                                         self.scfg.vle_batch, self.generator, self.scfg.vle_input_noise)
             times["vle_train"] = self.now() - t0
             t0 = self.now()
-            noise = sample.noise if self.scfg.ewss_query == "stored" else None
-            record["arch_objective"] = ewss_step(self.supernet.arch_weights, self.vle, self.objective, self.a_opt,
-                                                 self.scfg.tau, self.scfg.arch_samples, self.generator, noise=noise)
+            record["arch_objective"] = self.arch_update(sample)
             self.sync_arch_weights()
             times["arch_update"] = self.now() - t0
         record["seconds"] = times
         return record
+
+    def measure_more(self, times: dict[str, float]) -> list[float]:
+        """``search.measure_draws - 1`` more draws from A, measured as lines 11-15 measure the trained one (their
+        BatchNorm statistics re-estimated first) and pushed into M_v: more architectures for the VLE per epoch of
+        training, at the cost of their validation passes only. Returns their measured objectives."""
+        objectives = []
+        for _ in range(self.scfg.measure_draws - 1):
+            other = self.sample_arch()
+            self.recalibrate_bn(other.hard)
+            losses = self.measure(other.hard, times)
+            self.vle_memory.push(self.stored(other), losses)
+            objectives.append(float(self.objective(losses)))
+        return objectives
+
+    def arch_update(self, sample: ArchSample) -> float:
+        """Line 24: one EWSS step on A, the VLE queried where ``search.ewss_query`` says (the stored draw, fresh
+        draws, or softmax(A)); ``search.direction: maximize`` ascends (the anti-search control)."""
+        s, A = self.scfg, self.supernet.arch_weights
+        H = ewss_query_points(A, s.ewss_query, s.tau, s.arch_samples, self.generator, noise=sample.noise)
+        return arch_step(A, H, self.vle, self.objective, self.a_opt, maximize=s.direction == "maximize")
 
     @torch.no_grad()
     def predict(self, H: torch.Tensor) -> float:
@@ -193,8 +217,10 @@ class WsrSearch(SearchEngine):
         return ce.view(inputs.shape[1], -1).sum(1).double().cpu()
 
     def extra_state(self) -> dict[str, Any]:
-        state = {"vle": self.vle.state_dict(), "vle_opt": self.vle_opt.state_dict(),
-                 "vle_memory": self.vle_memory.state_dict(), "vle_ready": self.vle_ready}
+        state = {"vle": self.vle.state_dict(), "vle_memory": self.vle_memory.state_dict(),
+                 "vle_ready": self.vle_ready}
+        if self.vle_opt is not None:
+            state["vle_opt"] = self.vle_opt.state_dict()
         if self.ane is not None:
             state.update(ane=self.ane.state_dict(), ane_memory=self.ane_memory.state_dict())
             if self.ane_opt is not None:
@@ -203,7 +229,8 @@ class WsrSearch(SearchEngine):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.vle.load_state_dict(state["vle"])
-        self.vle_opt.load_state_dict(state["vle_opt"])
+        if self.vle_opt is not None:
+            self.vle_opt.load_state_dict(state["vle_opt"])
         self.vle_memory.load_state_dict(state["vle_memory"])
         self.vle_ready = bool(state["vle_ready"])
         if self.ane is not None:
