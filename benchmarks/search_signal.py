@@ -1,0 +1,615 @@
+"""Search signal: does the search move, agree with itself and follow a signal? The official recipe's verdict, a
+planted landscape, and configs/search_signal.yaml measured against it.
+
+Parts (each cached in ``--workdir``, resumable after a kill, merged into one results file):
+
+- ``official``: the official recipe at the search-quality benchmark's size (``search_quality.py --power``'s
+  searches: Fashion-MNIST 16x16, C=4 super-network, population 20, 40 steps, T x arch_lr = 0.006), 3 seeds. Per edge,
+  whether argmax(A_T) equals argmax(A_0) (``init_match``) and argmax(A_T - A_0) (``delta_match``), the correlation of
+  A_T - A_0 across seeds; test-retest of the measurement the search learns from (40 draws from seed 0's final
+  super-network, each measured twice as the search measures it: disjoint validation images and another BatchNorm
+  calibration batch; Kendall tau of the two objectives); whether the VLE's gradient points the right way (40 draws:
+  on the edge where the gradient's spread over the non-``none`` ops is largest, the op it rates best and the op it
+  rates worst are each put on the edge and measured; the share of draws where the measured objective is lower with
+  the op rated best; chance 0.5).
+- ``planted``: the real search loop on a planted landscape (:mod:`wsr_bench.search.planted`) for the official
+  recipe, configs/search_signal.yaml and the naive path, over noise SD and budget; the share of edges recovered.
+- ``recipe``: configs/search_signal.yaml with 6 seeds: movement, entropy drop, seed agreement, test-retest as above;
+  the one-shot Kendall tau of seed 0's super-network against the stand-alone scores of the 17 architectures of
+  ``search_quality_power.json`` and of found and anti-found cells trained the same way (4 seeds each).
+- ``controls``: the anti-search (the recipe maximising its objective) and size-matched random cells (uniform draws
+  accepted within +-5% of a found cell's parameter count), their parameter-free edge counts against expectation,
+  and the method-level differences that have been trained so far.
+
+Run: ``python benchmarks/search_signal.py [--part official|planted|recipe|controls|all] [--workers 2]``;
+``--smoke`` runs every part at toy sizes on digits in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import fcntl
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import search_quality as sq  # noqa: E402
+from _common import load_average, machine_record, smoke_out  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PARTS = ("official", "planted", "recipe", "controls")
+
+SETTINGS: dict[str, dict[str, Any]] = {
+    "full": {
+        "official_seeds": 3, "recipe_seeds": 6, "anti_seeds": 3, "draws": 40, "draw_seed": 123,
+        "recipe_config": "configs/search_signal.yaml", "recipe_overrides": {},
+        "official": sq.SETTINGS["power"],  # its search section and its retraining scale
+        "planted": {"noise_sd": [0.0, 1.0, 2.0, 4.0], "steps": [40, 120], "shared": [0.0, 0.5], "seeds": [0],
+                    "population": 20},
+        "retrain": sq.SETTINGS["power"], "retrain_found": 3, "retrain_anti": 3, "retrain_random": 0,
+        "param_tolerance": 0.05, "power_results": "benchmarks/results/search_quality_power.json",
+        "bootstrap": 2000, "workers": 2,
+    },
+    "smoke": {
+        "official_seeds": 2, "recipe_seeds": 2, "anti_seeds": 1, "draws": 4, "draw_seed": 123,
+        "recipe_config": "configs/search_signal.yaml",
+        "recipe_overrides": {"data": {"name": "digits"},
+                             "search": {"init_channels": 2, "population": 2, "search_steps": 2, "train_limit": 32,
+                                        "val_limit": 16, "train_steps": 1, "attack_steps": 1, "bn_batches": 1,
+                                        "ane_batch": 4, "measure_draws": 2}},
+        "official": sq.SETTINGS["power_smoke"],
+        "planted": {"noise_sd": [0.0, 2.0], "steps": [4], "shared": [0.5], "seeds": [0], "population": 4},
+        "retrain": sq.SETTINGS["power_smoke"], "retrain_found": 1, "retrain_anti": 1, "retrain_random": 1,
+        "param_tolerance": 0.5, "power_results": None, "bootstrap": 100, "workers": 0,
+    },
+}
+
+
+# ------------------------------------------------------------------------------------------------ configs
+def official_config(s: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The official recipe at the power benchmark's size (its ``search_config``)."""
+    return sq.search_config(s["official"], "wsr", seed)
+
+
+def recipe_config(s: dict[str, Any], seed: int, direction: str = "minimize") -> dict[str, Any]:
+    """configs/search_signal.yaml with ``seed`` (and ``direction``), as ``wsr-bench search ... --set seed=K`` runs
+    it, with the smoke sizes merged in."""
+    from wsr_bench.config import config_to_dict, load_config
+
+    raw = config_to_dict(load_config(ROOT / s["recipe_config"], [f"seed={seed}", "search.progress=false",
+                                                                 f"search.direction={direction}"]))
+    for section, values in s["recipe_overrides"].items():
+        raw[section].update(values)
+    return raw
+
+
+# ------------------------------------------------------------------------------------------------ workers
+@contextlib.contextmanager
+def folder_lock(folder: Path):
+    """An exclusive lock beside a search folder (``<folder>.lock``), as the shell lanes take with ``flock``: two
+    processes never resume the same search at once."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{folder}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def search_job(raw: dict[str, Any], out: str) -> dict[str, Any]:
+    """Worker: one search (resumed where it stopped), then what every part reads of it: A at the start and end,
+    the genotype, the measured architectures, the search's own time."""
+    import torch
+
+    from wsr_bench.checkpoint import load_checkpoint
+    from wsr_bench.config import config_from_dict
+    from wsr_bench.search import run_search
+
+    torch.set_num_threads(1)
+    folder = Path(out)
+    c0 = time.process_time()
+    with folder_lock(folder):
+        genotype = run_search(config_from_dict(copy.deepcopy(raw)), folder, resume=True)
+    state = load_checkpoint(folder / "checkpoint.pt")
+    memory = state.get("vle_memory", {})
+    return {"genotype": genotype.to_dict(), "a0": state["history"][0].tolist(), "a_t": state["history"][-1].tolist(),
+            "measured_architectures": int(len(memory["losses"])) if "losses" in memory else 0,
+            "search_seconds": float(state["elapsed"]), "cpu_seconds": time.process_time() - c0}
+
+
+def _engine(raw: dict[str, Any], search_dir: str, tmp: str):
+    """The search's engine with its final state (super-network, A, estimators) loaded from the checkpoint."""
+    from wsr_bench.checkpoint import load_checkpoint
+    from wsr_bench.config import config_from_dict
+    from wsr_bench.search.wsr_nas import WsrSearch
+
+    engine = WsrSearch(config_from_dict(copy.deepcopy(raw)), tmp)
+    engine.load_state_dict(load_checkpoint(Path(search_dir) / "checkpoint.pt"))
+    return engine
+
+
+def _measured_objective(engine, H) -> float:
+    """The objective of sub-network ``H`` measured as the search measures it (BatchNorm re-estimated, PGD anchors
+    and estimated noises on the engine's D_v images)."""
+    engine.recalibrate_bn(H)
+    return float(engine.objective(engine.measure(H, {})))
+
+
+def test_retest_job(raw: dict[str, Any], search_dir: str, draws: int, seed: int) -> dict[str, Any]:
+    """Worker: ``draws`` architectures drawn from the final A, each measured twice: on the search's D_v images
+    and BatchNorm batches, then on as many other D_v images with BatchNorm batches further on in D_t."""
+    import torch
+    from scipy.stats import kendalltau
+    from torch.utils.data import Subset
+
+    from wsr_bench.data import as_tensors
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="retest_") as tmp:
+        engine = _engine(raw, search_dir, tmp)
+        engine.generator = torch.Generator().manual_seed(seed)
+        samples = [engine.sample_arch().hard for _ in range(draws)]
+        n = len(engine.y_v)
+        x, y = (t.to(engine.device) for t in as_tensors(engine.splits.train_v, 2 * n))
+        runs = []
+        for half, (xs, ys) in enumerate(((x[:n], y[:n]), (x[n:], y[n:]))):
+            engine.x_v, engine.y_v = xs, ys
+            start = half * len(engine.train_set)
+            engine.train_set = Subset(engine.splits.train_t, range(start, start + len(engine.train_set)))
+            runs.append([_measured_objective(engine, H) for H in samples])
+    tau, p = kendalltau(runs[0], runs[1])
+    return {"tau": float(tau), "p_value": float(p), "n": draws, "images_per_measurement": n,
+            "first": runs[0], "second": runs[1]}
+
+
+def gradient_job(raw: dict[str, Any], search_dir: str, draws: int, seed: int) -> dict[str, Any]:
+    """Worker: does the VLE's gradient point the right way? Per draw, the gradient of the estimated objective at
+    the draw as M_v stores it; on the edge with the largest spread of the gradient over the non-``none`` ops, the
+    draw with the op the gradient rates best and with the op it rates worst are both measured."""
+    import torch
+
+    from wsr_bench.search_space.ops import PRIMITIVES
+
+    torch.set_num_threads(1)
+    none = PRIMITIVES.index("none")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gradient_") as tmp:
+        engine = _engine(raw, search_dir, tmp)
+        engine.generator = torch.Generator().manual_seed(seed)
+        for _ in range(draws):
+            sample = engine.sample_arch()
+            H = engine.stored(sample).clone().to(engine.device).requires_grad_(True)
+            (g,) = torch.autograd.grad(engine.objective(engine.vle(H)), [H])
+            g = g.detach().cpu().clone()
+            g[..., none] = float("nan")
+            spread = torch.nan_to_num(g, nan=-float("inf")).amax(-1) - torch.nan_to_num(g, nan=float("inf")).amin(-1)
+            c, e = divmod(int(spread.argmax()), spread.shape[1])
+            best = int(torch.nan_to_num(g[c, e], nan=float("inf")).argmin())
+            worst = int(torch.nan_to_num(g[c, e], nan=-float("inf")).argmax())
+            measured = {}
+            for name, op in (("best", best), ("worst", worst)):
+                Hx = sample.hard.clone()
+                Hx[c, e] = 0.0
+                Hx[c, e, op] = 1.0
+                measured[name] = _measured_objective(engine, Hx)
+            rows.append({"cell": c, "edge": e, "best_op": PRIMITIVES[best], "worst_op": PRIMITIVES[worst],
+                         "gradient_gap": float(g[c, e, worst] - g[c, e, best]), **measured,
+                         "agrees": measured["best"] < measured["worst"]})
+    agree = sum(r["agrees"] for r in rows)
+    return {"share": agree / len(rows), "n": len(rows), "agree": agree, "rows": rows}
+
+
+def planted_job(raw: dict[str, Any], landscape: dict[str, Any], out: str) -> dict[str, Any]:
+    """Worker: one search on a planted landscape (:func:`wsr_bench.search.planted.run_planted`)."""
+    import shutil
+
+    import torch
+
+    from wsr_bench.config import config_from_dict
+    from wsr_bench.search.planted import PlantedLandscape, run_planted
+
+    torch.set_num_threads(1)
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.process_time()
+    result = run_planted(config_from_dict(copy.deepcopy(raw)), PlantedLandscape.draw(**landscape), out)
+    shutil.rmtree(out, ignore_errors=True)
+    return {**{k: v for k, v in result.items() if k != "recovered_by_task"}, "cpu_seconds": time.process_time() - t0}
+
+
+def retrain_job(name: str, genotype: dict[str, Any], retrain: dict[str, Any], workdir: str, seed: int):
+    """Worker: the power benchmark's stand-alone training and PGD spectrum (``search_quality.train_and_attack``)."""
+    return sq.train_and_attack(name, genotype, retrain, workdir, seed, data_seed=retrain["data_seed"])
+
+
+# ------------------------------------------------------------------------------------------------ measures of A
+NON_NONE = slice(1, None)  # PRIMITIVES[0] is none
+
+
+def edge_matches(a0: Any, a_t: Any) -> dict[str, float]:
+    """Per edge (both cells), whether the op A_T ranks first among the non-``none`` ops is the one A_0 ranked first
+    (init) and the one A_T - A_0 ranks first (delta)."""
+    a0, a_t = np.asarray(a0, dtype=float)[..., NON_NONE], np.asarray(a_t, dtype=float)[..., NON_NONE]
+    top = a_t.argmax(-1)
+    return {"init_match": float((top == a0.argmax(-1)).mean()), "delta_match": float((top == (a_t - a0).argmax(-1)
+                                                                                       ).mean())}
+
+
+def delta_correlation(searches: list[dict[str, Any]]) -> float | None:
+    """Mean Pearson correlation over pairs of seeds of the changes A_T - A_0 (every entry of both cells)."""
+    deltas = [(np.asarray(r["a_t"]) - np.asarray(r["a0"])).ravel() for r in searches]
+    pairs = [float(np.corrcoef(a, b)[0, 1]) for i, a in enumerate(deltas) for b in deltas[i + 1:]]
+    return float(np.mean(pairs)) if pairs else None
+
+
+def summarise_searches(searches: list[dict[str, Any]], seeds: list[int], retrain: dict[str, Any]) -> dict[str, Any]:
+    """Movement, matches, agreement and cell sizes of a set of searches (one per seed)."""
+    from wsr_bench.search.diagnostics import cell_counts
+
+    rows = []
+    for seed, r in zip(seeds, searches, strict=True):
+        move = sq.arch_movement(r["a0"], r["a_t"])
+        counts = {c: cell_counts(r["genotype"][c])["parameter_free"] for c in ("normal", "reduce")}
+        rows.append({"seed": seed, "max_abs_delta": move["max_abs_change"], "entropy_drop": move["entropy_drop"],
+                     "entropy_end": move["entropy_end"], **edge_matches(r["a0"], r["a_t"]),
+                     "measured_architectures": r["measured_architectures"],
+                     "params": cell_params(r["genotype"], retrain), "parameter_free": counts,
+                     "genotype": r["genotype"], "cpu_seconds": r["cpu_seconds"],
+                     "search_seconds": r["search_seconds"]})
+    return {"searches": rows, "seeds": seeds,
+            "init_match": float(np.mean([r["init_match"] for r in rows])),
+            "delta_match": float(np.mean([r["delta_match"] for r in rows])),
+            "delta_corr": delta_correlation(searches),
+            "seed_agreement": sq.mean_pairwise_agreement([r["genotype"] for r in searches]),
+            "random_expected": sq.expected_random_agreement()}
+
+
+def cell_params(genotype: dict[str, Any], retrain: dict[str, Any]) -> int:
+    """Parameters of ``genotype`` built at the retraining size (1-channel 16x16 Fashion-MNIST, 10 classes)."""
+    import wsr_bench.models  # noqa: F401
+    from wsr_bench.models.catalog import create
+
+    model = create("wsrnet", genotype=genotype, init_channels=retrain["init_channels"], layers=retrain["layers"],
+                   num_classes=10, in_chans=1)
+    return sum(p.numel() for p in model.parameters())
+
+
+def size_matched_random(target: int, retrain: dict[str, Any], tolerance: float, rng: random.Random,
+                        name: str, max_draws: int = 5000) -> tuple[dict[str, Any], int]:
+    """A uniform draw from the space accepted only within ``tolerance`` of ``target`` parameters (rejection
+    sampling); returns it with the number of draws it took."""
+    for k in range(1, max_draws + 1):
+        g = sq.random_genotype(rng, name)
+        if abs(cell_params(g, retrain) - target) <= tolerance * target:
+            return g, k
+    raise RuntimeError(f"no uniform draw within {tolerance:.0%} of {target} parameters in {max_draws} draws")
+
+
+def parameter_free_expected() -> float:
+    """Expected parameter-free edges of a uniform cell (3 of the 7 non-``none`` ops, 8 edges)."""
+    return 8 * 3 / len(sq.NON_NONE_OPS)
+
+
+# ------------------------------------------------------------------------------------------------ the parts
+class Runner:
+    """Runs the parts' jobs in a pool (or inline), caching each result as JSON in ``workdir``."""
+
+    def __init__(self, settings: dict[str, Any], workdir: Path, workers: int):
+        self.s, self.workdir, self.workers = settings, workdir, workers
+
+    def cached(self, key: str, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` once: its result is stored as ``workdir/cache/<key>.json``."""
+        path = self.workdir / "cache" / f"{key}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        t0 = time.perf_counter()
+        result = fn(*args)
+        from wsr_bench.io import atomic_write_json
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, sq.json_ready(result))
+        print(f"done {key} in {time.perf_counter() - t0:.1f}s", flush=True)
+        return json.loads(path.read_text())
+
+    def map(self, jobs: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
+        """Run ``{key: (fn, *args)}`` (cached ones are read), ``workers`` at a time."""
+        todo = {k: v for k, v in jobs.items() if not (self.workdir / "cache" / f"{k}.json").is_file()}
+        if todo and self.workers > 0:
+            with sq.executor(min(self.workers, len(todo))) as pool:
+                futures = {k: pool.submit(self.cached, k, *v) for k, v in todo.items()}
+                for f in futures.values():
+                    f.result()
+        return {k: self.cached(k, *v) for k, v in jobs.items()}
+
+    def searches(self, kind: str, seeds: list[int], config: Any) -> list[dict[str, Any]]:
+        jobs = {f"search-{kind}-seed{k}": (search_job, config(k), str(self.workdir / kind / f"seed{k}"))
+                for k in seeds}
+        return list(self.map(jobs).values())
+
+
+def part_official(r: Runner) -> dict[str, Any]:
+    s = r.s
+    seeds = list(range(s["official_seeds"]))
+    searches = r.searches("official", seeds, lambda k: official_config(s, k))
+    summary = summarise_searches(searches, seeds, s["retrain"])
+    raw0, dir0 = official_config(s, 0), str(r.workdir / "official" / "seed0")
+    checks = r.map({"official-retest": (test_retest_job, raw0, dir0, s["draws"], s["draw_seed"]),
+                    "official-gradient": (gradient_job, raw0, dir0, s["draws"], s["draw_seed"])})
+    retest, gradient = checks["official-retest"], checks["official-gradient"]
+    return {**summary, "test_retest_tau": retest["tau"], "test_retest": _drop(retest, "first", "second"),
+            "gradient_sign_agreement": gradient["share"], "gradient": _drop(gradient, "rows"),
+            "gradient_rows": gradient["rows"], "config": {k: v for k, v in raw0["search"].items()}}
+
+
+def _drop(d: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+def planted_configs(s: dict[str, Any], steps: int) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The recipes run on planted landscapes, at ``steps`` search steps: (recipe, method) -> raw config."""
+    p = s["planted"]
+    official = official_config(s, 0)
+    official["search"].update(population=p["population"], search_steps=steps, arch_lr=0.006 / steps,
+                              init_channels=2)
+    recipe = recipe_config(s, 0)
+    recipe["search"].update(population=p["population"], search_steps=steps, init_channels=2)
+    naive = copy.deepcopy(recipe)
+    naive["search"].update(method="naive", n1=len(naive["search"]["strengths"]), n2=0, estimator="none", tau=1.0)
+    naive_official = copy.deepcopy(official)
+    naive_official["search"].update(method="naive", n1=6, n2=0, estimator="none")
+    for raw in (official, recipe, naive, naive_official):
+        raw["data"] = {**raw["data"], "name": "digits"}  # no training: the data only sizes the loop
+        raw["search"].update(train_limit=8, val_limit=16, progress=False)
+    return {"official/wsr": official, "official/naive": naive_official, "search_signal/wsr": recipe,
+            "search_signal/naive": naive}
+
+
+def part_planted(r: Runner) -> list[dict[str, Any]]:
+    p, jobs, meta = r.s["planted"], {}, {}
+    for steps in p["steps"]:
+        for name, raw in planted_configs(r.s, steps).items():
+            for noise in p["noise_sd"]:
+                for shared in p["shared"]:
+                    for seed in p["seeds"]:
+                        key = f"planted-{name.replace('/', '-')}-T{steps}-noise{noise:g}-shared{shared:g}-seed{seed}"
+                        landscape = {"seed": seed, "noise_sd": noise, "shared": shared}
+                        jobs[key] = (planted_job, raw, landscape, str(r.workdir / "planted" / key))
+                        recipe, method = name.split("/")
+                        meta[key] = {"recipe": recipe, "method": method, "noise_sd": noise, "steps": steps,
+                                     "shared": shared, "landscape_seed": seed}
+    results = r.map(jobs)
+    return [{**meta[k], "recovered": v["recovered"], "max_abs_delta": v["max_abs_delta"],
+             "cpu_seconds": v["cpu_seconds"]} for k, v in results.items()]
+
+
+def part_recipe(r: Runner) -> dict[str, Any]:
+    s = r.s
+    seeds = list(range(s["recipe_seeds"]))
+    searches = r.searches("recipe", seeds, lambda k: recipe_config(s, k))
+    summary = summarise_searches(searches, seeds, s["retrain"])
+    raw0, dir0 = recipe_config(s, 0), str(r.workdir / "recipe" / "seed0")
+    checks = r.map({"recipe-retest": (test_retest_job, raw0, dir0, s["draws"], s["draw_seed"]),
+                    "recipe-gradient": (gradient_job, raw0, dir0, s["draws"], s["draw_seed"])})
+    out = {"config": s["recipe_config"], **summary, "test_retest_tau": checks["recipe-retest"]["tau"],
+           "test_retest": _drop(checks["recipe-retest"], "first", "second"),
+           "gradient_sign_agreement": checks["recipe-gradient"]["share"],
+           "gradient": _drop(checks["recipe-gradient"], "rows")}
+    out["oneshot_kendall_tau"], out["oneshot"] = oneshot_tau(r, searches, raw0, dir0)
+    return out
+
+
+def standalone_scores(r: Runner, searches: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Seed-averaged stand-alone scores: the power benchmark's 17 architectures (from its committed results) and the
+    first found and anti-found cells here, trained at the same scale with as many seeds."""
+    s, out = r.s, {}
+    retrain = s["retrain"]
+    if s["power_results"] and (ROOT / s["power_results"]).is_file():
+        for m in json.loads((ROOT / s["power_results"]).read_text())["models"]:
+            out[m["name"]] = {"kind": m["kind"], "genotype": m["genotype"], "avg_robust_acc": m["avg_robust_acc"],
+                              "params": m["params"], "seeds": len(m["seeds"]) if isinstance(m["seeds"], list)
+                              else m["seeds"], "source": s["power_results"]}
+    cells = {}
+    for kind, count in (("recipe", s["retrain_found"]), ("anti", s["retrain_anti"])):
+        for k, res in enumerate(searches.get(kind, [])[:count]):
+            cells[f"{kind}-seed{k}"] = (kind, res["genotype"])
+    rng = random.Random(0)
+    for k in range(s["retrain_random"]):
+        target = cell_params(searches["recipe"][k % len(searches["recipe"])]["genotype"], retrain)
+        g, _ = size_matched_random(target, retrain, s["param_tolerance"], rng, f"matched-{k}")
+        cells[f"matched-{k}"] = ("matched_random", g)
+    seeds = list(range(retrain["train_seeds"]))
+    jobs = {f"model-{name}-seed{seed}": (retrain_job, f"{name}-seed{seed}", g, retrain, str(r.workdir / "models"),
+                                         seed) for name, (_, g) in cells.items() for seed in seeds}
+    trained = r.map(jobs)
+    for name, (kind, g) in cells.items():
+        runs = [trained[f"model-{name}-seed{seed}"] for seed in seeds]
+        per_seed = [float(np.mean(m["scores"])) for m in runs]
+        out[name] = {"kind": kind, "genotype": g, "avg_robust_acc": float(np.mean(per_seed)), "per_seed": per_seed,
+                     "params": runs[0]["params"], "seeds": len(seeds), "source": "trained here",
+                     "cpu_seconds": sum(m["train_cpu_seconds"] + m["eval_cpu_seconds"] for m in runs)}
+    return out
+
+
+def oneshot_tau(r: Runner, searches: list[dict[str, Any]], raw: dict[str, Any],
+                search_dir: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Kendall tau between the one-shot average robust accuracy under the recipe's final super-network (seed 0)
+    and the stand-alone seed-averaged one, over every architecture with a stand-alone score."""
+    anti = r.searches("anti", list(range(r.s["anti_seeds"])), lambda k: recipe_config(r.s, k, "maximize"))
+    scores = standalone_scores(r, {"recipe": searches, "anti": anti})
+    retrain = r.s["retrain"]
+    cache = r.workdir / "oneshot"
+    cache.mkdir(parents=True, exist_ok=True)
+    todo = {n: v["genotype"] for n, v in scores.items() if not (cache / f"{n}.json").is_file()}
+    if todo:
+        with folder_lock(Path(search_dir)):
+            sq.oneshot_job(raw, search_dir, todo, {**retrain, "dataset": raw["data"]["name"]}, str(cache))
+    names = sorted(scores)
+    one = {n: json.loads((cache / f"{n}.json").read_text()) for n in names}
+    tau = sq.kendall_bootstrap([one[n]["avg_robust_acc"] for n in names],
+                               [scores[n]["avg_robust_acc"] for n in names], n_boot=r.s["bootstrap"])
+    detail = {n: {"oneshot_avg_robust_acc": one[n]["avg_robust_acc"], "oneshot_robust_loss": one[n]["robust_loss"],
+                  **_drop(scores[n], "genotype")} for n in names}
+    return tau, detail
+
+
+def part_controls(r: Runner, recipe: dict[str, Any] | None) -> dict[str, Any]:
+    """The anti-search's movement and cells, size-matched random draws (parameter-free counts against expectation),
+    and the method-level differences of what has been trained."""
+    s = r.s
+    seeds = list(range(s["anti_seeds"]))
+    anti = summarise_searches(r.searches("anti", seeds, lambda k: recipe_config(s, k, "maximize")), seeds,
+                              s["retrain"])
+    rng = random.Random(1)
+    matched = []
+    for row in (recipe or {}).get("searches", [])[:s["recipe_seeds"]]:
+        g, draws = size_matched_random(row["params"], s["retrain"], s["param_tolerance"], rng, f"m{row['seed']}")
+        from wsr_bench.search.diagnostics import cell_counts
+
+        matched.append({"for_seed": row["seed"], "target_params": row["params"], "params": cell_params(g, s["retrain"]),
+                        "draws_to_accept": draws, "parameter_free": {c: cell_counts(g[c])["parameter_free"]
+                                                                     for c in ("normal", "reduce")}})
+    detail = (recipe or {}).get("oneshot", {})
+    by_kind: dict[str, list[float]] = {}
+    for v in detail.values():
+        by_kind.setdefault(v["kind"], []).append(v["avg_robust_acc"])
+
+    def diff(a: str, b: str) -> dict[str, Any]:
+        from scipy.stats import mannwhitneyu
+
+        xa, xb = by_kind.get(a, []), by_kind.get(b, [])
+        if not xa or not xb:
+            return {"points": None, "p": None, "n": [len(xa), len(xb)]}
+        p = float(mannwhitneyu(xa, xb, alternative="two-sided").pvalue) if len(xa) + len(xb) > 2 else None
+        return {"points": 100 * (float(np.mean(xa)) - float(np.mean(xb))), "p": p, "n": [len(xa), len(xb)]}
+
+    return {"anti": anti, "matched_random": matched, "parameter_free_expected": parameter_free_expected(),
+            "param_tolerance": s["param_tolerance"], "retraining": "search_quality.py --power scale (Fashion-MNIST "
+            "16x16, C=8, 5 cells, PGD-3 at 0.1, 3 epochs on 6,000 images, 4 seeds)",
+            "n_found": len(by_kind.get("recipe", [])), "n_anti": len(by_kind.get("anti", [])),
+            "n_random": len(by_kind.get("matched_random", [])),
+            "found_minus_anti": diff("recipe", "anti"), "found_minus_random": diff("recipe", "random"),
+            "found_minus_matched_random": diff("recipe", "matched_random"),
+            "reliability": None, "mde_points": None}
+
+
+# ------------------------------------------------------------------------------------------------ report
+def render(res: dict[str, Any]) -> str:
+    def f(v: Any, spec: str = ".3f") -> str:
+        return "-" if v is None else format(v, spec)
+
+    lines = ["# Search signal: does the search move, agree with itself and follow a signal?", "",
+             f"Machine: {res['machine'].get('processor')}, {res['machine'].get('cpu_count')} cores, torch "
+             f"{res['machine'].get('torch')}, load {res['machine'].get('load_start')} at the start; every job "
+             "single-threaded.", ""]
+    for kind, title in (("official", "The official recipe (power-benchmark size, T x arch_lr = 0.006)"),
+                        ("recipe", "configs/search_signal.yaml"),):
+        r = res.get(kind)
+        if not r:
+            continue
+        lines += [f"## {title}", "",
+                  "| seed | max abs(A_T - A_0) | entropy drop (nats) | init match | delta match | measured archs | "
+                  "params | parameter-free normal / reduce | CPU s |", "|---|---|---|---|---|---|---|---|---|"]
+        for row in r["searches"]:
+            pf = row["parameter_free"]
+            lines.append(f"| {row['seed']} | {f(row['max_abs_delta'], '.4f')} | {f(row['entropy_drop'], '.4f')} | "
+                         f"{f(row['init_match'], '.2f')} | {f(row['delta_match'], '.2f')} | "
+                         f"{row['measured_architectures']} | {row['params']} | {pf['normal']}/8, {pf['reduce']}/8 | "
+                         f"{f(row['cpu_seconds'], '.0f')} |")
+        lines += ["", f"- Seed agreement: **{f(r['seed_agreement'], '.3f')}** of edges (two uniform random "
+                      f"genotypes: {f(r['random_expected'], '.3f')}); correlation of A_T - A_0 across seeds "
+                      f"{f(r['delta_corr'], '.3f')}; argmax(A_T) = argmax(A_0) on {f(r['init_match'], '.2f')} of "
+                      f"edges, = argmax(A_T - A_0) on {f(r['delta_match'], '.2f')}.",
+                  f"- Test-retest of the measured objective ({r['test_retest']['n']} draws, "
+                  f"{r['test_retest']['images_per_measurement']} images per measurement): Kendall tau "
+                  f"**{f(r['test_retest_tau'])}** (p {f(r['test_retest']['p_value'], '.2g')}).",
+                  f"- The VLE gradient's direction: the op it rates best measured lower than the op it rates worst in "
+                  f"**{f(r['gradient_sign_agreement'], '.2f')}** of {r['gradient']['n']} draws (chance 0.5)."]
+        if r.get("oneshot_kendall_tau"):
+            t = r["oneshot_kendall_tau"]
+            lines.append(f"- One-shot Kendall tau (seed 0's super-network) against stand-alone scores over {t['n']} "
+                         f"architectures: **{f(t['tau'])}** (95% bootstrap {f(t['ci_low'])} to {f(t['ci_high'])}).")
+        lines.append("")
+    if res.get("planted"):
+        lines += ["## Planted landscape (share of edges recovered; chance 1/7 = 0.143)", "",
+                  "| recipe | method | steps | shared | " + " | ".join(
+                      f"noise {n:g}" for n in sorted({p['noise_sd'] for p in res['planted']})) + " |"]
+        noises = sorted({p["noise_sd"] for p in res["planted"]})
+        lines.append("|---|---|---|---|" + "---|" * len(noises))
+        groups: dict[tuple, dict[float, list[float]]] = {}
+        for p in res["planted"]:
+            groups.setdefault((p["recipe"], p["method"], p["steps"], p["shared"]), {}).setdefault(
+                p["noise_sd"], []).append(p["recovered"])
+        for (recipe, method, steps, shared), by in sorted(groups.items()):
+            cells = " | ".join(f(float(np.mean(by[n])), ".2f") if n in by else "-" for n in noises)
+            lines.append(f"| {recipe} | {method} | {steps} | {shared:g} | {cells} |")
+        lines.append("")
+    if res.get("controls"):
+        c = res["controls"]
+        anti_pf = ", ".join(f"{r['parameter_free']['normal']}/{r['parameter_free']['reduce']}"
+                            for r in c["anti"]["searches"])
+        matched_pf = ", ".join(f"{m['parameter_free']['normal']}/{m['parameter_free']['reduce']}"
+                               for m in c["matched_random"])
+        lines += ["## Controls", "", f"- Anti-search seeds: {len(c['anti']['searches'])}; their cells' parameter-free "
+                  f"edges (normal/reduce): {anti_pf}.",
+                  f"- Size-matched random cells (within {c['param_tolerance']:.0%}): parameter-free edges {matched_pf} "
+                  f"(uniform expectation {c['parameter_free_expected']:.2f} per cell).",
+                  f"- Found minus anti-found: {f(c['found_minus_anti']['points'], '+.2f')} points "
+                  f"(p {f(c['found_minus_anti']['p'], '.2g')}, n {c['found_minus_anti']['n']}); found minus matched "
+                  f"random: {f(c['found_minus_matched_random']['points'], '+.2f')} points.", ""]
+    if res.get("finding"):
+        lines += ["## What the numbers show", "", res["finding"], ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--part", choices=(*PARTS, "all"), default="all", help="which part to run (default: all)")
+    p.add_argument("--smoke", action="store_true", help="every part at toy sizes on digits (seconds)")
+    p.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/"
+                   "search_signal.json; a .md beside it); parts merge into it")
+    p.add_argument("--workdir", type=Path, default=None, help="cache of searches, checks and models (default "
+                   "runs/search_signal)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default 2; 0 runs inline)")
+    p.add_argument("--render", action="store_true", help="only rewrite the .md from the results JSON")
+    args = p.parse_args(argv)
+    from wsr_bench.io import atomic_write_json, atomic_write_text
+
+    out = args.out or (smoke_out("search_signal") if args.smoke else RESULTS / "search_signal.json")
+    if args.render:
+        atomic_write_text(out.with_suffix(".md"), render(json.loads(out.read_text())) + "\n")
+        return 0
+    s = SETTINGS["smoke" if args.smoke else "full"]
+    workdir = args.workdir or (out.parent / "work" if args.smoke else ROOT / "runs" / "search_signal")
+    runner = Runner(s, workdir, s["workers"] if args.workers is None else args.workers)
+    res = json.loads(out.read_text()) if out.is_file() else {}
+    load_start = load_average()
+    parts = PARTS if args.part == "all" else (args.part,)
+    for part in parts:
+        t0 = time.perf_counter()
+        if part == "official":
+            res["official"] = part_official(runner)
+        elif part == "planted":
+            res["planted"] = part_planted(runner)
+        elif part == "recipe":
+            res["recipe"] = part_recipe(runner)
+        else:
+            res["controls"] = part_controls(runner, res.get("recipe"))
+        res.setdefault("wall_seconds", {})[part] = time.perf_counter() - t0
+        res["machine"] = machine_record(load_start)
+        res["smoke"] = args.smoke
+        atomic_write_json(out, sq.json_ready(res))
+        atomic_write_text(out.with_suffix(".md"), render(res) + "\n")
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
