@@ -878,6 +878,33 @@ def _genotype_text(edges: list[Any]) -> str:
     return " ".join(f"{op}<{src}" for op, src in edges)
 
 
+def random_draw_report(models: list[dict[str, Any]]) -> str:
+    """How representative the random genotypes are: their parameter-free edges against the expectation for uniform
+    draws (3 of the 7 non-``none`` ops, so 48/7 = 6.86 of 16 edges; the z-score uses the binomial SD of a mean of
+    ``n`` genotypes), and their parameter counts against the found ones' (score tracks size, so a control of
+    other size is no control: benchmarks/search_signal.py draws size-matched ones)."""
+    rand = [m for m in models if m["kind"] == "random"]
+    found = [m for m in models if m["kind"] in ("wsr", "naive")]
+    if not rand:
+        return "No random genotypes."
+    k = len(NON_NONE_OPS)
+    share = 3 / k
+    pf = [m["parameter_free_normal"] + m["parameter_free_reduce"] for m in rand]
+    mean, expected = float(np.mean(pf)), 16 * share
+    z = (mean - expected) / math.sqrt(16 * share * (1 - share) / len(pf))
+    rand_params = float(np.mean([m["params"] for m in rand]))
+    found_params = float(np.mean([m["params"] for m in found])) if found else float("nan")
+    verdict = "unrepresentative of uniform draws" if abs(z) > 2 else "within the spread of uniform draws"
+    size = ("and smaller than the found cells" if rand_params < 0.95 * found_params else
+            "and larger than the found cells" if rand_params > 1.05 * found_params else
+            "and as large as the found cells")
+    return (f"**The random draws as a control.** The {len(rand)} uniform random genotypes have {mean:.1f} of 16 edges "
+            f"parameter-free on average against {expected:.2f} expected for uniform draws (z = {z:+.1f}) and "
+            f"{rand_params / 1e3:.1f}k parameters on average against {found_params / 1e3:.1f}k for the found cells: "
+            f"{verdict}, {size}, so the method-level comparison above is not size-matched "
+            f"(benchmarks/search_signal.py draws size-matched controls).")
+
+
 def render_power(result: dict[str, Any]) -> str:
     s, summ, noise, mde = result["settings"], result["summary"], result["seed_noise"], result["mde"]
     data = "digits" if s.get("dataset") == "digits" else "Fashion-MNIST"
@@ -969,6 +996,7 @@ def render_power(result: dict[str, Any]) -> str:
         lines.append(f"| {t['model']} | {t['against']} | {t['mean_diff']:+.4f} ({t['ci_low']:+.4f} to "
                      f"{t['ci_high']:+.4f}) | {t['n_differ']} | {_num(t['wilcoxon_p'])} | "
                      f"{_num(st.get('ci_low'), '+.4f')} to {_num(st.get('ci_high'), '+.4f')} | {_num(st.get('p'))} |")
+    lines += ["", random_draw_report(result["models"])]
     lines += ["", "## 4. The searches", "",
               "| search | measured architectures | entropy of softmax(A) start -> end (drop; max edge drop) | max "
               "abs(A - A_0) | VLE tau (predicted vs measured, search steps) | normal cell | reduce cell | CPU s |",

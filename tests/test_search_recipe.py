@@ -200,6 +200,7 @@ def test_search_writes_report_and_picture_and_warns_in_one_line(tiny_yaml, tmp_p
     ("search.ewss_query=mean", "search.ewss_query must be one of stored | fresh | expected"),
     ("search.direction=up", "search.direction must be one of minimize | maximize"),
     ("search.vle_modle=additive", "vle_modle"),
+    ("search.vle_covariates=true", "terms of the additive VLE"),
 ])
 def test_bad_recipe_values_are_one_line_errors(tiny_yaml, tmp_path, capsys, override, match):
     out = tmp_path / "bad"

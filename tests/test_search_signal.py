@@ -16,7 +16,7 @@ from wsr_bench.search.planted import PlantedLandscape, run_planted
 
 SIGNAL = ["search.vle_model=additive", "search.vle_op_ridge=1.0", "search.vle_ridge=10", "search.ewss_query=expected",
           "search.vle_store=hard", "search.measure_draws=2", "search.objective_form=linear", "search.arch_lr=0.05",
-          "search.vle_memory=1000", "search.arch_weight_decay=0"]
+          "search.vle_memory=1000", "search.arch_weight_decay=0", "search.vle_covariates=true"]
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +39,8 @@ def test_signal_recipe_measures_extra_draws_and_resumes_exactly(tiny_yaml, tmp_p
     assert all(len(r["extra_objectives"]) == 1 for r in iterations)  # measure_draws 2: one more per iteration
     state = torch.load(tmp_path / "ref" / "checkpoint.pt", weights_only=True)
     assert len(state["vle_memory"]["losses"]) == 2 * len(iterations) and "vle_opt" not in state
+    trained = state["vle_memory"]["covariates"][:, 0]
+    assert trained.tolist() == [1.0, 0.0] * len(iterations)  # the trained draw, then the extra one
     with pytest.raises(_Stop):
         run_search(cfg, tmp_path / "cut", callback=_stop_after(5))  # after the first search step
     assert run_search(cfg, tmp_path / "cut", resume=True) == ref
@@ -96,3 +98,21 @@ def test_planted_landscape_bad_input():
         PlantedLandscape.draw(noise_sd=-1.0)
     with pytest.raises(ValueError, match="shared in"):
         PlantedLandscape.draw(shared=1.5)
+
+
+def test_a_checkpoint_written_before_a_key_existed_resumes_with_its_default(tiny_yaml, tmp_path):
+    """Keys added to the search section later (direction, measure_draws, vle_model ...) read as their defaults in
+    an older checkpoint, so a finished older search still resumes; a changed value is still refused."""
+    from wsr_bench.search import SearchCheckpointError
+    from wsr_bench.search.state import SearchFolder
+
+    cfg = load_config(tiny_yaml)
+    run_search(cfg, tmp_path / "old")
+    folder = SearchFolder(tmp_path / "old")
+    state = torch.load(folder.checkpoint, weights_only=True)
+    for key in ("direction", "measure_draws", "vle_model", "vle_covariates"):
+        del state["config"]["search"][key]
+    torch.save(state, folder.checkpoint)
+    assert run_search(cfg, tmp_path / "old", resume=True) is not None
+    with pytest.raises(SearchCheckpointError, match="search.direction"):
+        run_search(load_config(tiny_yaml, ["search.direction=maximize"]), tmp_path / "old", resume=True)

@@ -171,3 +171,26 @@ def test_additive_bad_sizes_are_clear_errors():
         AdditiveLossEstimator(E, K, 3)(torch.rand(2, 10, K))
     with pytest.raises(ValueError, match="unknown VLE model"):
         build_vle("mlp", E, K, 3)
+
+
+def test_additive_covariates_take_what_would_be_credited_to_an_op():
+    """Draws with op 4 on the first edge are measured right after training (a covariate, worth -1 on every loss):
+    without the covariate the op gets that credit, with it the op's estimate is its own (zero)."""
+    from wsr_bench.estimators.val_loss import AdditiveLossEstimator, LossMemory, fit_vle
+
+    H = _one_hot_archs(400, seed=5)
+    trained = (H[:, 0, 0, 4] == 1).float()
+    L = _losses(H) - trained[:, None]
+    memory = LossMemory(400)
+    for h, loss, t in zip(H, L, trained, strict=True):
+        memory.push(h, loss, torch.tensor([float(t)]))
+    with_cov, without = AdditiveLossEstimator(E, K, 3, ridge=0.1), AdditiveLossEstimator(E, K, 3, ridge=0.1)
+    fit_vle(with_cov, memory, None)
+    without.fit(*memory.tensors())
+    op4 = lambda vle: float(vle.weight[0, 0, 0, 4] - vle.weight[0, 0, 0, 5:].mean())  # noqa: E731
+    assert op4(without) < -0.5 and abs(op4(with_cov)) < 0.1
+    restored = LossMemory(400)
+    restored.load_state_dict(memory.state_dict())
+    assert torch.equal(restored.covariates(), memory.covariates())
+    with pytest.raises(ValueError, match="covariates"):
+        memory.push(H[0], L[0], torch.tensor([1.0, 2.0]))

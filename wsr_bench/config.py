@@ -199,6 +199,8 @@ class SearchConfig:
     vle_ridge: float = 1.0          # L2 penalty of the additive VLE's per-edge costs (in squared one-hot entries)
     vle_op_ridge: float | None = None  # the additive VLE's per-cell op costs shared by all edges, and their L2
                                     # penalty (null: no shared term)
+    vle_covariates: bool = False    # additive VLE: also fit whether a draw was just trained and the search's progress
+                                    # (t, t^2) as nuisance terms of the measured losses (search_signal.yaml)
     vle_hidden: int = 16            # VLE LSTM width (official --predictor_hidden_state 16)
     vle_output: str = "standardised"  # standardised: per-output z-scores | bounded: 2*sigmoid (official). A deliberate
                                     # difference: the bounded head did not rank architectures (docs/fidelity.md)
@@ -273,6 +275,9 @@ class SearchConfig:
                "search.weight_momentum in [0, 1)")
         _check(len(self.arch_betas) == 2 and all(0 <= float(b) < 1 for b in self.arch_betas),
                f"search.arch_betas must be two numbers in [0, 1), got {self.arch_betas}")
+        _check(self.vle_model == "additive" or (self.vle_op_ridge is None and not self.vle_covariates),
+               "search.vle_op_ridge and search.vle_covariates are terms of the additive VLE: set search.vle_model: "
+               "additive, or leave them null / false")
         _check(self.vle_op_ridge is None or self.vle_op_ridge > 0, f"search.vle_op_ridge must be > 0 or null, got "
                f"{self.vle_op_ridge}")
         _check(self.vle_input_noise >= 0, f"search.vle_input_noise must be >= 0, got {self.vle_input_noise}")

@@ -123,14 +123,20 @@ class AdditiveLossEstimator(nn.Module):
         return torch.einsum("...cek,ocek->...o", H.to(self.weight.dtype), self.weight) + self.bias
 
     @torch.no_grad()
-    def fit(self, H: Tensor, losses: Tensor) -> float:
+    def fit(self, H: Tensor, losses: Tensor, covariates: Tensor | None = None) -> float:
         """Ridge regression of ``losses`` ``(M, N+1)`` on ``H`` ``(M, cells, E, K)`` (centred, intercept
-        unpenalised); returns the in-sample mean squared error summed over the outputs (as :func:`vle_loss`)."""
+        unpenalised) and, as nuisance terms with a negligible penalty, on ``covariates`` ``(M, C)``: what the
+        measured losses also depend on is then not credited to the ops that happened to be drawn with it. The
+        estimator keeps the architecture terms only (a prediction is at the memory's mean covariates). Returns the
+        in-sample mean squared error summed over the outputs (as :func:`vle_loss`)."""
         H64 = H.to(self.weight.device, torch.float64)
         parts, penalties = [H64.flatten(1)], [torch.full((H64[0].numel(),), self.ridge, dtype=torch.float64)]
         if self.op_ridge is not None:  # per-cell op counts: the shared term
             parts.append(H64.sum(2).flatten(1))
             penalties.append(torch.full((self.shape[0] * self.shape[2],), self.op_ridge, dtype=torch.float64))
+        if covariates is not None and covariates.numel():
+            parts.append(covariates.to(self.weight.device, torch.float64).reshape(len(H64), -1))
+            penalties.append(torch.full((parts[-1].shape[1],), 1e-6, dtype=torch.float64))
         X, Y = torch.cat(parts, 1), losses.to(self.weight.device, torch.float64)
         x_mean, y_mean = X.mean(0), Y.mean(0)
         Xc, Yc = X - x_mean, Y - y_mean
@@ -139,10 +145,11 @@ class AdditiveLossEstimator(nn.Module):
         cells, edges, ops = self.shape
         W = coef[:cells * edges * ops].T.reshape(-1, cells, edges, ops)
         if self.op_ridge is not None:
-            W = W + coef[cells * edges * ops:].T.reshape(-1, cells, 1, ops)
+            shared = coef[cells * edges * ops:cells * edges * ops + cells * ops]
+            W = W + shared.T.reshape(-1, cells, 1, ops)
         self.weight.copy_(W.to(self.weight.dtype))
         self.bias.copy_((y_mean - x_mean @ coef).to(self.bias.dtype))
-        return float((self(H.to(self.weight.device)).double() - Y).square().sum(-1).mean())
+        return float((Xc @ coef - Yc).square().sum(-1).mean())
 
 
 def build_vle(model: str, num_edges: int, num_ops: int, num_outputs: int, hidden: int = 16, output: str = "bounded",
@@ -159,57 +166,73 @@ def fit_vle(vle: nn.Module, memory: LossMemory, optimizer: torch.optim.Optimizer
             batch_size: int = 64, generator: torch.Generator | None = None, input_noise: float = 0.0) -> float:
     """Fit ``psi`` to M_v: the closed form of an :class:`AdditiveLossEstimator`, else :func:`train_vle`'s passes."""
     if isinstance(vle, AdditiveLossEstimator):
-        return vle.fit(*memory.tensors())
+        return vle.fit(*memory.tensors(), covariates=memory.covariates())
     if optimizer is None:
         raise ValueError("an LSTM VLE is trained by an optimizer; got None")
     return train_vle(vle, memory, optimizer, passes, batch_size, generator, input_noise)
 
 
 class LossMemory:
-    """M_v: a FIFO of at most ``capacity`` pairs ``(H_t, L_t)`` (architecture weights, measured losses)."""
+    """M_v: a FIFO of at most ``capacity`` pairs ``(H_t, L_t)`` (architecture weights, measured losses), each with
+    optional covariates ``c_t`` (what else the measurement depended on, e.g. whether the draw had just been trained;
+    an additive VLE fits them as nuisance terms)."""
 
     def __init__(self, capacity: int = 64):
         if capacity < 1:
             raise ValueError(f"memory capacity must be >= 1, got {capacity}")
         self.capacity = capacity
-        self._items: deque[tuple[Tensor, Tensor]] = deque(maxlen=capacity)
+        self._items: deque[tuple[Tensor, Tensor, Tensor]] = deque(maxlen=capacity)
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def push(self, H: Tensor, losses: Tensor) -> None:
-        """Add one pair; ``H`` ``(cells, E, K)``, ``losses`` ``(N+1,)`` (stored detached on the CPU, float32)."""
+    def push(self, H: Tensor, losses: Tensor, covariates: Tensor | None = None) -> None:
+        """Add one pair; ``H`` ``(cells, E, K)``, ``losses`` ``(N+1,)``, ``covariates`` ``(C,)`` or None (stored
+        detached on the CPU, float32)."""
         H, losses = H.detach().float().cpu(), torch.as_tensor(losses).detach().float().cpu().flatten()
+        cov = torch.zeros(0) if covariates is None else torch.as_tensor(covariates).detach().float().cpu().flatten()
         if self._items:
-            h0, l0 = self._items[0]
-            if H.shape != h0.shape or losses.shape != l0.shape:
-                raise ValueError(f"memory holds H {tuple(h0.shape)} and losses {tuple(l0.shape)}, got H "
-                                 f"{tuple(H.shape)} and losses {tuple(losses.shape)}")
+            h0, l0, c0 = self._items[0]
+            if H.shape != h0.shape or losses.shape != l0.shape or cov.shape != c0.shape:
+                raise ValueError(f"memory holds H {tuple(h0.shape)}, losses {tuple(l0.shape)} and covariates "
+                                 f"{tuple(c0.shape)}, got {tuple(H.shape)}, {tuple(losses.shape)} and "
+                                 f"{tuple(cov.shape)}")
         if not torch.isfinite(losses).all():
             raise ValueError(f"measured losses must be finite, got {losses.tolist()}")
-        self._items.append((H.clone(), losses.clone()))
+        self._items.append((H.clone(), losses.clone(), cov.clone()))
 
     def tensors(self) -> tuple[Tensor, Tensor]:
         """All pairs stacked: ``H`` ``(M, cells, E, K)`` and losses ``(M, N+1)``, oldest first."""
         if not self._items:
             raise ValueError("LossMemory is empty: push (H, losses) pairs first")
-        hs, ls = zip(*self._items, strict=True)
+        hs, ls, _ = zip(*self._items, strict=True)
         return torch.stack(hs), torch.stack(ls)
+
+    def covariates(self) -> Tensor:
+        """The covariates of every pair, ``(M, C)`` (``C = 0`` when none were pushed)."""
+        if not self._items:
+            raise ValueError("LossMemory is empty: push (H, losses) pairs first")
+        return torch.stack([c for _, _, c in self._items])
 
     def state_dict(self) -> dict[str, Tensor | int]:
         """Plain tensors for a ``weights_only`` checkpoint."""
         if not self._items:
             return {"capacity": self.capacity}
         H, L = self.tensors()
-        return {"capacity": self.capacity, "H": H, "losses": L}
+        state = {"capacity": self.capacity, "H": H, "losses": L}
+        cov = self.covariates()
+        if cov.shape[1]:
+            state["covariates"] = cov
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned (entries in the same order)."""
         self.capacity = int(state["capacity"])
         self._items = deque(maxlen=self.capacity)
         if "H" in state:
-            for H, L in zip(state["H"], state["losses"], strict=True):
-                self.push(H, L)
+            covs = state.get("covariates", [None] * len(state["H"]))
+            for H, L, c in zip(state["H"], state["losses"], covs, strict=True):
+                self.push(H, L, c)
 
 
 def vle_loss(vle: ValLossEstimator, H: Tensor, losses: Tensor) -> Tensor:

@@ -75,7 +75,7 @@ class SearchFolder(RunFolder):
         if state.get("version") != CHECKPOINT_VERSION:
             raise SearchCheckpointError(f"{self.checkpoint} has version {state.get('version')}, expected "
                                         f"{CHECKPOINT_VERSION}; start a new search in another folder")
-        old = {k: v for k, v in state.get("config", {}).items() if k in SEARCH_SECTIONS}
+        old = _with_defaults({k: v for k, v in state.get("config", {}).items() if k in SEARCH_SECTIONS})
         diff = _config_difference(old, {k: v for k, v in config.items() if k in SEARCH_SECTIONS})
         if diff:
             raise SearchCheckpointError(f"cannot resume {self.root}: config key {diff} differs from the checkpoint's "
@@ -100,6 +100,16 @@ class SearchFolder(RunFolder):
 
         atomic_write_text(self.report, json.dumps(report, indent=1) + "\n")
         logger.info(describe_report(report))
+
+
+def _with_defaults(old: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config with the keys added since it was written at their defaults (a key a search did not
+    know is the behaviour its default keeps: ``search.direction: minimize``, ``search.measure_draws: 1`` ...)."""
+    from wsr_bench.config import ExperimentConfig, config_to_dict
+
+    defaults = config_to_dict(ExperimentConfig())
+    return {k: {**defaults[k], **v} if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
+            for k, v in old.items()}
 
 
 def _config_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str | None:

@@ -105,7 +105,7 @@ class WsrSearch(SearchEngine):
         times["adv_train"] = self.now() - t0
         ane_loss = self.update_ane(H, times)
         losses = self.measure(H, times)
-        self.vle_memory.push(self.stored(sample), losses)
+        self.vle_memory.push(self.stored(sample), losses, self.covariates(trained=True))
         extra = self.measure_more(times)
         record: dict[str, Any] = {"train": train, "losses": self.loss_dict(losses),
                                   "objective": float(self.objective(losses)), "objective_pred": pred,
@@ -134,9 +134,19 @@ class WsrSearch(SearchEngine):
             other = self.sample_arch()
             self.recalibrate_bn(other.hard)
             losses = self.measure(other.hard, times)
-            self.vle_memory.push(self.stored(other), losses)
+            self.vle_memory.push(self.stored(other), losses, self.covariates(trained=False))
             objectives.append(float(self.objective(losses)))
         return objectives
+
+    def covariates(self, trained: bool) -> torch.Tensor | None:
+        """With ``search.vle_covariates``, what a measured loss depends on besides the architecture: whether the draw
+        was the one just trained (measured right after its epoch of training, it scores far better than a draw
+        that was not), and the search's progress ``t`` and ``t^2`` (the fraction of weight-training epochs done; the
+        super-network improves as it trains, and the ops drawn late would otherwise get the credit)."""
+        if not self.scfg.vle_covariates:
+            return None
+        t = self.epoch / max(self.total_epochs, 1)
+        return torch.tensor([float(trained), t, t * t])
 
     def arch_update(self, sample: ArchSample) -> float:
         """Line 24: one EWSS step on A, the VLE queried where ``search.ewss_query`` says (the stored draw, fresh
