@@ -32,6 +32,7 @@ import contextlib
 import copy
 import fcntl
 import json
+import math
 import random
 import sys
 import tempfile
@@ -51,12 +52,12 @@ PARTS = ("official", "planted", "recipe", "controls")
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
-        "official_seeds": 3, "recipe_seeds": 6, "anti_seeds": 3, "draws": 40, "draw_seed": 123,
+        "official_seeds": 3, "recipe_seeds": 6, "anti_seeds": 2, "draws": 40, "draw_seed": 123,
         "recipe_config": "configs/search_signal.yaml", "recipe_overrides": {},
         "official": sq.SETTINGS["power"],  # its search section and its retraining scale
         "planted": {"noise_sd": [0.0, 1.0, 2.0, 4.0], "steps": [40, 120], "shared": [0.0, 0.5], "seeds": [0],
                     "population": 20},
-        "retrain": sq.SETTINGS["power"], "retrain_found": 3, "retrain_anti": 3, "retrain_random": 0,
+        "retrain": sq.SETTINGS["power"], "retrain_found": 3, "retrain_anti": 2, "retrain_random": 0,
         "param_tolerance": 0.05, "power_results": "benchmarks/results/search_quality_power.json",
         "bootstrap": 2000, "workers": 2,
     },
@@ -364,11 +365,13 @@ def planted_configs(s: dict[str, Any], steps: int) -> dict[str, tuple[str, dict[
     naive["search"].update(method="naive", n1=len(naive["search"]["strengths"]), n2=0, estimator="none", tau=1.0)
     naive_official = copy.deepcopy(official)
     naive_official["search"].update(method="naive", n1=6, n2=0, estimator="none")
-    for raw in (official, recipe, naive, naive_official):
+    for raw in (official, recipe, naive, naive_official):  # (one_draw is copied from recipe below)
         raw["data"] = {**raw["data"], "name": "digits"}  # no training: the data only sizes the loop
         raw["search"].update(train_limit=8, val_limit=16, progress=False)
+    one_draw = copy.deepcopy(recipe)  # the recipe measuring only the trained draw, as the official loop does
+    one_draw["search"].update(measure_draws=1)
     return {"official/wsr": official, "official/naive": naive_official, "search_signal/wsr": recipe,
-            "search_signal/naive": naive}
+            "search_signal/naive": naive, "search_signal_one_draw/wsr": one_draw}
 
 
 def part_planted(r: Runner) -> list[dict[str, Any]]:
@@ -459,6 +462,36 @@ def oneshot_tau(r: Runner, searches: list[dict[str, Any]], raw: dict[str, Any],
     return tau, detail
 
 
+Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8
+
+
+def reliability(power_results: Path) -> dict[str, Any]:
+    """Reliability of the retraining scale from the power benchmark's per-seed scores: the share of one seed's
+    score variance that is between architectures (ICC(1) = between / (between + within)), and the Kendall tau
+    between the architectures' means over two disjoint halves of the seeds (mean over the ways to split them)."""
+    from itertools import combinations
+
+    from scipy.stats import kendalltau
+
+    res = json.loads(power_results.read_text())
+    noise = res["seed_noise"]
+    between, within = noise["between_sd_true"] ** 2, noise["within_var"]
+    per_seed = np.array([[seed["avg_robust_acc"] for seed in m["seeds"]] for m in res["models"]])
+    n = per_seed.shape[1]
+    taus = [float(kendalltau(per_seed[:, list(a)].mean(1), per_seed[:, [k for k in range(n) if k not in a]].mean(1)
+                             )[0]) for a in combinations(range(n), n // 2) if 0 in a]
+    return {"icc": between / (between + within), "split_half_tau": float(np.mean(taus)), "between_var": between,
+            "within_var": within, "n_architectures": per_seed.shape[0], "n_seeds": n,
+            "source": str(power_results.relative_to(ROOT))}
+
+
+def method_mde(between_var: float, within_var: float, n_archs: int, n_seeds: int) -> float:
+    """Minimum detectable difference (points; alpha 0.05 two-sided, power 0.8) between the mean scores of two groups
+    of ``n_archs`` architectures, each trained with ``n_seeds`` seeds: each architecture's mean carries the
+    between-architecture variance and the seed variance over ``n_seeds``."""
+    return 100 * Z_POWER * math.sqrt(2 * (between_var + within_var / n_seeds) / n_archs)
+
+
 def part_controls(r: Runner, recipe: dict[str, Any] | None) -> dict[str, Any]:
     """The anti-search's movement and cells, size-matched random draws (parameter-free counts against expectation),
     and the method-level differences of what has been trained."""
@@ -495,8 +528,23 @@ def part_controls(r: Runner, recipe: dict[str, Any] | None) -> dict[str, Any]:
             "n_found": len(by_kind.get("recipe", [])), "n_anti": len(by_kind.get("anti", [])),
             "n_random": len(by_kind.get("matched_random", [])),
             "found_minus_anti": diff("recipe", "anti"), "found_minus_random": diff("recipe", "random"),
-            "found_minus_matched_random": diff("recipe", "matched_random"),
-            "reliability": None, "mde_points": None}
+            "found_minus_matched_random": diff("recipe", "matched_random"), **mde_report(s, by_kind)}
+
+
+def mde_report(s: dict[str, Any], by_kind: dict[str, list[float]]) -> dict[str, Any]:
+    """The retraining scale's reliability and the method-level MDE: of what has been trained here, and of the
+    design the issue sizes (12 found, 12 anti-found, 24 matched random cells at 2 seeds)."""
+    if not s["power_results"] or not (ROOT / s["power_results"]).is_file():
+        return {"reliability": None, "mde_points": None, "mde_design_points": None}
+    rel = reliability(ROOT / s["power_results"])
+    seeds = s["retrain"]["train_seeds"]
+    n = min(len(by_kind.get("recipe", [])), len(by_kind.get("anti", []))) or None
+    return {"reliability": rel,
+            "mde_points": method_mde(rel["between_var"], rel["within_var"], n, seeds) if n else None,
+            "mde_design_points": method_mde(rel["between_var"], rel["within_var"], 12, 2),
+            "mde_note": f"found vs anti-found with {n} cells each at {seeds} seeds (mde_points) and the design of 12 "
+                        "vs 12 at 2 seeds (mde_design_points), from the power benchmark's between-architecture and "
+                        "seed variances"}
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -515,13 +563,13 @@ def render(res: dict[str, Any]) -> str:
             continue
         lines += [f"## {title}", "",
                   "| seed | max abs(A_T - A_0) | entropy drop (nats) | init match | delta match | measured archs | "
-                  "params | parameter-free normal / reduce | CPU s |", "|---|---|---|---|---|---|---|---|---|"]
+                  "params | parameter-free normal / reduce | search s |", "|---|---|---|---|---|---|---|---|---|"]
         for row in r["searches"]:
             pf = row["parameter_free"]
             lines.append(f"| {row['seed']} | {f(row['max_abs_delta'], '.4f')} | {f(row['entropy_drop'], '.4f')} | "
                          f"{f(row['init_match'], '.2f')} | {f(row['delta_match'], '.2f')} | "
                          f"{row['measured_architectures']} | {row['params']} | {pf['normal']}/8, {pf['reduce']}/8 | "
-                         f"{f(row['cpu_seconds'], '.0f')} |")
+                         f"{f(row['search_seconds'], '.0f')} |")
         lines += ["", f"- Seed agreement: **{f(r['seed_agreement'], '.3f')}** of edges (two uniform random "
                       f"genotypes: {f(r['random_expected'], '.3f')}); correlation of A_T - A_0 across seeds "
                       f"{f(r['delta_corr'], '.3f')}; argmax(A_T) = argmax(A_0) on {f(r['init_match'], '.2f')} of "
@@ -560,6 +608,12 @@ def render(res: dict[str, Any]) -> str:
                   f"edges (normal/reduce): {anti_pf}.",
                   f"- Size-matched random cells (within {c['param_tolerance']:.0%}): parameter-free edges {matched_pf} "
                   f"(uniform expectation {c['parameter_free_expected']:.2f} per cell).",
+                  *([f"- Retraining scale ({c['retraining']}): one seed's ICC {f(c['reliability']['icc'], '.2f')}, "
+                     f"split-half Kendall tau {f(c['reliability']['split_half_tau'], '.2f')} "
+                     f"({c['reliability']['n_architectures']} architectures x {c['reliability']['n_seeds']} seeds). "
+                     f"Method-level MDE: {f(c['mde_points'], '.2f')} points for what is trained here, "
+                     f"{f(c['mde_design_points'], '.2f')} for 12 found vs 12 anti-found cells at 2 seeds."]
+                    if c.get("reliability") else []),
                   f"- Found minus anti-found: {f(c['found_minus_anti']['points'], '+.2f')} points "
                   f"(p {f(c['found_minus_anti']['p'], '.2g')}, n {c['found_minus_anti']['n']}); found minus matched "
                   f"random: {f(c['found_minus_matched_random']['points'], '+.2f')} points.", ""]
