@@ -269,7 +269,33 @@ def summarise_searches(searches: list[dict[str, Any]], seeds: list[int], retrain
             "delta_match": float(np.mean([r["delta_match"] for r in rows])),
             "delta_corr": delta_correlation(searches),
             "seed_agreement": sq.mean_pairwise_agreement([r["genotype"] for r in searches]),
-            "random_expected": sq.expected_random_agreement()}
+            "random_expected": sq.expected_random_agreement(),
+            "op_mix_agreement": op_mix_agreement([r["genotype"] for r in searches]),
+            "op_mix_random_expected": op_mix_random()}
+
+
+def op_mix_overlap(a: Any, b: Any) -> float:
+    """The share of edges two genotypes have in common when only each cell's mix of ops counts (the histogram
+    intersection of the ops of the normal cells plus that of the reduce cells, over 16 edges): what seeds can agree
+    on when their per-edge choices differ but their op preferences per cell do not."""
+    from collections import Counter
+
+    shared = sum(sum((Counter(op for op, _ in ca) & Counter(op for op, _ in cb)).values())
+                 for ca, cb in zip(sq._cells(a), sq._cells(b), strict=True))
+    return shared / sum(len(c) for c in sq._cells(a))
+
+
+def op_mix_agreement(genotypes: list[Any]) -> float | None:
+    """Mean :func:`op_mix_overlap` over pairs of genotypes."""
+    pairs = [(a, b) for i, a in enumerate(genotypes) for b in genotypes[i + 1:]]
+    return sum(op_mix_overlap(a, b) for a, b in pairs) / len(pairs) if pairs else None
+
+
+def op_mix_random(pairs: int = 20000, seed: int = 0) -> float:
+    """:func:`op_mix_overlap` expected between two uniform genotypes (Monte Carlo over ``pairs`` pairs)."""
+    rng = random.Random(seed)
+    return sum(op_mix_overlap(sq.random_genotype(rng, "a"), sq.random_genotype(rng, "b"))
+               for _ in range(pairs)) / pairs
 
 
 def cell_params(genotype: dict[str, Any], retrain: dict[str, Any]) -> int:
@@ -571,7 +597,9 @@ def render(res: dict[str, Any]) -> str:
                          f"{row['measured_architectures']} | {row['params']} | {pf['normal']}/8, {pf['reduce']}/8 | "
                          f"{f(row['search_seconds'], '.0f')} |")
         lines += ["", f"- Seed agreement: **{f(r['seed_agreement'], '.3f')}** of edges (two uniform random "
-                      f"genotypes: {f(r['random_expected'], '.3f')}); correlation of A_T - A_0 across seeds "
+                      f"genotypes: {f(r['random_expected'], '.3f')}); counting only each cell's mix of ops, "
+                      f"{f(r.get('op_mix_agreement'), '.3f')} (random {f(r.get('op_mix_random_expected'), '.3f')}); "
+                      f"correlation of A_T - A_0 across seeds "
                       f"{f(r['delta_corr'], '.3f')}; argmax(A_T) = argmax(A_0) on {f(r['init_match'], '.2f')} of "
                       f"edges, = argmax(A_T - A_0) on {f(r['delta_match'], '.2f')}.",
                   f"- Test-retest of the measured objective ({r['test_retest']['n']} draws, "
