@@ -476,9 +476,14 @@ def oneshot_tau(r: Runner, searches: list[dict[str, Any]], raw: dict[str, Any],
     cache = r.workdir / "oneshot"
     cache.mkdir(parents=True, exist_ok=True)
     todo = {n: v["genotype"] for n, v in scores.items() if not (cache / f"{n}.json").is_file()}
-    if todo:
-        with folder_lock(Path(search_dir)):
-            sq.oneshot_job(raw, search_dir, todo, {**retrain, "dataset": raw["data"]["name"]}, str(cache))
+    if todo:  # each measurement is cached as it lands; the architectures are split over the workers
+        settings = {**retrain, "dataset": raw["data"]["name"]}
+        names = sorted(todo)
+        chunks = [c for c in (names[i::max(r.workers, 1)] for i in range(max(r.workers, 1))) if c]
+        with folder_lock(Path(search_dir)), sq.executor(r.workers and len(chunks)) as pool:
+            for f in [pool.submit(sq.oneshot_job, raw, search_dir, {n: todo[n] for n in c}, settings, str(cache))
+                      for c in chunks]:
+                f.result()
     names = sorted(scores)
     one = {n: json.loads((cache / f"{n}.json").read_text()) for n in names}
     tau = sq.kendall_bootstrap([one[n]["avg_robust_acc"] for n in names],
