@@ -405,7 +405,7 @@ def part_planted(r: Runner) -> list[dict[str, Any]]:
     p, jobs, meta = r.s["planted"], {}, {}
     for steps in p["steps"]:
         for name, raw in planted_configs(r.s, steps).items():
-            lstm = raw["search"]["method"] == "wsr" and raw["search"]["vle_model"] == "lstm"
+            lstm = raw["search"]["method"] == "wsr" and raw["search"].get("vle_model", "lstm") == "lstm"
             if lstm and steps not in p["lstm_steps"]:
                 continue
             for noise in p["noise_sd"]:
