@@ -362,18 +362,24 @@ class Runner:
         return list(self.map(jobs).values())
 
 
-def part_official(r: Runner) -> dict[str, Any]:
+def measured_searches(r: Runner, kind: str, config: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The searches of one recipe (``kind``: official or recipe; ``config(seed)`` their raw configs), summarised,
+    with the test-retest and gradient-direction checks on seed 0's final super-network."""
     s = r.s
-    seeds = list(range(s["official_seeds"]))
-    searches = r.searches("official", seeds, lambda k: official_config(s, k))
-    summary = summarise_searches(searches, seeds, s["retrain"])
-    raw0, dir0 = official_config(s, 0), str(r.workdir / "official" / "seed0")
-    checks = r.map({"official-retest": (test_retest_job, raw0, dir0, s["draws"], s["draw_seed"]),
-                    "official-gradient": (gradient_job, raw0, dir0, s["draws"], s["draw_seed"])})
-    retest, gradient = checks["official-retest"], checks["official-gradient"]
-    return {**summary, "test_retest_tau": retest["tau"], "test_retest": _drop(retest, "first", "second"),
-            "gradient_sign_agreement": gradient["share"], "gradient": _drop(gradient, "rows"),
-            "gradient_rows": gradient["rows"], "config": {k: v for k, v in raw0["search"].items()}}
+    seeds = list(range(s[f"{kind}_seeds"]))
+    searches = r.searches(kind, seeds, config)
+    raw0, dir0 = config(0), str(r.workdir / kind / "seed0")
+    checks = r.map({f"{kind}-retest": (test_retest_job, raw0, dir0, s["draws"], s["draw_seed"]),
+                    f"{kind}-gradient": (gradient_job, raw0, dir0, s["draws"], s["draw_seed"])})
+    retest, gradient = checks[f"{kind}-retest"], checks[f"{kind}-gradient"]
+    return searches, {**summarise_searches(searches, seeds, s["retrain"]), "test_retest_tau": retest["tau"],
+                      "test_retest": _drop(retest, "first", "second"), "gradient_sign_agreement": gradient["share"],
+                      "gradient": _drop(gradient, "rows"), "gradient_rows": gradient["rows"]}
+
+
+def part_official(r: Runner) -> dict[str, Any]:
+    _, out = measured_searches(r, "official", lambda k: official_config(r.s, k))
+    return {**out, "config": dict(official_config(r.s, 0)["search"])}
 
 
 def _drop(d: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -423,18 +429,10 @@ def part_planted(r: Runner) -> list[dict[str, Any]]:
 
 
 def part_recipe(r: Runner) -> dict[str, Any]:
-    s = r.s
-    seeds = list(range(s["recipe_seeds"]))
-    searches = r.searches("recipe", seeds, lambda k: recipe_config(s, k))
-    summary = summarise_searches(searches, seeds, s["retrain"])
-    raw0, dir0 = recipe_config(s, 0), str(r.workdir / "recipe" / "seed0")
-    checks = r.map({"recipe-retest": (test_retest_job, raw0, dir0, s["draws"], s["draw_seed"]),
-                    "recipe-gradient": (gradient_job, raw0, dir0, s["draws"], s["draw_seed"])})
-    out = {"config": s["recipe_config"], **summary, "test_retest_tau": checks["recipe-retest"]["tau"],
-           "test_retest": _drop(checks["recipe-retest"], "first", "second"),
-           "gradient_sign_agreement": checks["recipe-gradient"]["share"],
-           "gradient": _drop(checks["recipe-gradient"], "rows")}
-    out["oneshot_kendall_tau"], out["oneshot"] = oneshot_tau(r, searches, raw0, dir0)
+    searches, out = measured_searches(r, "recipe", lambda k: recipe_config(r.s, k))
+    out = {"config": r.s["recipe_config"], **out}
+    out["oneshot_kendall_tau"], out["oneshot"] = oneshot_tau(r, searches, recipe_config(r.s, 0),
+                                                             str(r.workdir / "recipe" / "seed0"))
     return out
 
 
@@ -559,7 +557,7 @@ def part_controls(r: Runner, recipe: dict[str, Any] | None) -> dict[str, Any]:
 
     return {"anti": anti, "matched_random": matched, "parameter_free_expected": parameter_free_expected(),
             "param_tolerance": s["param_tolerance"], "retraining": "search_quality.py --power scale (Fashion-MNIST "
-            "16x16, C=8, 5 cells, PGD-3 at 0.1, 3 epochs on 6,000 images, 4 seeds)",
+            "16x16, C=8, 5 cells, PGD-3 at 0.1, 3 epochs on 12,000 training images, 4 seeds)",
             "n_found": len(by_kind.get("recipe", [])), "n_anti": len(by_kind.get("anti", [])),
             "n_random": len(by_kind.get("matched_random", [])),
             "found_minus_anti": diff("recipe", "anti"), "found_minus_random": diff("recipe", "random"),
@@ -637,14 +635,15 @@ def render(res: dict[str, Any]) -> str:
         lines.append("")
     if res.get("controls"):
         c = res["controls"]
-        anti_pf = ", ".join(f"{r['parameter_free']['normal']}/{r['parameter_free']['reduce']}"
+        anti_pf = "; ".join(f"{r['parameter_free']['normal']} and {r['parameter_free']['reduce']}"
                             for r in c["anti"]["searches"])
-        matched_pf = ", ".join(f"{m['parameter_free']['normal']}/{m['parameter_free']['reduce']}"
+        matched_pf = "; ".join(f"{m['parameter_free']['normal']} and {m['parameter_free']['reduce']}"
                                for m in c["matched_random"])
         lines += ["## Controls", "", f"- Anti-search seeds: {len(c['anti']['searches'])}; their cells' parameter-free "
-                  f"edges (normal/reduce): {anti_pf}.",
-                  f"- Size-matched random cells (within {c['param_tolerance']:.0%}): parameter-free edges {matched_pf} "
-                  f"(uniform expectation {c['parameter_free_expected']:.2f} per cell).",
+                  f"edges of 8 (normal and reduce cell): {anti_pf}.",
+                  f"- Size-matched random cells (within {c['param_tolerance']:.0%} of each found cell's parameters): "
+                  f"parameter-free edges of 8 (normal and reduce) {matched_pf} (uniform expectation "
+                  f"{c['parameter_free_expected']:.2f} per cell); {c['n_random']} of them trained so far.",
                   *([f"- Retraining scale ({c['retraining']}): one seed's ICC {f(c['reliability']['icc'], '.2f')}, "
                      f"split-half Kendall tau {f(c['reliability']['split_half_tau'], '.2f')} "
                      f"({c['reliability']['n_architectures']} architectures x {c['reliability']['n_seeds']} seeds). "
@@ -653,7 +652,9 @@ def render(res: dict[str, Any]) -> str:
                     if c.get("reliability") else []),
                   f"- Found minus anti-found: {f(c['found_minus_anti']['points'], '+.2f')} points "
                   f"(p {f(c['found_minus_anti']['p'], '.2g')}, n {c['found_minus_anti']['n']}); found minus matched "
-                  f"random: {f(c['found_minus_matched_random']['points'], '+.2f')} points.", ""]
+                  f"random: {f(c['found_minus_matched_random']['points'], '+.2f')} points; found minus the power "
+                  f"benchmark's 8 unmatched random cells: {f(c['found_minus_random']['points'], '+.2f')} points (p "
+                  f"{f(c['found_minus_random']['p'], '.2g')}).", ""]
     if res.get("finding"):
         lines += ["## What the numbers show", "", res["finding"], ""]
     return "\n".join(lines)
