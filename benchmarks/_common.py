@@ -30,3 +30,15 @@ def smoke_out(name: str) -> Path:
     """Where a ``--smoke`` run writes when no ``--out`` is given: ``name.json`` (and ``name.md``) in a fresh temporary
     folder, so that a smoke run never overwrites a committed result under ``benchmarks/results/``."""
     return Path(tempfile.mkdtemp(prefix=f"{name}_smoke_")) / f"{name}.json"
+
+
+def publish(report: dict, markdown: str, out: str | Path | None, name: str) -> Path:
+    """Write ``report`` (JSON) and ``markdown`` beside it atomically to ``out`` (a smoke run's temporary folder
+    when ``None``: :func:`smoke_out`), then print the report's conclusion and where it went."""
+    from wsr_bench.io import atomic_write_report
+
+    path = Path(out) if out else smoke_out(name)
+    atomic_write_report(path, report, markdown)
+    print(report["conclusion"])
+    print(f"wrote {path} and {path.with_suffix('.md')}")
+    return path

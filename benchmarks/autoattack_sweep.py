@@ -66,7 +66,7 @@ from wsr_bench.rules import SWEEPS
 from wsr_bench.search_space.ops import Normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_average, machine_record, smoke_out  # noqa: E402
+from _common import load_average, machine_record, publish  # noqa: E402
 
 logger = logging.getLogger("autoattack_sweep")
 
@@ -572,10 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     add_projections(report["runs"])
     report["summary"] = summarize(report["runs"])
     report["conclusion"] = conclusion(report)
-    out = Path(args.out) if args.out else smoke_out("autoattack_sweep")
-    atomic_write_report(out, report, markdown(report))
-    print(report["conclusion"])
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    publish(report, markdown(report), args.out, "autoattack_sweep")
     return 0
 
 

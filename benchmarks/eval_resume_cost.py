@@ -46,11 +46,10 @@ from wsr_bench.data import as_tensors, load_dataset
 from wsr_bench.epsilon import PAPER_SPECTRUM
 from wsr_bench.evaluate import evaluate_spectrum
 from wsr_bench.evaluate.state import SweepState, remove_state
-from wsr_bench.io import atomic_write_report
 from wsr_bench.train import TrainRecipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_average, machine_record, smoke_out  # noqa: E402
+from _common import load_average, machine_record, publish  # noqa: E402
 
 logger = logging.getLogger("eval_resume_cost")
 
@@ -280,10 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     report["goal_met_state_code"] = all(x["state_share"] <= 0.05 for x in demo_sized)
     report["goal_met_side_by_side"] = all(x["median_ratio"] <= 1.05 for x in demo_sized)
     report["conclusion"] = conclusion(report)
-    out = Path(args.out) if args.out else smoke_out("eval_resume_cost")
-    atomic_write_report(out, report, markdown(report))
-    print(report["conclusion"])
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    publish(report, markdown(report), args.out, "eval_resume_cost")
     return 0
 
 

@@ -58,7 +58,7 @@ from wsr_bench.io import atomic_write_report
 from wsr_bench.search_space.ops import Normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_average, machine_record, smoke_out  # noqa: E402
+from _common import load_average, machine_record, publish  # noqa: E402
 
 logger = logging.getLogger("spectrum_cost")
 
@@ -338,10 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         report["models"][name] = bench_model(name, model, x, y, cfg)
     report["machine"] = machine_record(load_start)
     report["conclusion"] = conclusion(report)
-    out = Path(args.out) if args.out else smoke_out("spectrum_cost")
-    atomic_write_report(out, report, markdown(report))
-    print(report["conclusion"])
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    publish(report, markdown(report), args.out, "spectrum_cost")
     return 0
 
 

@@ -50,10 +50,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import load_average, machine_record, smoke_out  # noqa: E402
+from _common import load_average, machine_record, publish  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from wsr_bench.io import atomic_write_report  # noqa: E402  (light: no torch)
 from wsr_bench.threads import available_cores  # noqa: E402
 
 logger = logging.getLogger("threads")
@@ -344,10 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     report["machine"] = machine_record(load_start, torch_own_threads=own, available_cores=cfg.cores)
     report["wall_seconds"] = round(time.perf_counter() - t0, 1)
     report["conclusion"] = conclusion(report)
-    out = Path(args.out) if args.out else smoke_out("threads")
-    atomic_write_report(out, report, markdown(report))
-    print(report["conclusion"])
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    publish(report, markdown(report), args.out, "threads")
     return 0
 
 

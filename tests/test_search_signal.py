@@ -19,11 +19,6 @@ SIGNAL = ["search.vle_model=additive", "search.vle_op_ridge=1.0", "search.vle_ri
           "search.vle_memory=1000", "search.arch_weight_decay=0", "search.vle_covariates=true"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def tiny_yaml(tmp_path_factory):
     path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"

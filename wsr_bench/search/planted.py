@@ -13,7 +13,7 @@ takes seconds. The score is the share of edges whose planted best op is the op `
     result = run_planted(cfg, landscape, "runs/planted")   # {"recovered": ..., "genotype": ...}
 
 ``benchmarks/search_signal.py --planted`` sweeps noise and budget for the official recipe and
-``configs/search_signal.yaml``; ``tests/test_planted.py`` fails if the machinery stops responding to signal.
+``configs/search_signal.yaml``; ``tests/test_search_signal.py`` fails if the machinery stops responding to signal.
 """
 
 from __future__ import annotations
