@@ -17,11 +17,14 @@ Parts (each cached in ``--workdir``, resumable after a kill, merged into one res
 - ``recipe``: configs/search_signal.yaml with 6 seeds: movement, entropy drop, seed agreement, test-retest as above;
   the one-shot Kendall tau of seed 0's super-network against the stand-alone scores of the 17 architectures of
   ``search_quality_power.json`` and of found and anti-found cells trained the same way (4 seeds each).
+- ``fidelity``: the recipe with a longer-trained super-network (6,000 instead of 384 training images per search
+  epoch), 2 seeds: its movement and seed agreement, and the one-shot Kendall tau of its super-network over the same
+  stand-alone set as ``recipe``'s: does a better-trained super-network rank cells as stand-alone training does?
 - ``controls``: the anti-search (the recipe maximising its objective) and size-matched random cells (uniform draws
   accepted within +-5% of a found cell's parameter count), their parameter-free edge counts against expectation,
   and the method-level differences that have been trained so far.
 
-Run: ``python benchmarks/search_signal.py [--part official|planted|recipe|controls|all] [--workers 2]``;
+Run: ``python benchmarks/search_signal.py [--part official|planted|recipe|fidelity|controls|all] [--workers 2]``;
 ``--smoke`` runs every part at toy sizes on digits in seconds.
 """
 
@@ -48,7 +51,7 @@ from _common import load_average, machine_record, smoke_out  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PARTS = ("official", "planted", "recipe", "controls")
+PARTS = ("official", "planted", "recipe", "fidelity", "controls")
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
@@ -60,6 +63,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "retrain": sq.SETTINGS["power"], "retrain_found": 3, "retrain_anti": 2, "retrain_random": 0,
         "param_tolerance": 0.05, "power_results": "benchmarks/results/search_quality_power.json",
         "bootstrap": 2000, "workers": 2,
+        # the recipe with a longer-trained super-network: 6,000 instead of 384 training images per search epoch
+        "fidelity": {"seeds": [0, 1], "variants": {"train_limit_6000": {"search": {"train_limit": 6000}}}},
     },
     "smoke": {
         "official_seeds": 2, "recipe_seeds": 2, "anti_seeds": 1, "draws": 4, "draw_seed": 123,
@@ -73,6 +78,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                     "lstm_steps": [4]},
         "retrain": sq.SETTINGS["power_smoke"], "retrain_found": 1, "retrain_anti": 1, "retrain_random": 1,
         "param_tolerance": 0.5, "power_results": None, "bootstrap": 100, "workers": 0,
+        "fidelity": {"seeds": [0, 1], "variants": {"train_limit_64": {"search": {"train_limit": 64}}}},
     },
 }
 
@@ -83,15 +89,17 @@ def official_config(s: dict[str, Any], seed: int) -> dict[str, Any]:
     return sq.search_config(s["official"], "wsr", seed)
 
 
-def recipe_config(s: dict[str, Any], seed: int, direction: str = "minimize") -> dict[str, Any]:
+def recipe_config(s: dict[str, Any], seed: int, direction: str = "minimize",
+                  variant: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """configs/search_signal.yaml with ``seed`` (and ``direction``), as ``wsr-bench search ... --set seed=K`` runs
-    it, with the smoke sizes merged in."""
+    it, with the smoke sizes and then a fidelity ``variant``'s values merged in."""
     from wsr_bench.config import config_to_dict, load_config
 
     raw = config_to_dict(load_config(ROOT / s["recipe_config"], [f"seed={seed}", "search.progress=false",
                                                                  f"search.direction={direction}"]))
-    for section, values in s["recipe_overrides"].items():
-        raw[section].update(values)
+    for overrides in (s["recipe_overrides"], variant or {}):
+        for section, values in overrides.items():
+            raw[section].update(values)
     return raw
 
 
@@ -468,14 +476,15 @@ def standalone_scores(r: Runner, searches: dict[str, list[dict[str, Any]]]) -> d
     return out
 
 
-def oneshot_tau(r: Runner, searches: list[dict[str, Any]], raw: dict[str, Any],
-                search_dir: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Kendall tau between the one-shot average robust accuracy under the recipe's final super-network (seed 0)
-    and the stand-alone seed-averaged one, over every architecture with a stand-alone score."""
+def oneshot_tau(r: Runner, searches: list[dict[str, Any]], raw: dict[str, Any], search_dir: str,
+                cache_name: str = "oneshot") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Kendall tau between the one-shot average robust accuracy under the final super-network of the search in
+    ``search_dir`` (the recipe's seed 0, or a fidelity variant's) and the stand-alone seed-averaged one, over every
+    architecture with a stand-alone score; the one-shot measurements are cached in ``workdir/<cache_name>``."""
     anti = r.searches("anti", list(range(r.s["anti_seeds"])), lambda k: recipe_config(r.s, k, "maximize"))
     scores = standalone_scores(r, {"recipe": searches, "anti": anti})
     retrain = r.s["retrain"]
-    cache = r.workdir / "oneshot"
+    cache = r.workdir / cache_name
     cache.mkdir(parents=True, exist_ok=True)
     todo = {n: v["genotype"] for n, v in scores.items() if not (cache / f"{n}.json").is_file()}
     if todo:  # each measurement is cached as it lands; the architectures are split over the workers
@@ -493,6 +502,26 @@ def oneshot_tau(r: Runner, searches: list[dict[str, Any]], raw: dict[str, Any],
     detail = {n: {"oneshot_avg_robust_acc": one[n]["avg_robust_acc"], "oneshot_robust_loss": one[n]["robust_loss"],
                   **_drop(scores[n], "genotype")} for n in names}
     return tau, detail
+
+
+def part_fidelity(r: Runner) -> list[dict[str, Any]]:
+    """The recipe with a longer-trained super-network (each variant overrides configs/search_signal.yaml's values):
+    whether a super-network that has seen more training images ranks architectures as stand-alone training does
+    (the one-shot Kendall tau of seed 0's super-network over the same stand-alone set as ``recipe``), and whether
+    its seeds then agree. The variants' searches live in ``workdir/fidelity/<variant>/seed<k>``."""
+    f = r.s["fidelity"]
+    recipe = r.searches("recipe", list(range(r.s["recipe_seeds"])), lambda k: recipe_config(r.s, k))
+    rows = []
+    for name, variant in f["variants"].items():
+        jobs = {f"search-fidelity-{name}-seed{k}": (search_job, recipe_config(r.s, k, variant=variant),
+                                                    str(r.workdir / "fidelity" / name / f"seed{k}"))
+                for k in f["seeds"]}
+        searches = list(r.map(jobs).values())
+        tau, detail = oneshot_tau(r, recipe, recipe_config(r.s, f["seeds"][0], variant=variant),
+                                  str(r.workdir / "fidelity" / name / f"seed{f['seeds'][0]}"), f"oneshot-{name}")
+        rows.append({"variant": name, "overrides": variant, **summarise_searches(searches, f["seeds"], r.s["retrain"]),
+                     "oneshot_kendall_tau": tau, "oneshot": detail})
+    return rows
 
 
 Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8
@@ -619,6 +648,21 @@ def render(res: dict[str, Any]) -> str:
             lines.append(f"- One-shot Kendall tau (seed 0's super-network) against stand-alone scores over {t['n']} "
                          f"architectures: **{f(t['tau'])}** (95% bootstrap {f(t['ci_low'])} to {f(t['ci_high'])}).")
         lines.append("")
+    if res.get("fidelity"):
+        lines += ["## A longer-trained super-network (configs/search_signal.yaml with overrides)", "",
+                  "| variant | seeds | max abs(A_T - A_0) | entropy drop (nats) | seed agreement | one-shot mean avg "
+                  "robust acc | one-shot Kendall tau (95% bootstrap) | n | search s |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for v in res["fidelity"]:
+            t, rows = v["oneshot_kendall_tau"], v["searches"]
+            lines.append(
+                f"| {v['variant']} | {len(rows)} | {f(min(x['max_abs_delta'] for x in rows), '.2f')}-"
+                f"{f(max(x['max_abs_delta'] for x in rows), '.2f')} | {f(min(x['entropy_drop'] for x in rows), '.2f')}-"
+                f"{f(max(x['entropy_drop'] for x in rows), '.2f')} | {f(v['seed_agreement'], '.3f')} | "
+                f"{f(float(np.mean([o['oneshot_avg_robust_acc'] for o in v['oneshot'].values()])), '.3f')} | "
+                f"{f(t['tau'])} ({f(t['ci_low'])} to {f(t['ci_high'])}) | {t['n']} | "
+                f"{'/'.join(format(x['search_seconds'], '.0f') for x in rows)} |")
+        lines.append("")
     if res.get("planted"):
         lines += ["## Planted landscape (share of edges recovered; chance 1/7 = 0.143)", "",
                   "| recipe | method | steps | shared | " + " | ".join(
@@ -692,6 +736,8 @@ def main(argv: list[str] | None = None) -> int:
             res["planted"] = part_planted(runner)
         elif part == "recipe":
             res["recipe"] = part_recipe(runner)
+        elif part == "fidelity":
+            res["fidelity"] = part_fidelity(runner)
         else:
             res["controls"] = part_controls(runner, res.get("recipe"))
         res.setdefault("wall_seconds", {})[part] = time.perf_counter() - t0
