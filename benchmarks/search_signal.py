@@ -64,7 +64,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "param_tolerance": 0.05, "power_results": "benchmarks/results/search_quality_power.json",
         "bootstrap": 2000, "workers": 2,
         # the recipe with a longer-trained super-network: 6,000 instead of 384 training images per search epoch
-        "fidelity": {"seeds": [0, 1], "variants": {"train_limit_6000": {"search": {"train_limit": 6000}}}},
+        "fidelity": {"seeds": [0, 1], "retrain_found": 2,
+                     "variants": {"train_limit_6000": {"search": {"train_limit": 6000}}}},
     },
     "smoke": {
         "official_seeds": 2, "recipe_seeds": 2, "anti_seeds": 1, "draws": 4, "draw_seed": 123,
@@ -78,7 +79,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
                     "lstm_steps": [4]},
         "retrain": sq.SETTINGS["power_smoke"], "retrain_found": 1, "retrain_anti": 1, "retrain_random": 1,
         "param_tolerance": 0.5, "power_results": None, "bootstrap": 100, "workers": 0,
-        "fidelity": {"seeds": [0, 1], "variants": {"train_limit_64": {"search": {"train_limit": 64}}}},
+        "fidelity": {"seeds": [0, 1], "retrain_found": 1,
+                     "variants": {"train_limit_64": {"search": {"train_limit": 64}}}},
     },
 }
 
@@ -444,10 +446,13 @@ def part_recipe(r: Runner) -> dict[str, Any]:
     return out
 
 
-def standalone_scores(r: Runner, searches: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+def standalone_scores(r: Runner, searches: dict[str, list[dict[str, Any]]],
+                      counts: dict[str, int] | None = None) -> dict[str, dict[str, Any]]:
     """Seed-averaged stand-alone scores: the power benchmark's 17 architectures (from its committed results) and the
-    first found and anti-found cells here, trained at the same scale with as many seeds."""
+    first found cells of each kind of search here (``counts``: kind -> how many; by default the recipe's and the
+    anti-search's), trained at the same scale with as many seeds."""
     s, out = r.s, {}
+    counts = counts or {"recipe": s["retrain_found"], "anti": s["retrain_anti"]}
     retrain = s["retrain"]
     if s["power_results"] and (ROOT / s["power_results"]).is_file():
         for m in json.loads((ROOT / s["power_results"]).read_text())["models"]:
@@ -455,7 +460,7 @@ def standalone_scores(r: Runner, searches: dict[str, list[dict[str, Any]]]) -> d
                               "params": m["params"], "seeds": len(m["seeds"]) if isinstance(m["seeds"], list)
                               else m["seeds"], "source": s["power_results"]}
     cells = {}
-    for kind, count in (("recipe", s["retrain_found"]), ("anti", s["retrain_anti"])):
+    for kind, count in counts.items():
         for k, res in enumerate(searches.get(kind, [])[:count]):
             cells[f"{kind}-seed{k}"] = (kind, res["genotype"])
     rng = random.Random(0)
@@ -477,12 +482,17 @@ def standalone_scores(r: Runner, searches: dict[str, list[dict[str, Any]]]) -> d
 
 
 def oneshot_tau(r: Runner, searches: list[dict[str, Any]], raw: dict[str, Any], search_dir: str,
-                cache_name: str = "oneshot") -> tuple[dict[str, Any], dict[str, Any]]:
+                cache_name: str = "oneshot", extra: dict[str, tuple[list[dict[str, Any]], int]] | None = None
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Kendall tau between the one-shot average robust accuracy under the final super-network of the search in
     ``search_dir`` (the recipe's seed 0, or a fidelity variant's) and the stand-alone seed-averaged one, over every
-    architecture with a stand-alone score; the one-shot measurements are cached in ``workdir/<cache_name>``."""
+    architecture with a stand-alone score; the one-shot measurements are cached in ``workdir/<cache_name>``.
+    ``extra`` (kind -> (searches, how many to retrain)) adds found cells of other searches to the stand-alone set."""
     anti = r.searches("anti", list(range(r.s["anti_seeds"])), lambda k: recipe_config(r.s, k, "maximize"))
-    scores = standalone_scores(r, {"recipe": searches, "anti": anti})
+    extra = extra or {}
+    scores = standalone_scores(r, {"recipe": searches, "anti": anti, **{k: v for k, (v, _) in extra.items()}},
+                               {"recipe": r.s["retrain_found"], "anti": r.s["retrain_anti"],
+                                **{k: n for k, (_, n) in extra.items()}})
     retrain = r.s["retrain"]
     cache = r.workdir / cache_name
     cache.mkdir(parents=True, exist_ok=True)
@@ -517,11 +527,29 @@ def part_fidelity(r: Runner) -> list[dict[str, Any]]:
                                                     str(r.workdir / "fidelity" / name / f"seed{k}"))
                 for k in f["seeds"]}
         searches = list(r.map(jobs).values())
+        kind = f"fidelity-{name}"
         tau, detail = oneshot_tau(r, recipe, recipe_config(r.s, f["seeds"][0], variant=variant),
-                                  str(r.workdir / "fidelity" / name / f"seed{f['seeds'][0]}"), f"oneshot-{name}")
+                                  str(r.workdir / "fidelity" / name / f"seed{f['seeds'][0]}"), f"oneshot-{name}",
+                                  extra={kind: (searches, f["retrain_found"])})
+        by_kind: dict[str, list[float]] = {}
+        for v in detail.values():
+            by_kind.setdefault(v["kind"], []).append(v["avg_robust_acc"])
         rows.append({"variant": name, "overrides": variant, **summarise_searches(searches, f["seeds"], r.s["retrain"]),
-                     "oneshot_kendall_tau": tau, "oneshot": detail})
+                     "oneshot_kendall_tau": tau, "oneshot": detail,
+                     "found_minus_anti": group_difference(by_kind, kind, "anti"),
+                     "found_minus_recipe_found": group_difference(by_kind, kind, "recipe")})
     return rows
+
+
+def group_difference(by_kind: dict[str, list[float]], a: str, b: str) -> dict[str, Any]:
+    """Mean stand-alone score of kind ``a`` minus that of kind ``b`` (points) with a two-sided Mann-Whitney p."""
+    from scipy.stats import mannwhitneyu
+
+    xa, xb = by_kind.get(a, []), by_kind.get(b, [])
+    if not xa or not xb:
+        return {"points": None, "p": None, "n": [len(xa), len(xb)]}
+    p = float(mannwhitneyu(xa, xb, alternative="two-sided").pvalue) if len(xa) + len(xb) > 2 else None
+    return {"points": 100 * (float(np.mean(xa)) - float(np.mean(xb))), "p": p, "n": [len(xa), len(xb)]}
 
 
 Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8
@@ -576,13 +604,7 @@ def part_controls(r: Runner, recipe: dict[str, Any] | None) -> dict[str, Any]:
         by_kind.setdefault(v["kind"], []).append(v["avg_robust_acc"])
 
     def diff(a: str, b: str) -> dict[str, Any]:
-        from scipy.stats import mannwhitneyu
-
-        xa, xb = by_kind.get(a, []), by_kind.get(b, [])
-        if not xa or not xb:
-            return {"points": None, "p": None, "n": [len(xa), len(xb)]}
-        p = float(mannwhitneyu(xa, xb, alternative="two-sided").pvalue) if len(xa) + len(xb) > 2 else None
-        return {"points": 100 * (float(np.mean(xa)) - float(np.mean(xb))), "p": p, "n": [len(xa), len(xb)]}
+        return group_difference(by_kind, a, b)
 
     return {"anti": anti, "matched_random": matched, "parameter_free_expected": parameter_free_expected(),
             "param_tolerance": s["param_tolerance"], "retraining": "search_quality.py --power scale (Fashion-MNIST "
@@ -662,6 +684,12 @@ def render(res: dict[str, Any]) -> str:
                 f"{f(float(np.mean([o['oneshot_avg_robust_acc'] for o in v['oneshot'].values()])), '.3f')} | "
                 f"{f(t['tau'])} ({f(t['ci_low'])} to {f(t['ci_high'])}) | {t['n']} | "
                 f"{'/'.join(format(x['search_seconds'], '.0f') for x in rows)} |")
+        lines.append("")
+        for v in res["fidelity"]:
+            fa, fr = v["found_minus_anti"], v["found_minus_recipe_found"]
+            lines.append(f"- {v['variant']}: its found cells retrained (power scale) minus the anti-search's: "
+                         f"{f(fa['points'], '+.2f')} points (p {f(fa['p'], '.2g')}, n {fa['n']}); minus the recipe's "
+                         f"found cells: {f(fr['points'], '+.2f')} points (p {f(fr['p'], '.2g')}, n {fr['n']}).")
         lines.append("")
     if res.get("planted"):
         lines += ["## Planted landscape (share of edges recovered; chance 1/7 = 0.143)", "",
