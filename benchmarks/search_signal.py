@@ -20,11 +20,14 @@ Parts (each cached in ``--workdir``, resumable after a kill, merged into one res
 - ``fidelity``: the recipe with a longer-trained super-network (6,000 instead of 384 training images per search
   epoch), 2 seeds: its movement and seed agreement, and the one-shot Kendall tau of its super-network over the same
   stand-alone set as ``recipe``'s: does a better-trained super-network rank cells as stand-alone training does?
+- ``scale``: the retraining-scale pilot: reliability (one seed's ICC, split-half Kendall tau) of 6 of the power
+  benchmark's architectures at 2 seeds at its scale and with twice the epochs, per model CPU-second, and the
+  method-level MDE of the designed 12 vs 12 cells at 2 seeds at each scale.
 - ``controls``: the anti-search (the recipe maximising its objective) and size-matched random cells (uniform draws
   accepted within +-5% of a found cell's parameter count), their parameter-free edge counts against expectation,
   and the method-level differences that have been trained so far.
 
-Run: ``python benchmarks/search_signal.py [--part official|planted|recipe|fidelity|controls|all] [--workers 2]``;
+Run: ``python benchmarks/search_signal.py [--part official|planted|recipe|fidelity|scale|controls|all] [--workers 2]``;
 ``--smoke`` runs every part at toy sizes on digits in seconds.
 """
 
@@ -51,7 +54,7 @@ from _common import load_average, machine_record, smoke_out  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PARTS = ("official", "planted", "recipe", "fidelity", "controls")
+PARTS = ("official", "planted", "recipe", "fidelity", "scale", "controls")
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
@@ -66,6 +69,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
         # the recipe with a longer-trained super-network: 6,000 instead of 384 training images per search epoch
         "fidelity": {"seeds": [0, 1], "retrain_found": 2,
                      "variants": {"train_limit_6000": {"search": {"train_limit": 6000}}}},
+        # retraining-scale pilot: 6 of the power benchmark's architectures (evenly spaced by score) at 2 seeds, at
+        # its scale (read from its results) and with twice the epochs
+        "scale": {"architectures": 6, "seeds": [0, 1], "variants": {"epochs_6": {"epochs": 6}}},
     },
     "smoke": {
         "official_seeds": 2, "recipe_seeds": 2, "anti_seeds": 1, "draws": 4, "draw_seed": 123,
@@ -81,6 +87,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "param_tolerance": 0.5, "power_results": None, "bootstrap": 100, "workers": 0,
         "fidelity": {"seeds": [0, 1], "retrain_found": 1,
                      "variants": {"train_limit_64": {"search": {"train_limit": 64}}}},
+        "scale": {"architectures": 3, "seeds": [0, 1], "variants": {"epochs_2": {"epochs": 2}}},
     },
 }
 
@@ -552,6 +559,67 @@ def group_difference(by_kind: dict[str, list[float]], a: str, b: str) -> dict[st
     return {"points": 100 * (float(np.mean(xa)) - float(np.mean(xb))), "p": p, "n": [len(xa), len(xb)]}
 
 
+def one_way_icc(scores: np.ndarray) -> dict[str, float]:
+    """Reliability of an (architectures x seeds) score table by one-way ANOVA: the between-architecture variance
+    (MSB - MSW) / k (floored at 0), the seed variance MSW, ICC(1) = between / (between + within) (the share of one
+    seed's score variance that is between architectures), and the Kendall tau between the architectures' scores under
+    two disjoint halves of the seeds (mean over the ways to split them)."""
+    from itertools import combinations
+
+    from scipy.stats import kendalltau
+
+    n, k = scores.shape
+    msb = k * float(np.var(scores.mean(1), ddof=1))
+    msw = float(np.sum((scores - scores.mean(1, keepdims=True)) ** 2) / (n * (k - 1)))
+    between = max((msb - msw) / k, 0.0)
+    taus = [float(kendalltau(scores[:, list(a)].mean(1), scores[:, [j for j in range(k) if j not in a]].mean(1))[0])
+            for a in combinations(range(k), k // 2) if 0 in a]
+    return {"icc": between / (between + msw) if between + msw > 0 else 0.0, "between_var": between,
+            "within_var": msw, "split_half_tau": float(np.mean(taus))}
+
+
+def part_scale(r: Runner) -> dict[str, Any]:
+    """Retraining-scale pilot: the reliability of stand-alone scores (ICC, split-half tau) of the same architectures
+    and seeds at the power benchmark's scale (its committed per-seed scores) and at each variant scale (trained here),
+    with the CPU cost of one model and the method-level MDE of the designed 12 vs 12 cells at 2 seeds. Without the
+    power benchmark's results (smoke), uniform random cells are drawn and the base scale is trained here too."""
+    s, c = r.s, r.s["scale"]
+    seeds, keys = c["seeds"], ("epochs", "train_images", "image_size")
+    power = ROOT / s["power_results"] if s["power_results"] else None
+    variants = dict(c["variants"])
+    if power and power.is_file():
+        models = sorted(json.loads(power.read_text())["models"], key=lambda m: m["avg_robust_acc"])
+        picked = [(m["name"], m["genotype"]) for m in
+                  (models[int(i)] for i in np.linspace(0, len(models) - 1, c["architectures"]).round())]
+        by_name = {m["name"]: m for m in models}
+        base = np.array([[next(x for x in by_name[n]["seeds"] if x["seed"] == k)["avg_robust_acc"] for k in seeds]
+                         for n, _ in picked])
+        cpu = float(np.mean([x["train_cpu_seconds"] + x["eval_cpu_seconds"] for n, _ in picked
+                             for x in by_name[n]["seeds"]]))
+        measured = [("power", base, cpu, s["retrain"])]
+    else:
+        rng = random.Random(0)
+        picked = [(f"random-{k}", sq.random_genotype(rng, f"random-{k}")) for k in range(c["architectures"])]
+        measured, variants = [], {"power": {}, **variants}
+    for name, overrides in variants.items():
+        retrain = {**s["retrain"], **overrides}
+        jobs = {f"scale-{name}-{a}-seed{k}": (retrain_job, f"{a}-seed{k}", g, retrain, str(r.workdir / "scale" / name),
+                                              k) for a, g in picked for k in seeds}
+        done = r.map(jobs)
+        per_seed = np.array([[float(np.mean(done[f"scale-{name}-{a}-seed{k}"]["scores"])) for k in seeds]
+                             for a, _ in picked])
+        cpu = float(np.mean([v["train_cpu_seconds"] + v["eval_cpu_seconds"] for v in done.values()]))
+        measured.append((name, per_seed, cpu, retrain))
+    rows = []
+    for name, per_seed, cpu, retrain in measured:
+        rel = one_way_icc(per_seed)
+        rows.append({"scale": name, "settings": {k: retrain[k] for k in keys}, **rel, "model_cpu_seconds": cpu,
+                     "mde_design_points": method_mde(rel["between_var"], rel["within_var"], 12, 2),
+                     "design_cpu_hours": 48 * 2 * cpu / 3600,
+                     "scores": {a: per_seed[i].tolist() for i, (a, _) in enumerate(picked)}})
+    return {"architectures": [a for a, _ in picked], "seeds": seeds, "scales": rows}
+
+
 Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8
 
 
@@ -691,6 +759,19 @@ def render(res: dict[str, Any]) -> str:
                          f"{f(fa['points'], '+.2f')} points (p {f(fa['p'], '.2g')}, n {fa['n']}); minus the recipe's "
                          f"found cells: {f(fr['points'], '+.2f')} points (p {f(fr['p'], '.2g')}, n {fr['n']}).")
         lines.append("")
+    if res.get("scale"):
+        sc = res["scale"]
+        lines += [f"## Retraining-scale pilot ({', '.join(sc['architectures'])}; "
+                  f"seeds {sc['seeds']})", "",
+                  "| scale | epochs | ICC (one seed) | split-half tau | between-arch SD (pts) | seed SD (pts) | "
+                  "CPU s per model | MDE 12 vs 12 at 2 seeds (pts) | CPU-h of that design |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for x in sc["scales"]:
+            lines.append(f"| {x['scale']} | {x['settings']['epochs']} | {f(x['icc'], '.2f')} | "
+                         f"{f(x['split_half_tau'], '.2f')} | {f(100 * math.sqrt(x['between_var']), '.2f')} | "
+                         f"{f(100 * math.sqrt(x['within_var']), '.2f')} | {f(x['model_cpu_seconds'], '.0f')} | "
+                         f"{f(x['mde_design_points'], '.2f')} | {f(x['design_cpu_hours'], '.1f')} |")
+        lines.append("")
     if res.get("planted"):
         lines += ["## Planted landscape (share of edges recovered; chance 1/7 = 0.143)", "",
                   "| recipe | method | steps | shared | " + " | ".join(
@@ -766,6 +847,8 @@ def main(argv: list[str] | None = None) -> int:
             res["recipe"] = part_recipe(runner)
         elif part == "fidelity":
             res["fidelity"] = part_fidelity(runner)
+        elif part == "scale":
+            res["scale"] = part_scale(runner)
         else:
             res["controls"] = part_controls(runner, res.get("recipe"))
         res.setdefault("wall_seconds", {})[part] = time.perf_counter() - t0

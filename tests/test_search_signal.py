@@ -111,3 +111,25 @@ def test_a_checkpoint_written_before_a_key_existed_resumes_with_its_default(tiny
     assert run_search(cfg, tmp_path / "old", resume=True) is not None
     with pytest.raises(SearchCheckpointError, match="search.direction"):
         run_search(load_config(tiny_yaml, ["search.direction=maximize"]), tmp_path / "old", resume=True)
+
+
+def test_one_way_icc_matches_the_anova_formula():
+    """ICC(1) = (MSB - MSW) / (MSB + (k - 1) MSW), worked by hand for a 3 x 2 table; split halves of 2 seeds are the
+    two seeds' rankings."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "search_signal.py"
+    spec = importlib.util.spec_from_file_location("search_signal_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    import numpy as np
+
+    rel = module.one_way_icc(np.array([[1.0, 3.0], [5.0, 7.0], [9.0, 9.0]]))
+    msb, msw = 2 * np.var([2.0, 6.0, 9.0], ddof=1), 4.0 / 3.0
+    assert rel["within_var"] == pytest.approx(msw)
+    assert rel["between_var"] == pytest.approx((msb - msw) / 2)
+    assert rel["icc"] == pytest.approx((msb - msw) / (msb + msw))
+    assert rel["split_half_tau"] == pytest.approx(1.0)
+    flat = module.one_way_icc(np.array([[1.0, 2.0], [2.0, 1.0]]))  # no between-architecture variance
+    assert flat["icc"] == 0.0 and flat["between_var"] == 0.0
