@@ -250,12 +250,12 @@ GOLDEN_README = (
     'r; a t test where a seed term is known) whose p-value is Holm-adjusted over all the sectio'
     "n's per-eps tests (adjusted p >= 0.05); † marks a cell decided instead by overlap of the t"
     'wo 95% intervals, used when the images differ or an entry has no per-sample results. A bol'
-    "d average or AUC is not significantly below the best row's by the whole-curve test (Wilcox"
-    "on signed-rank on the per-image scores, or t with the seed term; Holm over the section's r"
-    'ows). RobustBench rows are not compared. In the plot, the darker shade around each curve i'
-    's its pointwise 95% interval and the lighter one its simultaneous 95% band (all strengths '
-    'at once: Clopper-Pearson at the Bonferroni level 1 - 0.05/m for m points; the CSV has it a'
-    's band_low@/band_high@).\n'
+    "d average or AUC is not significantly below the best row's by the whole-curve test (a pair"
+    'ed sign-flip permutation test on the per-image scores, or t with the seed term; Holm over '
+    "the section's rows). RobustBench rows are not compared. In the plot, the darker shade arou"
+    'nd each curve is its pointwise 95% interval and the lighter one its simultaneous 95% band '
+    '(all strengths at once: Clopper-Pearson at the Bonferroni level 1 - 0.05/m for m points; t'
+    'he CSV has it as band_low@/band_high@).\n'
     '\n'
     '![robustness curves](curves.png)\n'
     '\n'

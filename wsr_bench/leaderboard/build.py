@@ -159,8 +159,10 @@ def seed_note(seed_noise: dict[tuple[str, str], SeedNoise] | None) -> list[str]:
     for (dataset, threat), noise in sorted((seed_noise or {}).items()):
         values = ", ".join(f"{k} {100 * v:.2f}" for k, v in noise.sd.items())
         out += [f"‡ Documented training-seed SD for single-seed rows of {_inline(dataset)} / {_inline(threat)} "
-                f"(points; {noise.df:g} df): {values}. Measured by {_inline(noise.source)}. It enters the intervals "
-                "and tests of those cells only, by strength; a row of several seeds uses its own.", ""]
+                f"(points; {noise.df:g} df): {values}. Measured by {_inline(noise.source)}. "
+                + (f"{_inline(noise.note)} " if noise.note else "")
+                + "It enters the intervals and tests of those cells only, by strength; a row of several seeds uses "
+                "its own.", ""]
     return out
 
 

@@ -4,7 +4,7 @@
 :func:`format_comparison`) pairs two entries evaluated on the same images: per strength, both accuracies, the
 difference, the exact McNemar p-value and its Holm-adjusted value over the strengths of the comparison (the
 family: clean and every shared strength); then for the whole curve, the differences in AUC and in the paper's
-average with a paired bootstrap 95% interval and the Wilcoxon signed-rank test on the per-image scores
+average with a paired bootstrap 95% interval and the sign-flip permutation test on the per-image scores
 (:mod:`wsr_bench.leaderboard.whole_curve`). These are test-image statistics only: the training seed is not in them
 (the leaderboard's marks add it, :mod:`wsr_bench.leaderboard.marks`).
 With ``--shared-images`` it pairs two entries of one dataset split on the images both hold, e.g. a model's
@@ -110,7 +110,7 @@ def whole_curve_entries(a: LeaderboardEntry, b: LeaderboardEntry, names: tuple[s
                         shared_images: bool = False) -> list[WholeCurveStat]:
     """Whole-curve paired comparison of ``a`` and ``b`` on their shared images: the AUC on the strengths both
     evaluated and, when those hold the paper's four, the paper's average (A - B, paired bootstrap 95% interval,
-    Wilcoxon signed-rank p; :func:`~wsr_bench.leaderboard.whole_curve.whole_curve_pair`).
+    sign-flip permutation p; :func:`~wsr_bench.leaderboard.whole_curve.whole_curve_pair`).
 
     Raises:
         ComparisonError: as :func:`compare_entries`.
@@ -167,15 +167,16 @@ def format_comparison(a: LeaderboardEntry, b: LeaderboardEntry, rows: Sequence[C
     if whole:
         lines += ["whole curve (per-image scores on the shared strengths):",
                   f"{'':<24} {'A (%)':>7} {'B (%)':>7} {'A-B (pts)':>10} {'95% CI (pts)':>16} {'A>B':>5} {'B>A':>5} "
-                  f"{'Wilcoxon p':>11}"]
+                  f"{'sign-flip p':>11}"]
         for w in whole:
             ci = f"{100 * w.ci_low:+.2f} .. {100 * w.ci_high:+.2f}"
             star = " *" if w.p_value < ALPHA else ""
             lines.append(f"{w.name:<24} {100 * w.value_a:>7.2f} {100 * w.value_b:>7.2f} {100 * w.difference:>+10.2f} "
                          f"{ci:>16} {w.a_higher:>5d} {w.b_higher:>5d} {w.p_value:>11.4f}{star}")
         lines.append("A>B / B>A: images whose score (area under their own curve; share of the paper's strengths "
-                     "survived) is higher under A / B; CI: paired bootstrap over the images; p: Wilcoxon signed-rank "
-                     f"on the per-image differences, zeros dropped (* p < {ALPHA:g}); test images only, not seeds")
+                     "survived) is higher under A / B; CI: paired bootstrap over the images; p: paired sign-flip "
+                     f"permutation test of the mean per-image difference (* p < {ALPHA:g}); test images only, not "
+                     "seeds")
     return "\n".join(lines)
 
 

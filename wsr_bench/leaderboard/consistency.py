@@ -22,7 +22,7 @@ NESTED_BY_CONSTRUCTION = ("upward", "downward", "bisect")
 
 def nesting_violations(entry: LeaderboardEntry) -> tuple[int | None, str]:
     """``(count, how)``: the recorded count (``how="recorded"``), 0 derived from a sweep that cannot violate
-    nesting (``how="by construction (<sweep> sweep)"``), or ``(None, "not recorded")``."""
+    nesting (``how="<sweep> sweep: by construction"``), or ``(None, "not recorded")``."""
     ev = entry.evaluation if isinstance(entry.evaluation, dict) else {}
     count = ev.get("nesting_violations")
     if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
@@ -30,12 +30,13 @@ def nesting_violations(entry: LeaderboardEntry) -> tuple[int | None, str]:
     sweep = ev.get("sweep")
     attack_all = bool((ev.get("settings") or {}).get("attack_all", False))
     if sweep in NESTED_BY_CONSTRUCTION and not attack_all:
-        return 0, f"by construction ({sweep} sweep)"
+        return 0, f"{sweep} sweep: by construction"
     return None, "not recorded"
 
 
 def nesting_text(entry: LeaderboardEntry) -> str:
-    """The sanity column's words: ``"non-nested 0"``, ``"non-nested 0 (by construction ...)"``, ``"non-nested 3"``
+    """The sanity column's words: ``"non-nested 0"``, ``"non-nested 0 (downward sweep: by construction)"``,
+    ``"non-nested 3"``
     or ``"non-nested ?"`` (not recorded)."""
     count, how = nesting_violations(entry)
     if count is None:

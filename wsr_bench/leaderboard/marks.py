@@ -13,8 +13,8 @@ Per strength, each row is tested against the best row at that strength:
 All p-values of a section's per-strength tests form one family (about 100 tests for 9 rows and 12 strengths) and
 are Holm-adjusted together (:func:`~wsr_bench.leaderboard.stats.holm`); a row is *tied* with the best where its
 adjusted p is >= ``ALPHA``. The whole curve (AUC, and the paper's average) is tested the same way against the best
-row by that statistic, on per-image scores (:mod:`wsr_bench.leaderboard.whole_curve`: Wilcoxon without a seed term,
-t with it), each statistic a family of its own.
+row by that statistic, on per-image scores (:mod:`wsr_bench.leaderboard.whole_curve`: a sign-flip permutation
+test without a seed term, t with it), each statistic a family of its own.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from wsr_bench.leaderboard.whole_curve import (
     common_grid,
     correctness,
     has_spectrum,
-    wilcoxon_p,
+    sign_flip_p,
 )
 
 
@@ -54,7 +54,7 @@ class Mark:
 
     ``method``: ``"best"`` (it is the best row), ``"paired"`` (a test on the same images) or ``"overlap"`` (95%
     intervals overlap or not; different images or no per-sample results). For ``"paired"``: ``p_value`` (raw),
-    ``p_holm`` (Holm-adjusted over the section's family) and ``test`` (``"McNemar"``, ``"Wilcoxon"`` or
+    ``p_holm`` (Holm-adjusted over the section's family) and ``test`` (``"McNemar"``, ``"sign-flip"`` or
     ``"t+seed"``). ``seed``: where the seed term came from (``"measured"``: the row's own seeds; ``"documented"``:
     a documented seed SD; ``""``: none).
     """
@@ -134,7 +134,7 @@ def _paired(best: Row, other: Row, key: float | str, grid: Sequence[float] | Non
         image = (float(np.var(d, ddof=1)) / len(d), len(d) - 1.0)
         p, test = t_test(float(d.mean()), [image, *(t[:2] for t in terms)]), "t+seed"
     elif isinstance(key, str):
-        p, test = wilcoxon_p(d), "Wilcoxon"
+        p, test = sign_flip_p(d), "sign-flip"
     else:
         p, test = mcnemar_exact(int((d > 0).sum()), int((d < 0).sum())), "McNemar"
     return Mark(False, "paired", best.model, p, None, test, seed)

@@ -43,6 +43,7 @@ class SeedNoise:
         sd: ``{"clean" | eps label | "avg" | "auc": SD of one training run's accuracy}``.
         df: degrees of freedom of the SD estimate (pooled: sum over architectures of seeds - 1).
         source: where it was measured (a results file and how).
+        note: what was measured but left out, and why (shown with the source).
     """
 
     dataset: str
@@ -50,6 +51,7 @@ class SeedNoise:
     sd: dict[str, float]
     df: float
     source: str
+    note: str = ""
 
     def at(self, key: float | str) -> float | None:
         """The SD at a strength (a float eps; 0 is clean) or for ``"avg"``/``"auc"``; None when not documented."""
@@ -63,14 +65,15 @@ class SeedNoise:
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "threat_model": self.threat_model, "sd": dict(self.sd), "df": self.df,
-                "source": self.source}
+                "source": self.source, "note": self.note}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SeedNoise:
         sd = {str(k): float(v) for k, v in d["sd"].items()}
         if any(not math.isfinite(v) or v < 0 for v in sd.values()):
             raise ValueError(f"a seed SD must be a finite number >= 0, got {sd}")
-        return cls(str(d["dataset"]), str(d["threat_model"]), sd, float(d["df"]), str(d.get("source", "")))
+        return cls(str(d["dataset"]), str(d["threat_model"]), sd, float(d["df"]), str(d.get("source", "")),
+                   str(d.get("note", "")))
 
 
 def load_seed_noise(root: str | Path) -> dict[tuple[str, str], SeedNoise]:
@@ -85,11 +88,13 @@ def load_seed_noise(root: str | Path) -> dict[tuple[str, str], SeedNoise]:
     return out
 
 
-def seed_noise_from_power(results: dict[str, Any], dataset: str, threat_model: str, source: str) -> SeedNoise:
+def seed_noise_from_power(results: dict[str, Any], dataset: str, threat_model: str, source: str,
+                          keep: Sequence[str] | None = None, note: str = "") -> SeedNoise:
     """The pooled within-architecture seed SD of a search-power benchmark result (``benchmarks/search_quality.py
     --power``): per strength of its spectrum, clean, the paper's average and the AUC on its own grid (0 and the
     spectrum), each pooled over the architectures with several seeds (variances weighted by their df), as the
-    benchmark's own ``seed_noise`` does for the average."""
+    benchmark's own ``seed_noise`` does for the average. ``keep``: the keys to keep (all by default); ``note``: why
+    the others were left out."""
     spectrum = [float(e) for e in results["spectrum"]]
     per_key: dict[str, list[list[float]]] = {}
     for model in results["models"]:
@@ -109,7 +114,12 @@ def seed_noise_from_power(results: dict[str, Any], dataset: str, threat_model: s
     for key, groups in per_key.items():
         df = sum(len(g) - 1 for g in groups)
         sd[key] = math.sqrt(sum((len(g) - 1) * float(np.var(g, ddof=1)) for g in groups) / df)
-    return SeedNoise(dataset, threat_model, sd, float(df), source)
+    if keep is not None:
+        unknown = sorted(set(keep) - set(sd))
+        if unknown:
+            raise ValueError(f"the results measure no seed SD for {unknown} (they have {sorted(sd)})")
+        sd = {k: sd[k] for k in keep}
+    return SeedNoise(dataset, threat_model, sd, float(df), source, note)
 
 
 def _base_name(model: str) -> str:

@@ -68,7 +68,7 @@ def _describe(mark: Mark) -> str:
         return "best of the section"
     if mark.method == "paired":
         verdict = "not significantly below" if mark.tied else "significantly below"
-        test = {"McNemar": "exact McNemar", "Wilcoxon": "Wilcoxon signed-rank",
+        test = {"McNemar": "exact McNemar", "sign-flip": "sign-flip permutation test",
                 "t+seed": "t test"}.get(mark.test, mark.test)
         return (f"{verdict} {mark.best} ({test} on the same images{seed}, p={mark.p_value:.3g}, "
                 f"Holm p={mark.p_holm:.3g})")
@@ -220,9 +220,10 @@ def leaderboard_frame(entries: Sequence[LeaderboardEntry], references: Iterable[
     rows = [_entry_row(r, m, w) for r, m, w in zip(ours, marks, whole, strict=True)]
     rows += [_reference_row(r) for r in references]
     df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=INFO_COLUMNS + TAIL_COLUMNS + ["_suite"])
-    for col in INFO_COLUMNS + TAIL_COLUMNS + [detail_column(c, p) for c in eps_columns(df) for p in DETAIL_PREFIXES]:
-        if col not in df.columns:
-            df[col] = None
+    wanted = INFO_COLUMNS + TAIL_COLUMNS + [detail_column(c, p) for c in eps_columns(df) for p in DETAIL_PREFIXES]
+    missing = [col for col in wanted if col not in df.columns]
+    if missing:  # at once: column by column fragments the frame
+        df = pd.concat([df, pd.DataFrame({col: [None] * len(df) for col in missing}, index=df.index)], axis=1)
     per_eps = [col for c in eps_columns(df) for col in (c, *(detail_column(c, p) for p in DETAIL_PREFIXES))]
     df = df[INFO_COLUMNS + per_eps + TAIL_COLUMNS + ["_suite"]]
     df = df.astype({"params": "Int64", "n_examples": "Int64", "seeds": "Int64", "nesting_violations": "Int64"})
@@ -310,8 +311,8 @@ MARK_LEGEND = (f"95% intervals in parentheses (Clopper-Pearson, test images only
                f"is known) whose p-value is Holm-adjusted over all the section's per-eps tests (adjusted p >= "
                f"{ALPHA:g}); † marks a cell decided instead by overlap of the two 95% intervals, used when the images "
                f"differ or an entry has no per-sample results. A bold average or AUC is not significantly below the "
-               f"best row's by the whole-curve test (Wilcoxon signed-rank on the per-image scores, or t with the "
-               f"seed term; Holm over the section's rows). RobustBench rows are not compared.")
+               f"best row's by the whole-curve test (a paired sign-flip permutation test on the per-image "
+               f"scores, or t with the seed term; Holm over the section's rows). RobustBench rows are not compared.")
 
 
 #: What the plot's shading is (both pages).
@@ -383,8 +384,11 @@ def markdown_table(part: pd.DataFrame) -> str:
     header += [c[len(EPS_PREFIX):] for c in cols] + [AVG_HEADER, "AUC", "n", "seeds", "sanity"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for i, r in enumerate(part.to_dict("records"), start=1):
+        clean = with_interval(r["clean"], r["clean_ci_low"], r["clean_ci_high"])
+        if not is_missing(r.get("clean_seed_sd")) and int(r.get("seeds") or 1) == 1:
+            clean = clean.replace(" (", "‡ (", 1)
         cells = [str(i), _md(r["model"]), _source_cell(r), _md(r["architecture"]), _params(r["params"]),
-                 _md(r["training"]), with_interval(r["clean"], r["clean_ci_low"], r["clean_ci_high"])]
+                 _md(r["training"]), clean]
         cells += [eps_cell_markdown(r, c) for c in cols]
         n = r["n_examples"]
         cells += [summary_cell_markdown(r, "avg"), summary_cell_markdown(r, "auc"),
