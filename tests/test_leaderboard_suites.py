@@ -177,9 +177,9 @@ def test_paired_comparisons_text_and_escaping():
 
 def test_curves_get_one_panel_per_section():
     entries = list(zoo().values())
-    width, _ = struct.unpack(">II", plot_curves(entries)[16:24])  # digits, fashion_mnist, fashion_mnist / PGD-20
-    one, _ = struct.unpack(">II", plot_curves([e for e in entries if e.dataset == "digits"])[16:24])
-    assert 2 * one < width < 4 * one  # three panels, each with its legend outside the axes
+    _, height = struct.unpack(">II", plot_curves(entries)[16:24])  # digits, fashion_mnist, fashion_mnist / PGD-20
+    _, one = struct.unpack(">II", plot_curves([e for e in entries if e.dataset == "digits"])[16:24])
+    assert 2.5 * one < height < 3.5 * one  # three panels one above the other, each legend outside its axes
 
 
 # ------------------------------------------------------------------------------------------------- references

@@ -1,6 +1,6 @@
-"""``curves.png``: one robustness curve (worst case, eps 0 = clean) per leaderboard row, one panel per section
-(dataset/threat model, and evaluation suite when entries name one), with two shaded bands of the same colour: the
-pointwise 95% interval (darker) and the simultaneous 95% band over all its strengths (lighter,
+"""``curves.png``: one robustness curve (worst case, eps 0 = clean) per leaderboard row, one panel per section, one
+above the other (dataset/threat model, and evaluation suite when entries name one), with two shaded bands of the
+same colour: the pointwise 95% interval (darker) and the simultaneous 95% band over all its strengths (lighter,
 :func:`~wsr_bench.leaderboard.marks.row_band`). The published single points (RobustBench's, at most
 ``MAX_REFERENCE_POINTS`` of them, and every paper's) are crosses at their eps in the suite-less panel. The legend
 sits outside the axes, right of each panel, so it hides no curve. Drawn on a bare ``matplotlib.figure.Figure`` (Agg
@@ -32,10 +32,12 @@ def plot_curves(entries: Sequence[LeaderboardEntry], references: Sequence[Refere
     entries that differ only by training seed are drawn as their mean)."""
     rows = group_rows(entries, seed_noise)
     keys = sorted({(r.entry.dataset, r.entry.threat_model, r.entry.suite) for r in rows}) or [("", "", "")]
-    fig = Figure(figsize=(8.8 * len(keys), 4.6))  # each panel keeps room right of it for its legend
+    # panels one above the other, each with its legend to its right: side by side, a long legend would run into
+    # the next panel
+    fig = Figure(figsize=(10.0, 4.4 * len(keys)))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(keys), squeeze=False)
-    for ax, (ds, tm, suite) in zip(axes[0], keys, strict=True):
+    axes = fig.subplots(len(keys), 1, squeeze=False)
+    for ax, (ds, tm, suite) in zip(axes[:, 0], keys, strict=True):
         refs = [r for r in references if (r.dataset, r.threat_model, "") == (ds, tm, suite)]
         _panel(ax, [r for r in rows if (r.entry.dataset, r.entry.threat_model, r.entry.suite) == (ds, tm, suite)],
                _shown_references(refs), section_name(ds, tm, suite) if ds else "no entries yet",

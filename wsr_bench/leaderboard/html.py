@@ -38,7 +38,7 @@ def _env() -> jinja2.Environment:
 
 
 #: Characters of a training recipe shown in the table before the rest moves to the hover text.
-SHORT_TEXT = 28
+SHORT_TEXT = 24
 
 
 def short_text(text: Any, limit: int = SHORT_TEXT) -> str:
@@ -116,7 +116,7 @@ def _section_view(name: str, part: pd.DataFrame) -> dict[str, Any]:
         cells += [_summary_cell(r, "avg"), _summary_cell(r, "auc"), _cell("" if is_missing(n) else int(n), n),
                   _cell("" if is_missing(seeds) else int(seeds), seeds)]
         flagged = not is_missing(r["sanity"]) and r["sanity"] not in ("ok", "")
-        cells.append(_cell(r["sanity"], is_text=True, flag=flagged))
+        cells.append(_cell(r["sanity"], is_text=True, flag=flagged, css="sanity"))
         rows.append({"cells": cells, "reference": is_reference_row(r), "title": r["provenance"] or ""})
     return {"name": name, "columns": columns, "rows": rows}
 

@@ -226,7 +226,7 @@ def leaderboard_frame(entries: Sequence[LeaderboardEntry], references: Iterable[
         df = pd.concat([df, pd.DataFrame({col: [None] * len(df) for col in missing}, index=df.index)], axis=1)
     per_eps = [col for c in eps_columns(df) for col in (c, *(detail_column(c, p) for p in DETAIL_PREFIXES))]
     df = df[INFO_COLUMNS + per_eps + TAIL_COLUMNS + ["_suite"]]
-    df = df.astype({"params": "Int64", "n_examples": "Int64", "seeds": "Int64", "nesting_violations": "Int64"})
+    df = df.astype({"params": "Int64", "n_examples": "Int64", "seeds": "Int64", "nesting_violations": "Int64"}).copy()
     if df.empty:
         return df.drop(columns=["_suite"])
     is_ref = df["n_examples"].isna()  # published rows have no evaluation size; every entry has one
