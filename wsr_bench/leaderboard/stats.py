@@ -10,6 +10,14 @@ from 92.0%. Two tools say how much a number and a difference mean:
 * :func:`mcnemar_exact`: two models evaluated on the *same* images are paired; only the discordant images (one
   model right, the other wrong) carry information about the difference, and under "no difference" each discordant
   image goes either way with probability 1/2. The exact test is a two-sided binomial test on them.
+
+And for many numbers at once (issue 36):
+
+* :func:`holm`: Holm's step-down adjustment of a family of p-values (the per-strength tests of a comparison, or of a
+  leaderboard section);
+* :func:`simultaneous_band`: a band that covers a whole curve at once (Bonferroni-level Clopper-Pearson);
+* :func:`t_interval`, :func:`t_test`, :func:`combined_df`: an interval and a test whose variance adds terms of
+  different degrees of freedom (test images and training seeds), Welch-Satterthwaite.
 """
 
 from __future__ import annotations
