@@ -191,7 +191,10 @@ class _Stage:
             memory_format=self.cfg.memory_format, progress=self.progress, state_dir=state,
             state_info={"model": self.member.name, "sha256": weights["sha256"]},
             notes=f"wsr-bench zoo {self.cfg.name}: published as timm tag {self.member.name}")
-        entry.evaluation.update(weights_file=weights["file"], weights_sha256=weights["sha256"])
+        # the training seed (cfg.seed seeds training): entries of one member that differ only by it form one
+        # leaderboard row (wsr_bench.leaderboard.seeds)
+        entry.evaluation.update(weights_file=weights["file"], weights_sha256=weights["sha256"],
+                                training_seed=int(self.cfg.seed))
         if suite:
             entry.evaluation["suite"] = suite
         save_entry(entry, path, force=True)
