@@ -56,3 +56,50 @@ def test_page_shows_table_and_loads_the_curves(chromium, page):
 def test_screenshot(chromium, page, tmp_path):
     out = screenshot(page, tmp_path / "shot.png", width=900, height=700)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+#: Measures the first table after layout: does the page itself overflow, does the table scroll in its box, does the
+#: model column stay put when the strengths scroll, is the recipe cell one short line.
+LAYOUT_PROBE = """<script>
+window.addEventListener("load", function () {
+  var table = document.querySelector("table.leaderboard"), box = table.parentElement;
+  var model = table.tBodies[0].rows[0].cells[0], recipe = table.querySelector("td.recipe");
+  var heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
+  var first_eps_left = heads.filter(function (h) { return /^[0-9]/.test(h.textContent); })[0]
+    .getBoundingClientRect().left;
+  var before = model.getBoundingClientRect().left;
+  box.scrollLeft = box.scrollWidth;
+  var moved = Math.abs(model.getBoundingClientRect().left - before);
+  document.body.setAttribute("data-layout", JSON.stringify({
+    page_overflows: document.documentElement.scrollWidth > window.innerWidth,
+    table_scrolls: box.scrollWidth > box.clientWidth, scrolled: box.scrollLeft > 0, model_moved: moved,
+    recipe_text: recipe.textContent, recipe_title: recipe.title,
+    recipe_wraps: getComputedStyle(recipe).whiteSpace !== "nowrap", width: window.innerWidth,
+    first_eps_left: first_eps_left}));
+});
+</script>"""
+
+
+def test_the_zoo_page_reads_at_1280_pixels(chromium, tmp_path):
+    """The committed leaderboard at laptop width: the page does not run off the right edge (the table scrolls in its
+    own box), the model column stays in place while the strengths scroll, the recipe is one short line with the
+    whole recipe on hover; and a screenshot renders."""
+    import html
+    import json
+    import shutil as sh
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "leaderboard"
+    page = tmp_path / "index.html"
+    sh.copy(root / "curves.png", tmp_path / "curves.png")
+    page.write_text((root / "index.html").read_text().replace("</body>", LAYOUT_PROBE + "</body>"))
+    dom = rendered_dom(page, width=1280, height=900)
+    found = dom.split('data-layout="', 1)[1].split('"', 1)[0]
+    layout = json.loads(html.unescape(found))
+    assert layout["width"] <= 1280 and not layout["page_overflows"]
+    assert layout["table_scrolls"] and layout["scrolled"] and layout["model_moved"] < 1
+    assert layout["first_eps_left"] < 0.55 * layout["width"]  # the strengths start on screen, not past the text
+    assert len(layout["recipe_text"]) <= 25 and layout["recipe_text"].endswith("…") and not layout["recipe_wraps"]
+    assert layout["recipe_title"].startswith(layout["recipe_text"][:-1]) and len(layout["recipe_title"]) > 60
+    shot = screenshot(page, tmp_path / "zoo_1280.png", width=1280, height=900)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -176,7 +176,7 @@ def test_compare_command(tmp_path, capsys):
     assert main(["leaderboard", "compare", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert f"A = racl ({a})" in out and f"B = wsrnet ({b})" in out and "McNemar p" in out
-    assert out.splitlines()[4].split() == ["clean", "90.0", "90.0", "+0.0", "0", "0", "1.0000"]
+    assert out.splitlines()[4].split() == ["clean", "90.0", "90.0", "+0.0", "0", "0", "1.0000", "1.0000"]
     other = tmp_path / "other.json"
     save_entry(sampled_entry("x", [None] * 10, sha=SHA_B), other)
     assert main(["leaderboard", "compare", str(a), str(other)]) == 2

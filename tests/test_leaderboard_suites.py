@@ -13,7 +13,7 @@ from test_leaderboard_stats import SHA_B, sampled_entry
 
 from wsr_bench.leaderboard import LeaderboardEntry, SchemaError, build_leaderboard, load_references, save_entry
 from wsr_bench.leaderboard.build import paired_comparisons
-from wsr_bench.leaderboard.compare import compare_entries, format_comparison, top_marks
+from wsr_bench.leaderboard.compare import compare_entries, format_comparison, top_marks, whole_curve_entries
 from wsr_bench.leaderboard.curves import plot_curves
 from wsr_bench.leaderboard.io import entry_path
 from wsr_bench.leaderboard.reference import SOURCE_LABEL, parse_reference
@@ -123,7 +123,8 @@ def test_paired_comparisons_follow_each_table(built):
     assert table.splitlines()[2].startswith("| 1 | A |")  # the top row
     names = ("entries/fashion_mnist/Linf/A.json", "entries/fashion_mnist/Linf/B.json")
     a, b = entries[names[0]], entries[names[1]]
-    expected = format_comparison(a, b, compare_entries(a, b, names), names)
+    expected = format_comparison(a, b, compare_entries(a, b, names), names, whole_curve_entries(a, b, names))
+    assert "Holm p" in expected and "whole curve" in expected
     assert block.startswith("**Paired comparisons against the top row** (A, `entries/fashion_mnist/Linf/A.json`)")
     assert f"```text\n{expected}\n```" in block
     assert block.count("```text") == 1  # C (other images) and D (no per-sample results) are not compared
@@ -175,9 +176,10 @@ def test_paired_comparisons_text_and_escaping():
 
 
 def test_curves_get_one_panel_per_section():
-    png = plot_curves(list(zoo().values()))
-    width, _ = struct.unpack(">II", png[16:24])
-    assert width == round(3 * 6.4 * 110)  # digits, fashion_mnist, fashion_mnist / PGD-20
+    entries = list(zoo().values())
+    _, height = struct.unpack(">II", plot_curves(entries)[16:24])  # digits, fashion_mnist, fashion_mnist / PGD-20
+    _, one = struct.unpack(">II", plot_curves([e for e in entries if e.dataset == "digits"])[16:24])
+    assert 2.5 * one < height < 3.5 * one  # three panels one above the other, each legend outside its axes
 
 
 # ------------------------------------------------------------------------------------------------- references
@@ -217,8 +219,9 @@ def test_bad_paper_files_are_refused(change, match):
 
 # ------------------------------------------------------------------------------------------------- as before
 def test_a_leaderboard_without_suites_or_papers_renders_as_before(tmp_path):
-    """Golden README (made by the code before suites and papers existed) and CSV header; no comparisons with one
-    entry per section, RobustBench's sentence alone in both pages."""
+    """Golden README (made by the code before suites and papers existed, updated for issue 36: Holm-adjusted marks,
+    whole-curve marks, simultaneous bands, seeds and nesting columns) and CSV header; no comparisons with one entry
+    per section, RobustBench's sentence alone in both pages."""
     evil = make_entry(model="<b>x</b>", dataset="digits", training="a|b")
     for e in (make_entry(), evil):
         save_entry(e, entry_path(tmp_path, e))
@@ -226,7 +229,7 @@ def test_a_leaderboard_without_suites_or_papers_renders_as_before(tmp_path):
     assert res.readme.read_text() == GOLDEN_README
     assert pd.read_csv(res.csv).columns.tolist() == GOLDEN_CSV_COLUMNS
     html = res.index.read_text()
-    assert "cited paper" not in html and "RobustBench rows are not compared. Shaded bands" in html
+    assert "cited paper" not in html and "RobustBench rows are not compared. In the plot, the darker shade" in html
     assert html.count('<tr class="reference"') == 2
 
 
@@ -241,44 +244,57 @@ GOLDEN_README = (
     "gest evaluated eps. Rows marked *RobustBench (published)* are RobustBench's leaderboard nu"
     'mbers at their single eps.\n'
     '\n'
-    '95% Clopper-Pearson intervals in parentheses. Bold: not significantly below the best of ou'
-    'r rows at that eps (exact two-sided McNemar test, p >= 0.05, for entries evaluated on the '
-    'same images as the best row; † marks a cell decided instead by overlap of the two 95% inte'
-    'rvals, used when the images differ or an entry has no per-sample results). RobustBench row'
-    's are not compared. Shaded bands in the plot are the same intervals.\n'
+    '95% intervals in parentheses (Clopper-Pearson, test images only; ‡: with the training-seed'
+    ' term of a documented seed SD, the row having one seed). Bold: not significantly below the'
+    ' best of our rows at that eps, by a paired test on the same images (exact two-sided McNema'
+    'r; a t test where a seed term is known) whose p-value is Holm-adjusted over all the sectio'
+    "n's per-eps tests (adjusted p >= 0.05); † marks a cell decided instead by overlap of the t"
+    'wo 95% intervals, used when the images differ or an entry has no per-sample results. A bol'
+    "d average or AUC is not significantly below the best row's by the whole-curve test (a pair"
+    'ed sign-flip permutation test on the per-image scores, or t with the seed term; Holm over '
+    "the section's rows). RobustBench rows are not compared. In the plot, the darker shade arou"
+    'nd each curve is its pointwise 95% interval and the lighter one its simultaneous 95% band '
+    '(all strengths at once: Clopper-Pearson at the Bonferroni level 1 - 0.05/m for m points; t'
+    'he CSV has it as band_low@/band_high@).\n'
     '\n'
     '![robustness curves](curves.png)\n'
     '\n'
     '## cifar10 / Linf\n'
     '\n'
     '| # | model | source | architecture | params | training | clean (%) | 0.03 | 8/255 | 0.1 |'
-    ' 0.17 | 0.25 | avg(0.03,0.1,0.17,0.25) | AUC | n | sanity |\n'
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
+    ' 0.17 | 0.25 | avg(0.03,0.1,0.17,0.25) | AUC | n | seeds | sanity |\n'
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
     '| 1 | WsrNet-Basic | wsr-bench | wsrnet_basic | 3.5M | PGD-7 AT, eps 8/255 | 85.0 (82.6–87'
     '.2) | **70.0** (67.1–72.8) | **66.0** (63.0–68.9) | **40.0** (36.9–43.1) | **20.0** (17.6–'
-    '22.6) | **10.0** (8.2–12.0) | 35.0 | 37.4 | 1000 | ok |\n'
+    '22.6) | **10.0** (8.2–12.0) | **35.0** | **37.4** | 1000 | 1 | ok; non-nested ? |\n'
     '| 2 | Bartoldson2024Adversarial_WRN-94-16 | RobustBench (published) | WideResNet-94-16 | –'
     ' | Adversarial Robustness Limits via Scaling-Law and Human-Alignment Studies | 93.7 | – | '
-    '73.7 | – | – | – | – | – | – |  |\n'
+    '73.7 | – | – | – | – | – | – | – |  |\n'
     '| 3 | Amini2024MeanSparse_S-WRN-94-16 | RobustBench (published) | MeanSparse WideResNet-94'
     '-16 | – | MeanSparse: Post-Training Robustness Enhancement Through Mean-Centered Feature S'
-    'parsification | 93.6 | – | 73.1 | – | – | – | – | – | – |  |\n'
+    'parsification | 93.6 | – | 73.1 | – | – | – | – | – | – | – |  |\n'
     '\n'
     '## digits / Linf\n'
     '\n'
     '| # | model | source | architecture | params | training | clean (%) | 0.03 | 8/255 | 0.1 |'
-    ' 0.17 | 0.25 | avg(0.03,0.1,0.17,0.25) | AUC | n | sanity |\n'
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
+    ' 0.17 | 0.25 | avg(0.03,0.1,0.17,0.25) | AUC | n | seeds | sanity |\n'
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
     '| 1 | &lt;b&gt;x&lt;/b&gt; | wsr-bench | wsrnet_basic | 3.5M | a\\|b | 85.0 (82.6–87.2) | *'
     '*70.0** (67.1–72.8) | **66.0** (63.0–68.9) | **40.0** (36.9–43.1) | **20.0** (17.6–22.6) |'
-    ' **10.0** (8.2–12.0) | 35.0 | 37.4 | 1000 | ok |\n'
+    ' **10.0** (8.2–12.0) | **35.0** | **37.4** | 1000 | 1 | ok; non-nested ? |\n'
     '\n'
     'RobustBench reference data: https://github.com/RobustBench/robustbench at commit 78fcc9e, '
     'model_info/<dataset>/<threat_model>/<Model>.json (MIT (RobustBench repository)).\n')
 GOLDEN_CSV_COLUMNS = [
     'section', 'dataset', 'threat_model', 'model', 'source', 'architecture', 'params', 'training', 'n_examples',
-    'clean', 'clean_ci_low', 'clean_ci_high', 'acc@0.03', 'ci_low@0.03', 'ci_high@0.03', 'tied@0.03', 'test@0.03',
-    'acc@8/255', 'ci_low@8/255', 'ci_high@8/255', 'tied@8/255', 'test@8/255', 'acc@0.1', 'ci_low@0.1', 'ci_high@0.1',
-    'tied@0.1', 'test@0.1', 'acc@0.17', 'ci_low@0.17', 'ci_high@0.17', 'tied@0.17', 'test@0.17', 'acc@0.25',
-    'ci_low@0.25', 'ci_high@0.25', 'tied@0.25', 'test@0.25', 'avg', 'auc', 'sanity', 'date', 'provenance',
+    'seeds', 'clean', 'clean_ci_low', 'clean_ci_high', 'clean_band_low', 'clean_band_high', 'clean_seed_sd',
+    'acc@0.03', 'ci_low@0.03', 'ci_high@0.03', 'band_low@0.03', 'band_high@0.03', 'tied@0.03', 'p@0.03',
+    'p_holm@0.03', 'seed_sd@0.03', 'test@0.03', 'acc@8/255', 'ci_low@8/255', 'ci_high@8/255', 'band_low@8/255',
+    'band_high@8/255', 'tied@8/255', 'p@8/255', 'p_holm@8/255', 'seed_sd@8/255', 'test@8/255', 'acc@0.1',
+    'ci_low@0.1', 'ci_high@0.1', 'band_low@0.1', 'band_high@0.1', 'tied@0.1', 'p@0.1', 'p_holm@0.1',
+    'seed_sd@0.1', 'test@0.1', 'acc@0.17', 'ci_low@0.17', 'ci_high@0.17', 'band_low@0.17', 'band_high@0.17',
+    'tied@0.17', 'p@0.17', 'p_holm@0.17', 'seed_sd@0.17', 'test@0.17', 'acc@0.25', 'ci_low@0.25',
+    'ci_high@0.25', 'band_low@0.25', 'band_high@0.25', 'tied@0.25', 'p@0.25', 'p_holm@0.25', 'seed_sd@0.25',
+    'test@0.25', 'avg', 'avg_tied', 'avg_test', 'auc', 'auc_tied', 'auc_test', 'nesting_violations', 'sanity',
+    'date', 'provenance',
 ]

@@ -398,7 +398,8 @@ def _add_leaderboard_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--reference-top", type=int, default=10, help="RobustBench rows per dataset/threat model")
     b.set_defaults(func=_cmd_leaderboard_build)
     c = lsub.add_parser("compare", help="paired comparison of two entries on the same images: accuracies, "
-                                        "difference and exact McNemar p-value per eps")
+                                        "difference, exact McNemar p-value (raw and Holm) per eps, and the whole "
+                                        "curve (AUC, paper's average: bootstrap CI, sign-flip permutation test)")
     c.add_argument("a", metavar="A.json", help="first leaderboard entry")
     c.add_argument("b", metavar="B.json", help="second leaderboard entry (evaluated on the same images)")
     c.add_argument("--shared-images", action="store_true",
@@ -424,12 +425,13 @@ def _cmd_leaderboard_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard_compare(args: argparse.Namespace) -> int:
-    from wsr_bench.leaderboard.compare import compare_entries, format_comparison
+    from wsr_bench.leaderboard.compare import compare_entries, format_comparison, whole_curve_entries
     from wsr_bench.leaderboard.io import load_entry
 
     a, b = load_entry(args.a), load_entry(args.b)
     names = (args.a, args.b)
-    print(format_comparison(a, b, compare_entries(a, b, names, shared_images=args.shared_images), names))
+    rows = compare_entries(a, b, names, shared_images=args.shared_images)
+    print(format_comparison(a, b, rows, names, whole_curve_entries(a, b, names, shared_images=args.shared_images)))
     return 0
 
 

@@ -191,7 +191,10 @@ class _Stage:
             memory_format=self.cfg.memory_format, progress=self.progress, state_dir=state,
             state_info={"model": self.member.name, "sha256": weights["sha256"]},
             notes=f"wsr-bench zoo {self.cfg.name}: published as timm tag {self.member.name}")
-        entry.evaluation.update(weights_file=weights["file"], weights_sha256=weights["sha256"])
+        # the training seed (cfg.seed seeds training): entries of one member that differ only by it form one
+        # leaderboard row (wsr_bench.leaderboard.seeds)
+        entry.evaluation.update(weights_file=weights["file"], weights_sha256=weights["sha256"],
+                                training_seed=int(self.cfg.seed))
         if suite:
             entry.evaluation["suite"] = suite
         save_entry(entry, path, force=True)
@@ -317,6 +320,7 @@ def zoo_summary(cfg: ExperimentConfig) -> str:
     accuracy at the paper's four strengths, read from the AutoAttack entry when it exists (else the PGD sweep's),
     and which evaluation they come from; models not built yet say so. Generated, never edited by hand: the README
     and ``docs/zoo.md`` carry it between :data:`SUMMARY_BEGIN` / :data:`SUMMARY_END` (:func:`write_summary`)."""
+    from wsr_bench.leaderboard.consistency import nesting_violations
     from wsr_bench.leaderboard.io import load_entry
 
     def pct(v: float | None) -> str:
@@ -327,7 +331,7 @@ def zoo_summary(cfg: ExperimentConfig) -> str:
         aa_path, pgd_path = entry_paths(cfg, member.name)
         path = aa_path if aa_path.is_file() else pgd_path if pgd_path.is_file() else None
         if path is None:
-            rows.append(f"| `{member.name}` | {_training_text(cfg, member)} | not built yet | | | | | | | |")
+            rows.append(f"| `{member.name}` | {_training_text(cfg, member)} | not built yet | | | | | | | | |")
             continue
         published += 1
         e = load_entry(path)
@@ -335,14 +339,16 @@ def zoo_summary(cfg: ExperimentConfig) -> str:
                else f"PGD-{cfg.zoo.pgd_steps}, {e.n_examples:,} images (AutoAttack to come)")
         accs = " | ".join(pct(_worst_at(e, eps)) for eps in SUMMARY_EPS)
         sanity = ", ".join(e.flags) if e.flags else "ok"
+        nested = nesting_violations(e)[0]
         rows.append(f"| `{member.name}` | {_training_text(cfg, member)} | {how} | {pct(e.clean_accuracy)} | {accs} | "
-                    f"{pct(e.avg_robust_accuracy)} | {sanity} |")
+                    f"{pct(e.avg_robust_accuracy)} | {sanity} | {'?' if nested is None else nested} |")
     head = ("| model | training | evaluated with | clean | " + " | ".join(f"{eps:g}" for eps in SUMMARY_EPS)
-            + " | avg | sanity |")
+            + " | avg | sanity | non-nested |")
     lines = [f"{published} of {len(cfg.zoo.models)} models of `{cfg.name}` published so far (robust accuracy "
-             "in %, Linf eps on the [0,1] scale; intervals and every strength in "
-             f"[`{cfg.zoo.leaderboard}/README.md`]({cfg.zoo.leaderboard}/README.md); sanity: the sanity checks the "
-             "entry failed, or ok):", "", head,
+             "in %, Linf eps on the [0,1] scale; intervals, training-seed terms, whole-curve tests and every strength "
+             f"in [`{cfg.zoo.leaderboard}/README.md`]({cfg.zoo.leaderboard}/README.md); sanity: the sanity checks the "
+             "entry failed, or ok; non-nested: images robust at a larger eps but broken at a smaller one, 0 by "
+             "construction for cumulative and downward sweeps):", "", head,
              "|" + "---|" * (head.count("|") - 1), *rows]
     return "\n".join(lines)
 

@@ -56,13 +56,16 @@ def result_to_entry(result: SpectrumResult, *, model_name: str, architecture: st
         "passes": result.passes.to_dict(), "n_verified": result.n_verified,
         "wall_time_s": round(result.wall_time_s, 3), "settings": result.settings,
         "inferred": _inferred_counts(result.evidence), "random_starts": RANDOM_STARTS,
+        "nesting_violations": result.nesting_violations,
     }
     if result.sanity is not None:
         evaluation["sanity_checks"] = result.sanity.to_dict()["checks"]
+    sanity = result.sanity.as_flags() if result.sanity is not None else {}
+    sanity["nested_verdicts"] = result.nesting_violations == 0  # see wsr_bench.leaderboard.consistency
     return LeaderboardEntry(
         model=model_name, architecture=architecture, dataset=dataset, threat_model=result.norm,
         clean_accuracy=result.clean_accuracy, curves=curves, n_examples=result.n_examples, seed=result.seed,
-        params=params, training=recipe, sanity=result.sanity.as_flags() if result.sanity is not None else {},
+        params=params, training=recipe, sanity=sanity,
         versions=package_versions(), date=date or _dt.date.today().isoformat(), evaluation=evaluation, notes=notes,
         samples=samples)
 

@@ -73,6 +73,10 @@ class SpectrumResult:
         evidence: per sample, one letter per eps: ``a`` attacked there (every attack ran, or one fooled the model
             there), ``b`` counted broken from an adversarial example at a smaller eps (exact: nested balls), ``r``
             counted robust because the whole chain failed at a larger eps and only its screen ran here.
+        nesting_violations: images whose verdicts are not nested across strengths: every attack ran on the image
+            at some eps and none fooled it there, although an adversarial example at a smaller eps exists
+            (:func:`nesting_violations`). 0 by construction for survivors-only and chain sweeps, which never attack
+            an image at or above its break; attack-all sweeps can have some, and each says an attack failed.
         sanity: the sanity report, when requested.
     """
 
@@ -100,6 +104,7 @@ class SpectrumResult:
     sweep_per_attack: dict[str, str] = field(default_factory=dict)
     break_attack: list[str | None] = field(default_factory=list)
     evidence: list[str] = field(default_factory=list)
+    nesting_violations: int = 0
     sanity: Any = None
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -324,6 +329,7 @@ def _run_attacks(sweep: Sweep) -> SpectrumResult:
         sweep=strategy if any(t.strategy in ("downward", "bisect") for t in traces.values()) else "upward",
         sweep_per_attack={a: t.strategy for a, t in traces.items()},
         break_attack=_break_attack(blocked, traces), evidence=_evidence(blocked, traces, sweep.eps),
+        nesting_violations=nesting_violations(blocked, list(traces.values()), sweep.eps),
         settings=o.result_settings() | {"batch_size": o.batch_size},
     )
 
@@ -354,6 +360,19 @@ def _evidence(break_eps: torch.Tensor, traces: dict[str, Trace], eps: list[float
     attacked = torch.where(broken, hit, ran)
     code = torch.where(attacked, ord("a"), torch.where(broken, ord("b"), ord("r")))
     return ["".join(map(chr, row)) for row in code.tolist()]
+
+
+def nesting_violations(break_eps: torch.Tensor, traces: Sequence[Trace], eps: Sequence[float]) -> int:
+    """The number of images robust at a larger eps and broken at a smaller one: at some eps every trace ran on the
+    image and none fooled it, while its worst-case breaking eps (``break_eps``) is at or below that eps. A break
+    exactly at that eps would be a hit there, so such an image was broken at a strictly smaller eps, whose
+    adversarial example lies inside the larger ball: the attacks failed there."""
+    if not traces:
+        return 0
+    broken = break_eps[:, None] <= torch.tensor(list(eps), dtype=break_eps.dtype)[None, :]
+    ran = torch.stack([t.ran for t in traces]).all(0)
+    hit = torch.stack([t.hit for t in traces]).any(0)
+    return int((ran & ~hit & broken).any(1).sum().item())
 
 
 def _curve(break_eps: torch.Tensor, eps: list[float], n: int) -> dict[float, float]:

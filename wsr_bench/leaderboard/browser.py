@@ -55,9 +55,11 @@ def screenshot(page: str | Path, out: str | Path, width: int = 1280, height: int
     return out
 
 
-def rendered_dom(page: str | Path, timeout: float = 90.0) -> str:
-    """The page's DOM after its scripts ran and its images loaded (``--dump-dom``)."""
+def rendered_dom(page: str | Path, timeout: float = 90.0, width: int = 1280, height: int = 1400) -> str:
+    """The page's DOM after its scripts ran and its images loaded (``--dump-dom``), laid out in a ``width`` x
+    ``height`` window (what a layout check reads)."""
     page = Path(page).resolve()
     if not page.is_file():
         raise FileNotFoundError(f"page {page} not found")
-    return _run(["--virtual-time-budget=5000", "--dump-dom", page.as_uri()], timeout).stdout
+    return _run([f"--window-size={width},{height}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                timeout).stdout

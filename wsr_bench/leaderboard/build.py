@@ -6,9 +6,11 @@ writes every output atomically. Generated files are never edited by hand; rebuil
 
 One section per dataset, threat model and evaluation suite (``evaluation["suite"]`` of an entry). In README.md,
 each section with at least two of our entries is followed by paired comparisons of its rows against its top row
-(:func:`paired_comparisons`, the text of ``wsr-bench leaderboard compare``). A suite's section is also followed by
-:func:`main_evaluation_gaps`: its models that have an entry in the main section too, the two entries paired on the
-images both hold, which says how far the suite's numbers can be trusted (e.g. PGD-20 against AutoAttack).
+(:func:`paired_comparisons`, the text of ``wsr-bench leaderboard compare``: per strength with raw and Holm p, and
+for the whole curve). Documented training-seed SDs (``ROOT/seed_noise/<dataset>/<threat>.json``,
+:mod:`wsr_bench.leaderboard.seeds`) enter the intervals and marks of single-seed rows. A suite's section is also
+followed by :func:`main_evaluation_gaps`: its models that have an entry in the main section too, the two entries
+paired on the images both hold, which says how far the suite's numbers can be trusted (e.g. PGD-20 against AutoAttack).
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from pathlib import Path
 
 from wsr_bench import __version__
 from wsr_bench.io import atomic_write_text, atomic_write_with
-from wsr_bench.leaderboard.compare import ComparisonError, compare_entries, format_comparison
+from wsr_bench.leaderboard.compare import ComparisonError, compare_entries, format_comparison, whole_curve_entries
 from wsr_bench.leaderboard.curves import write_curves
 from wsr_bench.leaderboard.html import render_index
 from wsr_bench.leaderboard.io import load_entries_with_paths
 from wsr_bench.leaderboard.reference import load_references, provenance
 from wsr_bench.leaderboard.schema import LeaderboardEntry
+from wsr_bench.leaderboard.seeds import SeedNoise, load_seed_noise
 from wsr_bench.leaderboard.stats import ALPHA
 from wsr_bench.leaderboard.tables import (
     AVG_HEADER,
+    BAND_NOTE,
     MARK_LEGEND,
     leaderboard_frame,
     markdown_table,
@@ -102,11 +106,11 @@ def paired_comparisons(entries: Sequence[LeaderboardEntry], names: Sequence[str]
     for other, name in zip(entries[1:], names[1:], strict=True):
         pair = (top_name, name)
         try:
-            rows = compare_entries(top, other, pair)
+            rows, whole = compare_entries(top, other, pair), whole_curve_entries(top, other, pair)
         except ComparisonError as exc:
             skipped.append(f"- {_inline(other.model)} ({_code_span(name)}): not compared: {_inline(exc)}")
             continue
-        lines += [*_fenced(format_comparison(top, other, rows, pair)), ""]
+        lines += [*_fenced(format_comparison(top, other, rows, pair, whole)), ""]
     if skipped:
         lines += [*skipped, ""]
     return "\n".join(lines[:-1])
@@ -116,7 +120,8 @@ def main_evaluation_gaps(suite_members: Sequence[LeaderboardEntry], entries: Seq
     """Markdown table: each model of a suite's section that also has an entry in the main (suite-less) section of
     its dataset/threat model, both entries paired on the images both hold (``wsr-bench leaderboard compare
     --shared-images``): per strength, the suite's accuracy, an arrow, the main entry's, and ``*`` where the
-    difference is significant (exact McNemar p < ``ALPHA``). Empty when no model has both."""
+    difference is significant (exact McNemar p, Holm-adjusted over the model's strengths, < ``ALPHA``). Empty when
+    no model has both."""
     rows, eps_labels, suite = [], [], ""
     for other in suite_members:
         main = next((e for e in entries if (e.model, e.dataset, e.threat_model, e.suite)
@@ -138,20 +143,36 @@ def main_evaluation_gaps(suite_members: Sequence[LeaderboardEntry], entries: Seq
     lines = [f"**The same models in the main table**: their entry of this section ({_inline(suite)}; left of the "
              "arrow) and their main entry (right), paired on the images both hold (`wsr-bench leaderboard compare "
              "--shared-images`); accuracy in %, `*` where the two differ significantly on these images (exact "
-             f"McNemar p < {ALPHA:g}).",
+             f"McNemar p, Holm-adjusted over the model's strengths, < {ALPHA:g}).",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, n, by_label in rows:
-        cells = [f"{100 * r.accuracy_a:.1f} → {100 * r.accuracy_b:.1f}{' *' if r.p_value < ALPHA else ''}"
+        cells = [f"{100 * r.accuracy_a:.1f} → {100 * r.accuracy_b:.1f}{' *' if r.p_holm < ALPHA else ''}"
                  if (r := by_label.get(label)) else "–" for label in eps_labels]
         lines.append("| " + " | ".join([_inline(model), f"{n:,}", *cells]) + " |")
     return "\n".join(lines)
 
 
-def build_readme(df, entries: list[LeaderboardEntry], title: str, names: Sequence[str] | None = None) -> str:
+def seed_note(seed_noise: dict[tuple[str, str], SeedNoise] | None) -> list[str]:
+    """One paragraph per documented seed SD (where it applies, its values and where it was measured), each followed
+    by an empty line; none without one."""
+    out = []
+    for (dataset, threat), noise in sorted((seed_noise or {}).items()):
+        values = ", ".join(f"{k} {100 * v:.2f}" for k, v in noise.sd.items())
+        out += [f"‡ Documented training-seed SD for single-seed rows of {_inline(dataset)} / {_inline(threat)} "
+                f"(points; {noise.df:g} df): {values}. Measured by {_inline(noise.source)}. "
+                + (f"{_inline(noise.note)} " if noise.note else "")
+                + "It enters the intervals and tests of those cells only, by strength; a row of several seeds uses "
+                "its own.", ""]
+    return out
+
+
+def build_readme(df, entries: list[LeaderboardEntry], title: str, names: Sequence[str] | None = None,
+                 seed_noise: dict[tuple[str, str], SeedNoise] | None = None) -> str:
     """The Markdown page: explanation, curves image, one table per section (dataset/threat model/suite), each
     followed by its paired comparisons against the top row when it has at least two of our entries, provenance.
 
-    ``names``: one per entry, how the comparisons name it (default: the model names).
+    ``names``: one per entry, how the comparisons name it (default: the model names); ``seed_noise``: the
+    documented seed SDs used (said under the legend).
     """
     names = [e.model for e in entries] if names is None else list(names)
     lines = [f"# {title}", "",
@@ -160,7 +181,7 @@ def build_readme(df, entries: list[LeaderboardEntry], title: str, names: Sequenc
              f"over the attacks, per sample). `{AVG_HEADER}` is the mean over the paper's spectrum; AUC is the "
              "normalised area under the curve from eps 0 (clean) to the largest evaluated eps. "
              + reference_note(published_sources(df)), "",
-             MARK_LEGEND + " Shaded bands in the plot are the same intervals.", "",
+             MARK_LEGEND + " " + BAND_NOTE, "", *seed_note(seed_noise),
              "![robustness curves](curves.png)", ""]
     if not entries:
         lines += ["No entries yet: add `entries/<dataset>/<threat>/<model>.json` (e.g. with `wsr-bench eval ... "
@@ -199,12 +220,13 @@ def build_leaderboard(root: str | Path, *, reference_top: int = 10,
     entries = [e for _, e in loaded]
     names = [p.relative_to(root).as_posix() for p, _ in loaded]
     refs = select_references(entries, load_references(extra_dir=root / "reference"), top=reference_top)
-    df = leaderboard_frame(entries, refs)
+    seed_noise = load_seed_noise(root)
+    df = leaderboard_frame(entries, refs, seed_noise)
     out = BuildResult(root / "README.md", root / "index.html", root / "curves.png", root / "leaderboard.csv",
                       len(entries), len(refs))
-    atomic_write_text(out.readme, build_readme(df, entries, title, names))
+    atomic_write_text(out.readme, build_readme(df, entries, title, names, seed_noise))
     atomic_write_text(out.index, render_index(df, title=title, provenance=_provenance_text(), version=__version__))
-    write_curves(out.curves, entries, refs)
+    write_curves(out.curves, entries, refs, seed_noise)
     atomic_write_with(out.csv, lambda tmp: df.to_csv(tmp, index=False))
     logger.info("built leaderboard in %s: %d entries, %d published rows", root, len(entries), len(refs))
     return out

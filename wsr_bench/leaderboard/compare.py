@@ -1,24 +1,31 @@
 """Is one model really more robust than another? Paired comparisons of leaderboard entries (no torch here).
 
-``wsr-bench leaderboard compare A.json B.json`` (:func:`compare_entries`, :func:`format_comparison`) pairs two
-entries evaluated on the same images: per strength, both accuracies, the difference and the exact McNemar p-value.
+``wsr-bench leaderboard compare A.json B.json`` (:func:`compare_entries`, :func:`whole_curve_entries`,
+:func:`format_comparison`) pairs two entries evaluated on the same images: per strength, both accuracies, the
+difference, the exact McNemar p-value and its Holm-adjusted value over the strengths of the comparison (the
+family: clean and every shared strength); then for the whole curve, the differences in AUC and in the paper's
+average with a paired bootstrap 95% interval and the sign-flip permutation test on the per-image scores
+(:mod:`wsr_bench.leaderboard.whole_curve`). These are test-image statistics only: the training seed is not in them
+(the leaderboard's marks add it, :mod:`wsr_bench.leaderboard.marks`).
 With ``--shared-images`` it pairs two entries of one dataset split on the images both hold, e.g. a model's
 AutoAttack entry on the first 1,000 test images against its PGD-20 entry on all 10,000: how much the stronger
 attack takes off, on the same images. That trusts dataset name, split and index (the image hashes of two
 different image sets cannot be compared), so it is opt-in.
-The leaderboard page uses :func:`top_marks` to mark, at each strength, the rows not significantly below the best
-row: by the paired McNemar test when the row and the best row share their images, otherwise (different images, or
-an entry without per-sample results) by overlap of the two 95% Clopper-Pearson intervals, which is conservative.
+The leaderboard page marks the rows not significantly below the best row with :mod:`wsr_bench.leaderboard.marks`
+(:func:`top_marks` is its one-entry-per-row form).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from wsr_bench.epsilon import eps_label, find_eps
+from wsr_bench.leaderboard.marks import Mark, section_marks
 from wsr_bench.leaderboard.schema import WORST_CASE, LeaderboardEntry, Samples
-from wsr_bench.leaderboard.stats import ALPHA, correct_at, discordant, mcnemar_exact
+from wsr_bench.leaderboard.seeds import Row
+from wsr_bench.leaderboard.stats import ALPHA, correct_at, discordant, holm, mcnemar_exact
+from wsr_bench.leaderboard.whole_curve import WholeCurveStat, common_grid, whole_curve_pair
 
 CLEAN = "clean"
 
@@ -38,6 +45,7 @@ class ComparisonRow:
     only_a: int
     only_b: int
     p_value: float
+    p_holm: float | None = None
 
     @property
     def difference(self) -> float:
@@ -90,10 +98,30 @@ def compare_entries(a: LeaderboardEntry, b: LeaderboardEntry, names: tuple[str, 
         raise ComparisonError(f"{names[0]} and {names[1]} share no evaluated eps ({wa.eps_label} vs {wb.eps_label})")
     if a.samples.same_images(b.samples):
         rows = [_row(CLEAN, 0.0, a.samples.break_eps, b.samples.break_eps, a.clean_accuracy, b.clean_accuracy)]
-        return rows + [_row(eps_label(e), e, a.samples.break_eps, b.samples.break_eps, wa.at(e), wb.at(e))
-                       for e in common]
-    breaks_a, breaks_b = shared_breaks(a.samples, b.samples)
-    return [_row(label, e, breaks_a, breaks_b) for label, e in [(CLEAN, 0.0), *((eps_label(e), e) for e in common)]]
+        rows += [_row(eps_label(e), e, a.samples.break_eps, b.samples.break_eps, wa.at(e), wb.at(e)) for e in common]
+    else:
+        breaks_a, breaks_b = shared_breaks(a.samples, b.samples)
+        rows = [_row(label, e, breaks_a, breaks_b)
+                for label, e in [(CLEAN, 0.0), *((eps_label(e), e) for e in common)]]
+    return [replace(r, p_holm=p) for r, p in zip(rows, holm([r.p_value for r in rows]), strict=True)]
+
+
+def whole_curve_entries(a: LeaderboardEntry, b: LeaderboardEntry, names: tuple[str, str] = ("A", "B"),
+                        shared_images: bool = False) -> list[WholeCurveStat]:
+    """Whole-curve paired comparison of ``a`` and ``b`` on their shared images: the AUC on the strengths both
+    evaluated and, when those hold the paper's four, the paper's average (A - B, paired bootstrap 95% interval,
+    sign-flip permutation p; :func:`~wsr_bench.leaderboard.whole_curve.whole_curve_pair`).
+
+    Raises:
+        ComparisonError: as :func:`compare_entries`.
+    """
+    _check_pairable(a, b, names, shared_images)
+    grid = common_grid(a.worst_case.eps, b.worst_case.eps)
+    if not grid:
+        raise ComparisonError(f"{names[0]} and {names[1]} share no evaluated eps")
+    if a.samples.same_images(b.samples):
+        return whole_curve_pair(a.samples.break_eps, b.samples.break_eps, grid)
+    return whole_curve_pair(*shared_breaks(a.samples, b.samples), grid)
 
 
 def shared_breaks(sa: Samples, sb: Samples) -> tuple[list[float | None], list[float | None]]:
@@ -114,8 +142,10 @@ def _row(label: str, eps: float, breaks_a: Sequence[float | None], breaks_b: Seq
 
 
 def format_comparison(a: LeaderboardEntry, b: LeaderboardEntry, rows: Sequence[ComparisonRow],
-                      names: tuple[str, str] = ("A", "B")) -> str:
-    """The text ``wsr-bench leaderboard compare`` prints: who is who, the shared images, one line per strength."""
+                      names: tuple[str, str] = ("A", "B"), whole: Sequence[WholeCurveStat] = ()) -> str:
+    """The text ``wsr-bench leaderboard compare`` prints: who is who, the shared images, one line per strength
+    (raw and Holm-adjusted McNemar p, ``*`` where the adjusted p < ``ALPHA``), then the whole-curve lines
+    (``whole``, :func:`whole_curve_entries`) when given."""
     s = a.samples
     if s.same_images(b.samples):
         images = (f"the same {len(s.indices)} {s.split} images in both (data sha256 {s.data_sha256[:12]})")
@@ -125,64 +155,34 @@ def format_comparison(a: LeaderboardEntry, b: LeaderboardEntry, rows: Sequence[C
                   f"{len(b.samples.indices)}; accuracies on these images only)")
     lines = [f"A = {a.model} ({names[0]})", f"B = {b.model} ({names[1]})",
              f"{a.dataset} / {a.threat_model}: {images}; worst case over each entry's attacks",
-             f"{'eps':<8} {'A (%)':>7} {'B (%)':>7} {'A-B (pts)':>10} {'only A':>7} {'only B':>7} {'McNemar p':>10}"]
+             f"{'eps':<8} {'A (%)':>7} {'B (%)':>7} {'A-B (pts)':>10} {'only A':>7} {'only B':>7} {'McNemar p':>10} "
+             f"{'Holm p':>7}"]
     for r in rows:
-        star = " *" if r.p_value < ALPHA else ""
+        holm_p = r.p_value if r.p_holm is None else r.p_holm
+        star = " *" if holm_p < ALPHA else ""
         lines.append(f"{r.label:<8} {100 * r.accuracy_a:>7.1f} {100 * r.accuracy_b:>7.1f} {100 * r.difference:>+10.1f} "
-                     f"{r.only_a:>7d} {r.only_b:>7d} {r.p_value:>10.4f}{star}")
+                     f"{r.only_a:>7d} {r.only_b:>7d} {r.p_value:>10.4f} {holm_p:>7.4f}{star}")
     lines.append(f"only A / only B: images one model gets right and the other wrong; p: exact two-sided McNemar "
-                 f"test on them (* p < {ALPHA:g})")
+                 f"test on them, Holm p: adjusted over the {len(rows)} strengths (* Holm p < {ALPHA:g})")
+    if whole:
+        lines += ["whole curve (per-image scores on the shared strengths):",
+                  f"{'':<24} {'A (%)':>7} {'B (%)':>7} {'A-B (pts)':>10} {'95% CI (pts)':>16} {'A>B':>5} {'B>A':>5} "
+                  f"{'sign-flip p':>11}"]
+        for w in whole:
+            ci = f"{100 * w.ci_low:+.2f} .. {100 * w.ci_high:+.2f}"
+            star = " *" if w.p_value < ALPHA else ""
+            lines.append(f"{w.name:<24} {100 * w.value_a:>7.2f} {100 * w.value_b:>7.2f} {100 * w.difference:>+10.2f} "
+                         f"{ci:>16} {w.a_higher:>5d} {w.b_higher:>5d} {w.p_value:>11.4f}{star}")
+        lines.append("A>B / B>A: images whose score (area under their own curve; share of the paper's strengths "
+                     "survived) is higher under A / B; CI: paired bootstrap over the images; p: paired sign-flip "
+                     f"permutation test of the mean per-image difference (* p < {ALPHA:g}); test images only, not "
+                     "seeds")
     return "\n".join(lines)
 
 
-@dataclass(frozen=True)
-class Mark:
-    """Whether a row is not significantly below the best row at one strength, and how that was decided.
-
-    ``method``: ``"best"`` (it is the best row), ``"paired"`` (exact McNemar, same images) or ``"overlap"``
-    (95% intervals overlap or not; different images or no per-sample results). ``p_value`` for ``"paired"``.
-    """
-
-    tied: bool
-    method: str
-    best: str
-    p_value: float | None = None
-
-
 def top_marks(entries: Sequence[LeaderboardEntry]) -> list[dict[str, Mark]]:
-    """Per entry (same order), per worst-case eps label: its :class:`Mark` against the best entry of its
-    leaderboard section (dataset, threat model and evaluation suite, :attr:`LeaderboardEntry.suite`) at that eps.
-    A row is *tied* with the best when the two-sided McNemar p >= ``ALPHA`` (paired) or when its interval's upper
-    end reaches the best row's lower end (overlap). Rows of different sections are never compared."""
-    marks: list[dict[str, Mark]] = [{} for _ in entries]
-    sections: dict[tuple[str, str, str], list[int]] = {}
-    for i, e in enumerate(entries):
-        sections.setdefault((e.dataset, e.threat_model, e.suite), []).append(i)
-    for members in sections.values():
-        labels = {lab for i in members for lab in entries[i].worst_case.eps_label}
-        for label in labels:
-            points = {i: _point(entries[i], label) for i in members}
-            points = {i: p for i, p in points.items() if p is not None}
-            best = max(points, key=lambda i: (points[i][1], -i))
-            for i in points:
-                marks[i][label] = _mark(entries[best], entries[i], points[best], points[i], best == i)
-    return marks
-
-
-def _point(entry: LeaderboardEntry, label: str) -> tuple[float, float, float, float] | None:
-    """``(eps, accuracy, ci_low, ci_high)`` of the worst-case curve at ``label`` (None when not evaluated)."""
-    wc = entry.worst_case
-    if label not in wc.eps_label:
-        return None
-    k = wc.eps_label.index(label)
-    return wc.eps[k], wc.accuracy[k], wc.ci_low[k], wc.ci_high[k]
-
-
-def _mark(best: LeaderboardEntry, other: LeaderboardEntry, pb: tuple, po: tuple, is_best: bool) -> Mark:
-    if is_best:
-        return Mark(True, "best", best.model)
-    if best.samples is not None and other.samples is not None and best.samples.same_images(other.samples):
-        only_best, only_other = discordant(best.samples.correct_at(pb[0]), other.samples.correct_at(po[0]))
-        p = mcnemar_exact(only_best, only_other)
-        return Mark(p >= ALPHA, "paired", best.model, p)
-    return Mark(po[3] >= pb[2], "overlap", best.model)
+    """Per entry (same order), per worst-case eps label: its :class:`~wsr_bench.leaderboard.marks.Mark` against the
+    best entry of its leaderboard section, each entry a row of its own with no seed term
+    (:func:`wsr_bench.leaderboard.marks.section_marks`: McNemar on shared images, Holm over the section, interval
+    overlap otherwise)."""
+    return section_marks([Row([e]) for e in entries])[0]

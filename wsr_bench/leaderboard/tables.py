@@ -7,10 +7,14 @@ which alone holds the published rows (RobustBench's leaderboard and papers, see
 
 Accuracy columns are named ``acc@<eps label>`` (``acc@8/255``, ``acc@0.03``) and ordered by eps. Our rows carry the
 worst-case curve; published rows carry their single robust accuracy in the column of their eps.
-Each accuracy column is followed by its details: ``ci_low@``/``ci_high@`` (95% Clopper-Pearson interval),
-``tied@`` (``"best"``, ``"paired"`` or ``"overlap"`` when the row is not significantly below the best of our rows
-at that eps, ``""`` when it is, missing for published rows) and ``test@`` (the decision in words); see
-:func:`wsr_bench.leaderboard.compare.top_marks`.
+Each accuracy column is followed by its details: ``ci_low@``/``ci_high@`` (95% interval: Clopper-Pearson, or with
+the training-seed term a t interval, :func:`wsr_bench.leaderboard.marks.row_interval`), ``band_low@``/
+``band_high@`` (the simultaneous 95% band of the whole curve, :func:`wsr_bench.leaderboard.marks.row_band`),
+``tied@`` (``"best"``, ``"paired"`` or ``"overlap"`` when the row is not significantly below the best of our rows at
+that eps, ``""`` when it is, missing for published rows), ``p@``/``p_holm@`` (the raw and Holm-adjusted p-value of
+that test), ``seed_sd@`` (the seed SD in the interval and test, empty without one) and ``test@`` (the decision in
+words); see :mod:`wsr_bench.leaderboard.marks`. One row per :class:`~wsr_bench.leaderboard.seeds.Row` (entries that
+differ only by training seed are one row; ``seeds`` is their number).
 """
 
 from __future__ import annotations
@@ -22,17 +26,21 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 
 from wsr_bench.epsilon import PAPER_SPECTRUM, eps_label, parse_eps
-from wsr_bench.leaderboard.compare import Mark, top_marks
+from wsr_bench.leaderboard.consistency import nesting_text, nesting_violations
+from wsr_bench.leaderboard.marks import Mark, row_band, row_interval, section_marks
 from wsr_bench.leaderboard.reference import SOURCE_LABEL, ReferenceEntry
 from wsr_bench.leaderboard.schema import LeaderboardEntry
+from wsr_bench.leaderboard.seeds import AUC_KEY, AVG, Row, SeedNoise, group_rows
 from wsr_bench.leaderboard.stats import ALPHA
 
 EPS_PREFIX = "acc@"
 #: Per-eps detail columns, each ``<prefix><eps label>`` beside ``acc@<eps label>``.
-DETAIL_PREFIXES = ("ci_low@", "ci_high@", "tied@", "test@")
+DETAIL_PREFIXES = ("ci_low@", "ci_high@", "band_low@", "band_high@", "tied@", "p@", "p_holm@", "seed_sd@", "test@")
 INFO_COLUMNS = ["section", "dataset", "threat_model", "model", "source", "architecture", "params", "training",
-                "n_examples", "clean", "clean_ci_low", "clean_ci_high"]
-TAIL_COLUMNS = ["avg", "auc", "sanity", "date", "provenance"]
+                "n_examples", "seeds", "clean", "clean_ci_low", "clean_ci_high", "clean_band_low", "clean_band_high",
+                "clean_seed_sd"]
+TAIL_COLUMNS = ["avg", "avg_tied", "avg_test", "auc", "auc_tied", "auc_test", "nesting_violations", "sanity", "date",
+                "provenance"]
 AVG_HEADER = "avg(" + ",".join(f"{e:g}" for e in PAPER_SPECTRUM) + ")"
 
 
@@ -53,30 +61,64 @@ def section_key(dataset: str, threat_model: str, section: str) -> tuple[str, str
 
 
 def _describe(mark: Mark) -> str:
+    """A mark in words (the page's hover text and the CSV's ``test@``)."""
+    seed = {"measured": " with the seed term of the rows' training seeds",
+            "documented": " with a documented seed SD for single-seed rows", "": ""}[mark.seed]
     if mark.method == "best":
-        return "best at this eps"
+        return "best of the section"
     if mark.method == "paired":
         verdict = "not significantly below" if mark.tied else "significantly below"
-        return f"{verdict} {mark.best} (exact McNemar on the same images, p={mark.p_value:.3g})"
+        test = {"McNemar": "exact McNemar", "sign-flip": "sign-flip permutation test",
+                "t+seed": "t test"}.get(mark.test, mark.test)
+        return (f"{verdict} {mark.best} ({test} on the same images{seed}, p={mark.p_value:.3g}, "
+                f"Holm p={mark.p_holm:.3g})")
     verdict = "overlaps" if mark.tied else "lies below"
-    return f"95% interval {verdict} that of {mark.best} (different images: interval overlap)"
+    return f"95% interval{seed} {verdict} that of {mark.best} (different images: interval overlap)"
 
 
-def _entry_row(e: LeaderboardEntry, marks: dict[str, Mark]) -> dict:
-    row = {"section": section_name(e.dataset, e.threat_model, e.suite), "dataset": e.dataset,
-           "threat_model": e.threat_model, "model": e.model, "source": e.source, "architecture": e.architecture,
-           "params": e.params, "training": e.training, "n_examples": e.n_examples, "clean": e.clean_accuracy,
-           "clean_ci_low": e.clean_accuracy_ci[0], "clean_ci_high": e.clean_accuracy_ci[1],
-           "avg": e.avg_robust_accuracy, "auc": e.auc, "sanity": ", ".join(e.flags) if e.flags else "ok",
+def _mark_cells(mark: Mark | None) -> dict:
+    if mark is None:
+        return {"tied": None, "p": None, "p_holm": None, "test": None}
+    return {"tied": mark.method if mark.tied else "", "p": mark.p_value, "p_holm": mark.p_holm,
+            "test": _describe(mark)}
+
+
+def _sanity(e: LeaderboardEntry) -> str:
+    """The sanity cell: failed checks (or ``ok``), then the per-sample nesting count."""
+    return f"{', '.join(e.flags) if e.flags else 'ok'}; {nesting_text(e)}"
+
+
+def _entry_row(row: Row, marks: dict[str, Mark], whole: dict[str, Mark]) -> dict:
+    e = row.entry
+    eps = row.curve_eps()
+    band = row_band(row)
+    clean_ci = row_interval(row, 0.0)
+    seed_sd = {k: (None if (t := row.seed_term(k)) is None else t[3]) for k in (0.0, AVG, AUC_KEY, *eps)}
+    avg, auc = _mark_cells(whole.get(AVG)), _mark_cells(whole.get(AUC_KEY))
+    out = {"section": section_name(e.dataset, e.threat_model, e.suite), "dataset": e.dataset,
+           "threat_model": e.threat_model, "model": row.model, "source": e.source, "architecture": e.architecture,
+           "params": e.params, "training": e.training, "n_examples": e.n_examples, "seeds": row.n_seeds,
+           "clean": row.mean(0.0), "clean_ci_low": clean_ci[0], "clean_ci_high": clean_ci[1],
+           "clean_band_low": band[0][0], "clean_band_high": band[0][1], "clean_seed_sd": seed_sd[0.0],
+           "avg": row.mean(AVG), "avg_tied": avg["tied"], "avg_test": avg["test"],
+           "auc": row.mean(AUC_KEY), "auc_tied": auc["tied"], "auc_test": auc["test"],
+           "nesting_violations": nesting_violations(e)[0] if row.n_seeds == 1 else
+           _sum_or_none([nesting_violations(m)[0] for m in row.members]),
+           "sanity": "; ".join(_sanity(m) for m in row.members) if row.n_seeds > 1 else _sanity(e),
            "date": e.date, "provenance": "", "_suite": e.suite}
-    wc = e.worst_case
-    for eps, acc, low, high in zip(wc.eps, wc.accuracy, wc.ci_low, wc.ci_high, strict=True):
-        label = eps_label(eps)
-        mark = marks.get(label)
-        row |= {EPS_PREFIX + label: acc, "ci_low@" + label: low, "ci_high@" + label: high,
-                "tied@" + label: (mark.method if mark.tied else "") if mark else None,
-                "test@" + label: _describe(mark) if mark else None}
-    return row
+    for j, x in enumerate(eps, start=1):
+        label = eps_label(x)
+        low, high = row_interval(row, x)
+        cells = _mark_cells(marks.get(label))
+        out |= {EPS_PREFIX + label: row.mean(x), "ci_low@" + label: low, "ci_high@" + label: high,
+                "band_low@" + label: band[j][0], "band_high@" + label: band[j][1], "tied@" + label: cells["tied"],
+                "p@" + label: cells["p"], "p_holm@" + label: cells["p_holm"], "seed_sd@" + label: seed_sd[x],
+                "test@" + label: cells["test"]}
+    return out
+
+
+def _sum_or_none(values: Sequence[int | None]) -> int | None:
+    return None if any(v is None for v in values) else sum(values)
 
 
 _FILE_SEP = " (file "
@@ -167,18 +209,24 @@ def detail_column(acc_column: str, prefix: str) -> str:
     return prefix + acc_column[len(EPS_PREFIX):]
 
 
-def leaderboard_frame(entries: Sequence[LeaderboardEntry], references: Iterable[ReferenceEntry] = ()) -> pd.DataFrame:
-    """One row per entry and reference, sorted by section (in page order, see :func:`section_key`), then ours (best
-    average first), then the published rows (most robust first)."""
-    marks = top_marks(entries)
-    rows = [_entry_row(e, m) for e, m in zip(entries, marks, strict=True)] + [_reference_row(r) for r in references]
+def leaderboard_frame(entries: Sequence[LeaderboardEntry], references: Iterable[ReferenceEntry] = (),
+                      seed_noise: dict[tuple[str, str], SeedNoise] | None = None) -> pd.DataFrame:
+    """One row per :class:`~wsr_bench.leaderboard.seeds.Row` (entries that differ only by training seed form one)
+    and per reference, sorted by section (in page order, see :func:`section_key`), then ours (best average first),
+    then the published rows (most robust first). ``seed_noise``: documented seed SDs for single-seed rows, per
+    dataset and threat model (:func:`~wsr_bench.leaderboard.seeds.load_seed_noise`)."""
+    ours = group_rows(entries, seed_noise)
+    marks, whole = section_marks(ours)
+    rows = [_entry_row(r, m, w) for r, m, w in zip(ours, marks, whole, strict=True)]
+    rows += [_reference_row(r) for r in references]
     df = pd.DataFrame(rows) if rows else pd.DataFrame(columns=INFO_COLUMNS + TAIL_COLUMNS + ["_suite"])
-    for col in INFO_COLUMNS + TAIL_COLUMNS + [detail_column(c, p) for c in eps_columns(df) for p in DETAIL_PREFIXES]:
-        if col not in df.columns:
-            df[col] = None
+    wanted = INFO_COLUMNS + TAIL_COLUMNS + [detail_column(c, p) for c in eps_columns(df) for p in DETAIL_PREFIXES]
+    missing = [col for col in wanted if col not in df.columns]
+    if missing:  # at once: column by column fragments the frame
+        df = pd.concat([df, pd.DataFrame({col: [None] * len(df) for col in missing}, index=df.index)], axis=1)
     per_eps = [col for c in eps_columns(df) for col in (c, *(detail_column(c, p) for p in DETAIL_PREFIXES))]
     df = df[INFO_COLUMNS + per_eps + TAIL_COLUMNS + ["_suite"]]
-    df = df.astype({"params": "Int64", "n_examples": "Int64"})
+    df = df.astype({"params": "Int64", "n_examples": "Int64", "seeds": "Int64", "nesting_violations": "Int64"}).copy()
     if df.empty:
         return df.drop(columns=["_suite"])
     is_ref = df["n_examples"].isna()  # published rows have no evaluation size; every entry has one
@@ -257,23 +305,49 @@ def with_interval(value: object, low: object, high: object, digits: int = 1) -> 
 
 
 #: Legend of the marks in both pages.
-MARK_LEGEND = (f"95% Clopper-Pearson intervals in parentheses. Bold: not significantly below the best of our rows at "
-               f"that eps (exact two-sided McNemar test, p >= {ALPHA:g}, for entries evaluated on the same images as "
-               "the best row; † marks a cell decided instead by overlap of the two 95% intervals, used when the "
-               "images differ or an entry has no per-sample results). RobustBench rows are not compared.")
+MARK_LEGEND = (f"95% intervals in parentheses (Clopper-Pearson, test images only; ‡: with the training-seed term of a "
+               f"documented seed SD, the row having one seed). Bold: not significantly below the best of our rows at "
+               f"that eps, by a paired test on the same images (exact two-sided McNemar; a t test where a seed term "
+               f"is known) whose p-value is Holm-adjusted over all the section's per-eps tests (adjusted p >= "
+               f"{ALPHA:g}); † marks a cell decided instead by overlap of the two 95% intervals, used when the images "
+               f"differ or an entry has no per-sample results. A bold average or AUC is not significantly below the "
+               f"best row's by the whole-curve test (a paired sign-flip permutation test on the per-image "
+               f"scores, or t with the seed term; Holm over the section's rows). RobustBench rows are not compared.")
+
+
+#: What the plot's shading is (both pages).
+BAND_NOTE = ("In the plot, the darker shade around each curve is its pointwise 95% interval and the lighter one its "
+             "simultaneous 95% band (all strengths at once: Clopper-Pearson at the Bonferroni level 1 - 0.05/m for m "
+             "points; the CSV has it as band_low@/band_high@).")
+
+
+def _marked(value: str, tied: object, seed_sd: object = None, seeds: object = 1) -> str:
+    """``value`` bold when tied (``†`` when by overlap), ``‡`` when a documented seed SD entered its test."""
+    if not is_missing(tied) and tied:
+        value = f"**{value}**" + ("†" if tied == "overlap" else "")
+    documented = not is_missing(seed_sd) and (is_missing(seeds) or int(seeds) == 1)
+    return value + ("‡" if documented else "")
 
 
 def eps_cell_markdown(r: dict, col: str) -> str:
-    """One eps cell of the Markdown table: accuracy (bold when tied with the best row, † when by overlap) and
-    interval."""
-    tied = r.get(detail_column(col, "tied@"))
-    value = percent(r[col])
-    if not is_missing(tied) and tied:
-        value = f"**{value}**" + ("†" if tied == "overlap" else "")
+    """One eps cell of the Markdown table: accuracy (bold when tied with the best row, † when by overlap, ‡ with a
+    documented seed SD) and interval."""
+    value = _marked(percent(r[col]), r.get(detail_column(col, "tied@")), r.get(detail_column(col, "seed_sd@")),
+                    r.get("seeds"))
     low, high = r.get(detail_column(col, "ci_low@")), r.get(detail_column(col, "ci_high@"))
     if is_missing(low) or is_missing(high) or is_missing(r[col]):
         return value
     return f"{value} ({percent(low)}–{percent(high)})"
+
+
+def summary_cell_markdown(r: dict, key: str) -> str:
+    """The ``avg`` / ``auc`` cell: value in %, bold when the whole-curve test ties it with the best row."""
+    return _marked(percent(r[key]), r.get(f"{key}_tied"))
+
+
+def seeds_text(value: object) -> str:
+    """The ``seeds`` cell: ``"1"``, ``"3"``; ``"–"`` for published rows."""
+    return "–" if is_missing(value) else str(int(value))
 
 
 def _params(value: object) -> str:
@@ -307,13 +381,17 @@ def markdown_table(part: pd.DataFrame) -> str:
     """A GitHub Markdown table of one section (accuracies in %, paper-spectrum average, AUC, sanity flags)."""
     cols = eps_columns(part)
     header = ["#", "model", "source", "architecture", "params", "training", "clean (%)"]
-    header += [c[len(EPS_PREFIX):] for c in cols] + [AVG_HEADER, "AUC", "n", "sanity"]
+    header += [c[len(EPS_PREFIX):] for c in cols] + [AVG_HEADER, "AUC", "n", "seeds", "sanity"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for i, r in enumerate(part.to_dict("records"), start=1):
+        clean = with_interval(r["clean"], r["clean_ci_low"], r["clean_ci_high"])
+        if not is_missing(r.get("clean_seed_sd")) and int(r.get("seeds") or 1) == 1:
+            clean = clean.replace(" (", "‡ (", 1)
         cells = [str(i), _md(r["model"]), _source_cell(r), _md(r["architecture"]), _params(r["params"]),
-                 _md(r["training"]), with_interval(r["clean"], r["clean_ci_low"], r["clean_ci_high"])]
+                 _md(r["training"]), clean]
         cells += [eps_cell_markdown(r, c) for c in cols]
         n = r["n_examples"]
-        cells += [percent(r["avg"]), percent(r["auc"]), "–" if is_missing(n) else str(int(n)), _md(r["sanity"])]
+        cells += [summary_cell_markdown(r, "avg"), summary_cell_markdown(r, "auc"),
+                  "–" if is_missing(n) else str(int(n)), seeds_text(r.get("seeds")), _md(r["sanity"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
