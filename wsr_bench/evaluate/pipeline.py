@@ -57,6 +57,8 @@ def result_to_entry(result: SpectrumResult, *, model_name: str, architecture: st
         "wall_time_s": round(result.wall_time_s, 3), "settings": result.settings,
         "inferred": _inferred_counts(result.evidence), "random_starts": RANDOM_STARTS,
     }
+    if "aa_version" in result.settings:  # AutoAttack ran: its version decides the leaderboard section
+        evaluation["aa_version"] = result.settings["aa_version"]
     if result.sanity is not None:
         evaluation["sanity_checks"] = result.sanity.to_dict()["checks"]
     return LeaderboardEntry(

@@ -40,7 +40,7 @@ import logging
 
 import torch
 
-from wsr_bench.attacks import AUTOATTACK_APGD_STEPS, autoattack_run
+from wsr_bench.attacks import autoattack_run, autoattack_screen_run
 from wsr_bench.epsilon import eps_label
 from wsr_bench.evaluate.batches import Sweep, Trace, attack_batch, make_attack, run_batches, sweep_eps
 
@@ -61,10 +61,11 @@ def sweep_chain(sweep: Sweep, label: str, members: list[str], skip: torch.Tensor
     """
     strategy = sweep.options.sweep_strategy
     autoattack = members == ["autoattack"]
-    screen_name, steps = ("apgd-ce", AUTOATTACK_APGD_STEPS) if autoattack else (members[0], None)
+    screen_name = "apgd-ce" if autoattack else members[0]
     screen_stage = f"{label}.screen"
-    screen, _ = sweep_eps(sweep, screen_name, skip, stage=screen_stage, steps=steps,
-                          label=f"{label}/{screen_name}" if autoattack else screen_name)
+    screen, _ = sweep_eps(sweep, screen_name, skip, stage=screen_stage,
+                          label=f"{label}/{screen_name}" if autoattack else screen_name,
+                          build=(lambda e: _screen_attack(sweep, e)) if autoattack else None)
     trace = Trace(screen.first.clone(), torch.zeros_like(screen.ran), screen.hit.clone(), list(screen.label),
                   {screen_stage: [screen_stage], label: []}, strategy)
     chain = members if autoattack else members[1:]  # the screen already ran at every eps a chain step visits
@@ -90,6 +91,15 @@ def sweep_chain(sweep: Sweep, label: str, members: list[str], skip: torch.Tensor
     return trace
 
 
+def _screen_attack(sweep: Sweep, eps: float):
+    """AutoAttack's own APGD-CE at ``eps``, as the evaluation's AutoAttack version and norm configure it (restarts,
+    L1's large-eps schedule, ``rand``'s EOT), under the name "apgd-ce"."""
+    o = sweep.options
+    atk = make_attack(sweep, "apgd-ce", eps)
+    return dataclasses.replace(atk, run=autoattack_screen_run(sweep.model, eps, norm=o.norm, seed=o.seed,
+                                                              version=o.aa_version))
+
+
 def _chain_attack(sweep: Sweep, name: str, eps: float):
     """``name`` at ``eps`` for a chain step. AutoAttack leaves out its APGD-CE: every chain step attacks samples the
     screen (AutoAttack's own APGD-CE, same iterations, same image-keyed start) has already failed on at this eps,
@@ -97,8 +107,9 @@ def _chain_attack(sweep: Sweep, name: str, eps: float):
     atk = make_attack(sweep, name, eps)
     if name != "autoattack":
         return atk
-    return dataclasses.replace(atk, run=autoattack_run(sweep.model, eps, norm=sweep.options.norm,
-                                                       seed=sweep.options.seed, skip=("apgd-ce",)))
+    o = sweep.options
+    return dataclasses.replace(atk, run=autoattack_run(sweep.model, eps, norm=o.norm, seed=o.seed,
+                                                       version=o.aa_version, skip=("apgd-ce",)))
 
 
 def _chain_step(sweep: Sweep, trace: Trace, label: str, chain: list[str], suffix: str, k: int,

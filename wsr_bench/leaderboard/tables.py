@@ -33,6 +33,8 @@ DETAIL_PREFIXES = ("ci_low@", "ci_high@", "tied@", "test@")
 INFO_COLUMNS = ["section", "dataset", "threat_model", "model", "source", "architecture", "params", "training",
                 "n_examples", "clean", "clean_ci_low", "clean_ci_high"]
 TAIL_COLUMNS = ["avg", "auc", "sanity", "date", "provenance"]
+#: the ``sanity`` cell of a published row RobustBench flags ``"unreliable": true``.
+UNRELIABLE = "potentially unreliable (RobustBench)"
 AVG_HEADER = "avg(" + ",".join(f"{e:g}" for e in PAPER_SPECTRUM) + ")"
 
 
@@ -104,7 +106,8 @@ def _reference_row(r: ReferenceEntry) -> dict:
     return {"section": section_name(r.dataset, r.threat_model), "dataset": r.dataset, "threat_model": r.threat_model,
             "model": r.model, "source": r.source, "architecture": r.architecture, "params": None,
             "training": reference_training(r), "n_examples": None, "clean": r.clean_accuracy, "avg": None,
-            "auc": None, "sanity": "", "date": "", "provenance": reference_provenance(r), "_suite": "",
+            "auc": None, "sanity": UNRELIABLE if r.unreliable else "", "date": "",
+            "provenance": reference_provenance(r), "_suite": "",
             EPS_PREFIX + r.eps_label: r.robust_accuracy}
 
 
