@@ -156,6 +156,10 @@ def test_l1_attacks_stay_in_the_l1_ball_and_pgd_refuses_l1(setup):
     for name in ("pgd", "fgsm"):
         with pytest.raises(ValueError, match=f"attack '{name}' has no L1 version.*apgd-ce"):
             build_attack(name, model, 2.0, norm="L1")
+    report = run_sanity_checks(model, x, y, eps=[2.0], norm="L1", n_examples=8, steps=2, square_queries=5)
+    fgsm = next(c for c in report.checks if c.name == "fgsm_not_stronger_than_pgd")
+    assert report.probe["white_box"] == "apgd-ce" and fgsm.passed and "no L1 FGSM" in fgsm.message
+    assert report.probe["chance_eps"] == 0.5 * x[0].numel()  # every value moved by 0.5
 
 
 @pytest.mark.parametrize("fields, message", [

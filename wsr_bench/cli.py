@@ -319,7 +319,8 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, metavar="S",
                    help="image side for digits/fashion_mnist/synthetic (default: the size an exported model folder "
                         "records, else the dataset's own: digits 16, fashion_mnist 28)")
-    p.add_argument("--eps", default=PAPER_EPS, help="comma list on the [0,1] scale, e.g. 0.03,8/255")
+    p.add_argument("--eps", default=PAPER_EPS, help="comma list on the [0,1] scale, e.g. 0.03,8/255 (L2 and L1: "
+                                                    "norms of the whole image's change)")
     p.add_argument("--attack", default="pgd", help="pgd, fgsm, apgd-ce, apgd-t, fab-t, square, autoattack, "
                                                    "minnorm, or a comma list (worst case per sample)")
     p.add_argument("--threat-model", default="Linf",
