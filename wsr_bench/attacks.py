@@ -35,6 +35,7 @@ from wsr_bench.rules import (  # noqa: F401 (torch-free, re-exported)
     AA_VERSIONS,
     ATTACK_NAMES,
     L1_ATTACKS,
+    MAX_EPS,
     NORMS,
     normalize_aa_version,
     normalize_attack_name,
@@ -49,11 +50,6 @@ WHITE_BOX: frozenset[str] = frozenset({"fgsm", "pgd", "apgd-ce", "apgd-t", "fab-
 RANDOM_STARTS = ("pgd: keyed by (seed, eps, sample id); apgd-ce, apgd-t, square and autoattack: keyed by "
                  "(seed, attack, the image's bytes), wsr_bench.attack_starts; an image's result does not depend on "
                  "its batch")
-#: Largest eps each threat model accepts: Linf on the [0,1] scale, L2 and L1 norms of the whole image.
-MAX_EPS = {"Linf": 1.0, "L2": 1e3, "L1": 1e5}
-#: Iterations of APGD inside standard AutoAttack (pyautoattack's ``version="standard"``): the screen of the
-#: downward/bisect sweeps is AutoAttack's own APGD-CE, so it runs with these rather than the evaluation's ``steps``.
-AUTOATTACK_APGD_STEPS = 100
 
 
 def validate_images(x: torch.Tensor, y: torch.Tensor | None = None) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from wsr_bench.epsilon import check_eps
 
 __all__ = ["AA_VERSIONS", "AMP_MODES", "ATTACK_NAMES", "DATASETS", "DEFAULT_SWEEP", "ESTIMATORS", "GENOTYPE_OF",
-           "GENOTYPE_RULES", "IMAGENET_MODELS", "KEYWORDS", "L1_ATTACKS", "L1_MIN_EPS", "MEMORY_FORMATS",
+           "GENOTYPE_RULES", "IMAGENET_MODELS", "KEYWORDS", "L1_ATTACKS", "L1_MIN_EPS", "MAX_EPS", "MEMORY_FORMATS",
            "NON_DARTS_MODELS", "NORMS", "OBJECTIVE_FORMS", "RECIPES", "SEARCH_METHODS", "STRENGTH_FEEDS", "SWEEPS",
            "VLE_OUTPUTS", "Wording", "check_choice", "check_dataset", "check_objective", "check_recipe",
            "check_threat_model", "check_warm_start", "normalize_aa_version", "normalize_attack_name",
@@ -83,13 +83,15 @@ _NORM_ALIASES = {"linf": "Linf", "inf": "Linf", "l-inf": "Linf", "l2": "L2", "2"
 #: attacks with an L1 version (pyautoattack's APGD, APGD-T, FAB and Square, hence AutoAttack); torchattacks has no
 #: eps-bounded L1 PGD or FGSM, so ``pgd``, ``fgsm`` and ``transfer`` (PGD on a surrogate) refuse L1.
 L1_ATTACKS: tuple[str, ...] = ("apgd-ce", "apgd-t", "fab-t", "square", "autoattack", "minnorm")
+#: the largest strength each threat model accepts: Linf on the [0,1] scale, L2 and L1 norms of the whole image.
+MAX_EPS: dict[str, float] = {"Linf": 1.0, "L2": 1e3, "L1": 1e5}
 #: an L1 spectrum whose largest strength is below this is on another scale (a Linf one such as 8/255, most likely):
-#: an L1 budget sums |delta| over every pixel and channel (AutoAttack's L1 runs on CIFAR-10 use 12).
+#: an L1 budget sums |delta| over every pixel and channel (L1-APGD, Croce & Hein 2021, uses 12 on CIFAR-10).
 L1_MIN_EPS = 1.0
 #: AutoAttack's versions as pyautoattack spells them (``eval.aa_version``, ``--aa-version``): ``standard``
 #: (APGD-CE, APGD-T, FAB-T, Square), ``plus`` (APGD-CE and APGD-DLR with 5 restarts, FAB with 5, Square, APGD-T,
 #: FAB-T) and ``rand`` (APGD-CE and APGD-DLR with EOT over 20 forward passes, for randomised models). Its
-#: ``custom`` is a list of attacks: ``--attack apgd-ce,apgd-t,...`` with ``--chain-attacks``.
+#: ``custom`` is a list of attacks here: ``--attack apgd-ce,apgd-t,...`` (chained in Python: ``chain_attacks=True``).
 AA_VERSIONS: tuple[str, ...] = ("standard", "plus", "rand")
 #: How a spectrum evaluation walks the strengths (:mod:`wsr_bench.evaluate.sweeps` says what each assumes):
 #: "upward" attacks a sample at every eps up to its break; "downward" and "bisect" screen every eps with a chain's
@@ -249,7 +251,8 @@ def normalize_aa_version(version: str, *, key: str | None = None, error: Error =
     folded = str(version).strip().lower()
     if folded == "custom":
         raise error(f"{key or 'AutoAttack version'} 'custom' is an attack list here: give the attacks instead (e.g. "
-                    "--attack apgd-ce,apgd-t,fab-t,square with --chain-attacks); versions: " + ", ".join(AA_VERSIONS))
+                    "apgd-ce,apgd-t,fab-t,square; chained in Python with chain_attacks=True); versions: "
+                    + ", ".join(AA_VERSIONS))
     return _canonical(version, folded, AA_VERSIONS, "AutoAttack version", key, error)
 
 
@@ -270,7 +273,7 @@ def check_threat_model(attacks: Sequence[str], norm: str, eps: Sequence[float], 
                         f"{w('norm')} 'L1' use {', '.join(L1_ATTACKS)}")
         if eps and max(eps) < L1_MIN_EPS:
             raise error(f"{w('eps')} {', '.join(f'{e:g}' for e in eps)} is on another scale than {w('norm')} 'L1': "
-                        f"an L1 budget sums |delta| over every pixel and channel (12 for CIFAR-10 in AutoAttack); "
+                        f"an L1 budget sums |delta| over every pixel and channel (L1-APGD uses 12 on CIFAR-10); "
                         f"strengths like 8/255 = 0.031 are Linf budgets: give L1 budgets (e.g. 2,4,8,12) or "
                         f"{w('norm')} 'Linf'")
     if aa_version != "standard" and "autoattack" not in attacks:

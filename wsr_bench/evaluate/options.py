@@ -19,6 +19,7 @@ from wsr_bench.epsilon import PAPER_SPECTRUM, parse_eps_list
 from wsr_bench.rules import (
     DEFAULT_SWEEP,
     KEYWORDS,
+    MAX_EPS,
     Wording,
     check_threat_model,
     check_warm_start,
@@ -30,9 +31,6 @@ from wsr_bench.rules import (
 
 if TYPE_CHECKING:
     from wsr_bench.config import ExperimentConfig
-
-#: the largest strength each threat model accepts (Linf on the [0,1] scale; L2 and L1 are norms of the whole image).
-MAX_EPS = {"Linf": 1.0, "L2": 1e3, "L1": 1e5}
 
 #: error messages in terms of the ``wsr-bench eval`` flags: ``--`` plus the field with dashes, but ``--threat-model``.
 _FLAGS = Wording(prefix="--", dashes=True, names={"norm": "--threat-model"}, off_form="without {}")

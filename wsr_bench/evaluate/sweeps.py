@@ -5,11 +5,13 @@ almost all of its cost on the samples it cannot break: every attack runs to its 
 a sample that stands up to eps_k gets the whole chain at every eps up to eps_k, so a spectrum costs about as much
 as running the chain separately at each eps. These sweeps give the whole chain to each sample about once.
 
-Both first *screen* every strength, upward over the survivors, with the chain's first attack alone (AutoAttack's
-own APGD-CE: 100 iterations, one restart, the chain's seed; about 1/50 of the standard chain's passes on a sample
-that resists). The screen is a part of the chain, so a sample it breaks at eps_j is broken there, and at every
-larger eps too: its adversarial example lies inside the larger, nested balls. That inference is exact. Each sample's
-*anchor* is the largest eps below the screen's break (below an earlier attack's break, in a chained list).
+Both first *screen* every strength, upward over the survivors, with the chain's first attack alone (AutoAttack's own
+APGD-CE as its version and norm configure it, with the chain's seed: for standard Linf/L2 100 iterations and one
+restart, about 1/50 of the chain's passes on a sample that resists; 5 restarts for ``plus`` and standard L1; EOT
+over 20 passes for ``rand``, where it is half of the chain). The screen is a part of the chain, so a sample it
+breaks at eps_j is broken there, and at every larger eps too: its adversarial example lies inside the larger, nested
+balls. That inference is exact. Each sample's *anchor* is the largest eps below the screen's break (below an earlier
+attack's break, in a chained list).
 
 * ``downward`` runs the whole chain at the anchor; where it breaks the sample it steps one eps down and runs it
   again, until the chain holds or no smaller eps is left. A sample the screen breaks early costs a few cheap
