@@ -12,6 +12,7 @@ pyautoattack's own attributes for the per-eps baseline and the sweeps alike, so 
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -52,7 +53,13 @@ def small_autoattack():
 def setup(small_autoattack):
     torch.set_num_threads(1)
     _, _, x, y = digits()
-    return trained_model(adv_eps=0.05), x[:12], y[:12]
+    return _own(trained_model(adv_eps=0.05)), x[:12], y[:12]
+
+
+def _own(model: nn.Module) -> nn.Module:
+    """A copy of a cached model: ``evaluate_spectrum`` puts its model in channels_last in place, and the other test
+    modules share the cached one (torchattacks' L2 PGD cannot take channels_last gradients)."""
+    return copy.deepcopy(model)
 
 
 def _per_eps(model, x, y, eps, norm, version):
@@ -114,7 +121,7 @@ class RandomSineGradient(nn.Module):
 def randomised(small_autoattack):
     torch.set_num_threads(1)
     _, _, x, y = digits()
-    return nn.Sequential(RandomSineGradient(), trained_model()).eval(), x[:16], y[:16]
+    return nn.Sequential(RandomSineGradient(), _own(trained_model())).eval(), x[:16], y[:16]
 
 
 @pytest.mark.slow
@@ -142,7 +149,7 @@ def test_randomised_model_is_named_and_rand_accepts_it(randomised):
     pgd = next(c for c in run_sanity_checks(model, x, y, attacks=("pgd",), **kw).checks
                if c.name == "deterministic_forward")
     assert not pgd.passed and "--attack autoattack --aa-version rand" in pgd.message
-    det = next(c for c in run_sanity_checks(trained_model(), x, y, attacks=("autoattack",), **kw).checks
+    det = next(c for c in run_sanity_checks(_own(trained_model()), x, y, attacks=("autoattack",), **kw).checks
                if c.name == "deterministic_forward")
     assert det.passed
 
@@ -160,6 +167,14 @@ def test_l1_attacks_stay_in_the_l1_ball_and_pgd_refuses_l1(setup):
     fgsm = next(c for c in report.checks if c.name == "fgsm_not_stronger_than_pgd")
     assert report.probe["white_box"] == "apgd-ce" and fgsm.passed and "no L1 FGSM" in fgsm.message
     assert report.probe["chance_eps"] == 0.5 * x[0].numel()  # every value moved by 0.5
+
+
+def test_l2_pgd_and_fgm_run_on_a_channels_last_model(setup):
+    """evaluate_spectrum puts models in channels_last; torchattacks' L2 PGD used to fail on their gradients."""
+    model, x, y = setup
+    result = evaluate_spectrum(_own(model), x[:6], y[:6], eps=[0.5, 1.0], attack=["pgd", "fgsm"], norm="L2", steps=3,
+                               device="cpu", memory_format="channels_last")
+    assert result.n_verified > 0 and result.norm == "L2"
 
 
 @pytest.mark.parametrize("fields, message", [

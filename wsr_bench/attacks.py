@@ -320,9 +320,33 @@ def build_attack(
     return Attack(key, eps, norm, key in WHITE_BOX, _BUILDERS[key](model, eps, **opts))
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the gradient contiguous: torchattacks' PGDL2 ``view``s the input gradient, which
+    a channels_last model (``evaluate_spectrum``'s default layout) returns in channels_last strides."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
+
+
+class _ContiguousInputGrad(nn.Module):
+    """``model`` behind :class:`_ContiguousGrad`, for torchattacks' L2 attacks."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(_ContiguousGrad.apply(x))
+
+
 def _fgsm(model, eps, *, norm, seed, **_):
     if norm == "L2":  # the fast gradient method in L2: one full-length normalised-gradient step
-        atk = torchattacks.PGDL2(model, eps=eps, alpha=eps, steps=1, random_start=False)
+        atk = torchattacks.PGDL2(_ContiguousInputGrad(model), eps=eps, alpha=eps, steps=1, random_start=False)
     else:
         atk = torchattacks.FGSM(model, eps=eps)
     return lambda x, y, ids: atk(x, y)
@@ -330,7 +354,8 @@ def _fgsm(model, eps, *, norm, seed, **_):
 
 def _pgd(model, eps, *, norm, steps, seed, early_stop, **_):
     if norm == "L2":
-        atk_l2 = torchattacks.PGDL2(model, eps=eps, alpha=pgd_step_size(eps, steps), steps=steps, random_start=True)
+        atk_l2 = torchattacks.PGDL2(_ContiguousInputGrad(model), eps=eps, alpha=pgd_step_size(eps, steps), steps=steps,
+                                    random_start=True)
 
         def run_l2(x, y, ids):
             with seeded_rng(seed, x.device):
