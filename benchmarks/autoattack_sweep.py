@@ -37,8 +37,20 @@ sweeps run for the first seed and for the others.
     python benchmarks/autoattack_sweep.py --merge /tmp/aa_seed0.json /tmp/aa_seed1.json \\
         --out benchmarks/results/autoattack_sweep_fashion_standard_1000.json              # one page of both seeds
 
+``--menu plus,l1,rand`` measures the rest of AutoAttack's menu the same way (issue 35), one variant per line of
+:data:`MENU`: ``plus`` (Linf), standard AutoAttack under ``L1`` and ``rand`` (EOT over 20 passes) on a randomised
+model (:class:`RandomSineGradient` in front of the adversarially trained CNN). Each variant's downward sweep is
+compared, image by image, with pyautoattack's AutoAttack of that version and norm run separately at every eps on the
+same model and images; for ``rand`` the model's randomness differs between the two, so the differing verdicts are
+tested with the exact McNemar test, beside a rerun of per-eps ``rand`` with another attack seed (the same test between
+two runs of the same evaluation). ``--menu-only`` runs only the menu and adds it to an existing ``--out`` as
+``menu`` (the other sections and their machine record are kept as they were measured):
+
+    python benchmarks/autoattack_sweep.py --menu plus,l1,rand --menu-only --menu-n-test 48 \
+        --square-queries 1000 --targets 3 --out benchmarks/results/autoattack_sweep.json   # committed menu
+
 Writes FILE.json (``config``, ``machine``, ``runs.<model>_seed<s>.{clean_accuracy, baseline, sweeps.<name>}``,
-``summary``, ``conclusion``; a merged file also ``parts``) and FILE.md beside it.
+``summary``, ``conclusion``; a merged file also ``parts``; with ``--menu`` also ``menu``) and FILE.md beside it.
 """
 
 from __future__ import annotations
@@ -98,14 +110,16 @@ class Config:
     targets: int = 9                           # standard AutoAttack: 9 target classes for APGD-T and FAB-T
     threads: int = 1
     smoke: bool = False
+    menu: tuple[str, ...] = ()                 # variants of MENU to measure (plus, l1, rand)
+    menu_n_test: int = 48                      # test images of the menu's comparisons
 
     def smoke_config(self) -> Config:
         """Seconds: both models one epoch on 64 training images, seed 0, every sweep and the upstream-starts rerun on
-        8 test images at 3 eps, Square 20 queries, 1 target class (its numbers mean nothing; it checks that the script
-        runs)."""
+        8 test images at 3 eps, Square 20 queries, 1 target class, APGD 10 iterations, and the menu on 4 images at 2
+        eps (its numbers mean nothing; it checks that the script runs)."""
         return dataclasses.replace(self, n_test=8, train_limit=64, epochs=1, eps=(0.03, 0.10, 0.17), seeds=(0,),
                                    models=tuple(MODELS), sweeps=SWEEPS, upstream_baseline=True, square_queries=20,
-                                   targets=1, smoke=True)
+                                   targets=1, smoke=True, menu=tuple(MENU), menu_n_test=4)
 
 
 def tiny_cnn(mean, std, num_classes: int = 10, in_chans: int = 3) -> nn.Module:
@@ -136,9 +150,46 @@ def train(x, y, mean, std, cfg: Config, adversarial: bool, seed: int) -> nn.Modu
     return model.eval()
 
 
-def set_autoattack_budget(square_queries: int, targets: int) -> None:
-    """Make every ``AutoAttack(version="standard")`` of this process use these budgets (baseline and sweeps alike),
-    through pyautoattack's own attributes, set right after its ``_set_version``."""
+class RandomSineGradient(nn.Module):
+    """A randomised input layer (the ``rand`` variant's defence): ``x + a * s * sin(k x) / k``, a fresh random sign
+    ``s`` per pixel and forward pass (a = 4, k = 1000).
+
+    The output moves by at most a / k = 0.004, so predictions barely change, but the Jacobian ``1 + a s cos(k x)``
+    flips the sign of most pixels' gradient at random in a single pass: single-sample attacks are misled, while the
+    average over AutoAttack rand's 20 passes (EOT) shrinks the random part about 4.5-fold.
+    """
+
+    def __init__(self, amplitude: float = 4.0, frequency: float = 1000.0) -> None:
+        super().__init__()
+        self.amplitude, self.frequency = amplitude, frequency
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sign = torch.randint(0, 2, x.shape, device=x.device).to(x.dtype) * 2 - 1
+        return x + self.amplitude * sign * torch.sin(self.frequency * x) / self.frequency
+
+
+@dataclass(frozen=True)
+class MenuVariant:
+    """One part of AutoAttack's menu beyond standard Linf: its version, norm, strengths and model."""
+
+    version: str
+    norm: str
+    eps: tuple[float, ...]
+    randomised: bool = False   # RandomSineGradient in front of the model (rand's use case)
+
+
+#: The menu measured by ``--menu``: L1 strengths are sums over the 256 pixel values of a 16x16 digit.
+MENU = {
+    "plus": MenuVariant("plus", "Linf", (0.02, 0.05, 0.10, 0.17, 0.25)),
+    "l1": MenuVariant("standard", "L1", (1.0, 2.0, 4.0, 8.0, 12.0)),
+    "rand": MenuVariant("rand", "Linf", (0.02, 0.05, 0.10, 0.17, 0.25), randomised=True),
+}
+
+
+def set_autoattack_budget(square_queries: int, targets: int, apgd_iters: int | None = None) -> None:
+    """Make every ``AutoAttack`` of this process use these budgets (baseline and sweeps alike), through
+    pyautoattack's own attributes, set right after its ``_set_version``; ``apgd_iters`` (smoke runs only) also cuts
+    APGD's 100 iterations, which rand's EOT multiplies by 20."""
     from pyautoattack import AutoAttack
 
     original = getattr(AutoAttack, "_wsr_original_set_version", AutoAttack._set_version)
@@ -148,6 +199,9 @@ def set_autoattack_budget(square_queries: int, targets: int) -> None:
         self.square.n_queries = square_queries
         self.apgd_targeted.n_target_classes = targets
         self.fab.n_target_classes = targets
+        if apgd_iters is not None:
+            for apgd in (self.apgd, self.apgd_targeted):
+                apgd.n_iter = apgd.n_iter_orig = apgd_iters
 
     AutoAttack._wsr_original_set_version = original
     AutoAttack._set_version = set_version
@@ -174,19 +228,22 @@ def count_chain_calls() -> None:
     AutoAttack.run_standard_evaluation = counted
 
 
-def per_eps_autoattack(model, x, y, cfg: Config, seed: int, keyed: bool = True) -> dict[str, Any]:
-    """The baseline: standard AutoAttack separately at every eps on all images; per-sample correctness per eps.
-    ``keyed``: with image-keyed random starts (as the sweeps), else pyautoattack's own batch-position starts."""
+def per_eps_autoattack(model, x, y, cfg: Config, seed: int, keyed: bool = True, variant: MenuVariant | None = None
+                       ) -> dict[str, Any]:
+    """The baseline: AutoAttack separately at every eps on all images; per-sample correctness per eps.
+    ``keyed``: with image-keyed random starts (as the sweeps), else pyautoattack's own batch-position starts;
+    ``variant``: its version, norm and strengths (default: standard, Linf, ``cfg.eps``)."""
     from pyautoattack import AutoAttack
 
     from wsr_bench.attack_starts import key_autoattack_starts
 
+    version, norm, eps = (variant.version, variant.norm, variant.eps) if variant else ("standard", "Linf", cfg.eps)
     counting = CountingModel(model)
     correct, rows = [], []
     calls = CHAIN_CALLS["calls"]
-    for e in cfg.eps:
+    for e in eps:
         before, wall, cpu = counting.count.copy(), time.perf_counter(), time.process_time()
-        adversary = AutoAttack(counting, device="cpu", eps=e, norm="Linf", seed=seed, version="standard")
+        adversary = AutoAttack(counting, device="cpu", eps=e, norm=norm, seed=seed, version=version)
         if keyed:
             key_autoattack_starts(adversary)
         adversary.logger.setLevel(logging.WARNING)
@@ -328,6 +385,67 @@ def bench(cfg: Config) -> dict[str, Any]:
                 baseline.pop(key)
             runs[f"{name}_seed{seed}"] = result
     return runs
+
+
+def bench_menu(cfg: Config) -> dict[str, Any]:
+    """The ``--menu`` variants on the first ``cfg.menu_n_test`` test images, against the adversarially trained CNN
+    of seed 0 (behind :class:`RandomSineGradient` for ``rand``): per-eps AutoAttack of the variant's version and
+    norm vs its downward sweep, image by image, and (``rand``) per-eps rand again with another attack seed."""
+    splits = load_dataset(cfg.dataset, image_size=16, seed=0)
+    x_tr, y_tr = as_tensors(ConcatDataset([splits.train_t, splits.train_v]), cfg.train_limit)
+    x, y = as_tensors(splits.test, cfg.menu_n_test)
+    model = train(x_tr, y_tr, splits.mean, splits.std, cfg, True, 0)
+    out: dict[str, Any] = {}
+    for name in cfg.menu:
+        variant = MENU[name]
+        if cfg.smoke:  # two strengths are enough to check that it runs
+            variant = dataclasses.replace(variant, eps=variant.eps[2:4])
+        target = nn.Sequential(RandomSineGradient(), model).eval() if variant.randomised else model
+        torch.manual_seed(0)  # the randomised model's clean pass
+        with torch.no_grad():
+            clean = float((target(x).argmax(1) == y).float().mean())
+        baseline = per_eps_autoattack(target, x, y, cfg, 0, variant=variant)
+        out[name] = {**dataclasses.asdict(variant), "n_test": len(y), "clean_accuracy": clean,
+                     "baseline": baseline, "sweep": menu_sweep(target, x, y, cfg, variant, baseline)}
+        if variant.randomised:
+            again = per_eps_autoattack(target, x, y, cfg, REPEAT_SEED_OFFSET, variant=variant)
+            again["vs_per_eps"] = paired_test(again["_raw"], baseline["_raw"])
+            out[name]["baseline_repeat"] = {k: v for k, v in again.items() if not k.startswith("_")}
+        for key in ("_raw", "_nested"):
+            baseline.pop(key)
+        logger.info("menu %s: %d of %d verdicts differ, CPU %.2fx", name, out[name]["sweep"]["vs_per_eps"]["differ"],
+                    out[name]["sweep"]["vs_per_eps"]["pairs"], out[name]["sweep"]["cpu_ratio"])
+    return out
+
+
+def menu_sweep(model, x, y, cfg: Config, variant: MenuVariant, baseline: dict[str, Any]) -> dict[str, Any]:
+    """The variant's downward sweep (``evaluate_spectrum``), timed and compared with the per-eps baseline."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    res = evaluate_spectrum(model, x, y, eps=list(variant.eps), attack="autoattack", aa_version=variant.version,
+                            norm=variant.norm, sweep="downward", device="cpu", batch_size=cfg.batch_size, seed=0)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    correct = res.break_eps[:, None] > torch.tensor(variant.eps, dtype=res.break_eps.dtype)[None, :]
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "passes": res.passes.total,
+            "accuracy": [res.robust_accuracy[e] for e in variant.eps],
+            "time_ratio": round(wall / baseline["wall_s"], 3), "cpu_ratio": round(cpu / baseline["cpu_s"], 3),
+            "pass_ratio": round(res.passes.total / baseline["passes"], 3),
+            "inferred": {c: "".join(res.evidence).count(c) for c in "abr"},
+            "vs_per_eps": agreement(correct, baseline["_raw"], res, variant.eps) | paired_test(correct,
+                                                                                             baseline["_raw"]),
+            "vs_per_eps_nested": agreement(correct, baseline["_nested"], res, variant.eps, list_samples=False)}
+
+
+def paired_test(correct: torch.Tensor, base: torch.Tensor) -> dict[str, Any]:
+    """Exact McNemar test of two evaluations' (image, eps) verdicts on the same images: over all pairs (which are
+    not independent across the eps of one image, so read it as a summary) and at each eps, where it is exact."""
+    from wsr_bench.leaderboard.stats import mcnemar_exact
+
+    higher, lower = correct & ~base, ~correct & base
+    per_eps = [{"higher": int(h), "lower": int(lo), "p": round(mcnemar_exact(int(h), int(lo)), 4)}
+               for h, lo in zip(higher.sum(0).tolist(), lower.sum(0).tolist(), strict=True)]
+    return {"pairs": int(correct.numel()), "differ": int((higher | lower).sum()), "higher": int(higher.sum()),
+            "lower": int(lower.sum()), "mcnemar_p": round(mcnemar_exact(int(higher.sum()), int(lower.sum())), 4),
+            "mcnemar_p_min_per_eps": min((r["p"] for r in per_eps), default=1.0), "per_eps": per_eps}
 
 
 def summarize(runs: dict[str, Any]) -> dict[str, Any]:
@@ -479,7 +597,67 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{v['identical_runs']} of {v['runs']} | {v['pairs_differ']} of {v['pairs']} "
                      f"({v['pairs_higher']}) |")
     lines += ["", report["conclusion"], ""]
+    if report.get("menu"):
+        lines += menu_markdown(report["menu"])
     return "\n".join(lines)
+
+
+def menu_markdown(menu: dict[str, Any]) -> list[str]:
+    """The ``--menu`` section: its own machine record, one table row per variant, and its conclusion."""
+    mach, cfg = menu["machine"], menu["config"]
+    lines = ["## AutoAttack's menu over the spectrum: plus, standard L1, rand (downward sweep vs per-eps)", "",
+             f"Measured {menu['date']} on a {mach['cpu_count']}-core CPU ({mach['platform']}), torch {mach['torch']}, "
+             f"1 thread, load average {mach['load_start']} at start and {mach['load_end']} at end (other jobs shared "
+             f"the machine: CPU time is the steadier figure); {menu['total_wall_s'] / 60:.1f} min in all. Model: the "
+             f"PGD-{cfg['adv_steps']} adversarially trained CNN of seed 0 ({cfg['dataset']} 16x16), for rand behind "
+             "`RandomSineGradient` (a random-sign sine layer: forward moves at most 0.004, single-pass gradients "
+             f"mostly random). Images: the first {cfg['menu_n_test']} test images. Budget, the same for per-eps and "
+             f"the sweep: Square {cfg['square_queries']} queries, APGD-T/FAB-T {cfg['targets']} target classes, "
+             "everything else as pyautoattack's version sets it (plus: 5 restarts of APGD-CE, APGD-DLR and FAB; "
+             "L1: APGD with 5 restarts and the 3-2-1x eps schedule; rand: APGD-CE and APGD-DLR with EOT 20). "
+             "Per-eps = pyautoattack's `run_standard_evaluation` of that version and norm at each eps on all "
+             "images, with the image-keyed starts; the sweep = `evaluate_spectrum(attack='autoattack', "
+             "aa_version=..., norm=..., sweep='downward')`.", "",
+             "| variant | eps | clean % | (image, eps) pairs | verdicts differ (higher / lower) | McNemar p (all / "
+             "min per eps) | CPU x per-eps | passes x per-eps | per-eps CPU s | sweep CPU s |",
+             "|---|---|---:|---:|---|---|---:|---:|---:|---:|"]
+    for name, v in menu["variants"].items():
+        a, sw, b = v["sweep"]["vs_per_eps"], v["sweep"], v["baseline"]
+        lines.append(f"| {name} ({v['version']}, {v['norm']}) | {', '.join(eps_label(e) for e in v['eps'])} | "
+                     f"{100 * v['clean_accuracy']:.0f} | {a['pairs']} | {a['differ']} ({a['higher']} / {a['lower']}) "
+                     f"| {a['mcnemar_p']:.3g} / {a['mcnemar_p_min_per_eps']:.3g} | {sw['cpu_ratio']:.2f} | "
+                     f"{sw['pass_ratio']:.2f} | {b['cpu_s']:.0f} | {sw['cpu_s']:.0f} |")
+        rep = v.get("baseline_repeat")
+        if rep:
+            r = rep["vs_per_eps"]
+            lines.append(f"| {name}: per-eps again, attack seed {REPEAT_SEED_OFFSET} | | | {r['pairs']} | "
+                         f"{r['differ']} ({r['higher']} / {r['lower']}) | {r['mcnemar_p']:.3g} / "
+                         f"{r['mcnemar_p_min_per_eps']:.3g} | {rep['cpu_s'] / b['cpu_s']:.2f} | "
+                         f"{rep['passes'] / b['passes']:.2f} | | |")
+    lines += ["", "| accuracy % at each eps | per-eps | downward sweep |", "|---|---|---|"]
+    for name, v in menu["variants"].items():
+        lines.append(f"| {name} | {' / '.join(f'{100 * a:.1f}' for a in v['baseline']['accuracy'])} | "
+                     f"{' / '.join(f'{100 * a:.1f}' for a in v['sweep']['accuracy'])} |")
+    diffs = [(n, d) for n, v in menu["variants"].items() for d in v["sweep"]["vs_per_eps"]["samples"]]
+    listed = "; ".join(f"{n}: image {d['index']} at {eps_label(d['eps'])} {d['sweep_says']} (evidence "
+                       f"{d['evidence']}, broken by {d['break_attack']})" for n, d in diffs)
+    lines += ["", f"Differing verdicts: {listed}." if diffs else "No verdict differs.", "", menu["conclusion"], ""]
+    return lines
+
+
+def menu_conclusion(variants: dict[str, Any]) -> str:
+    """One sentence per variant: compared and differing pairs, McNemar where the model is randomised, cost."""
+    parts = []
+    for name, v in variants.items():
+        a, sw = v["sweep"]["vs_per_eps"], v["sweep"]
+        test = (f", McNemar p = {a['mcnemar_p']:.3g} (smallest per eps {a['mcnemar_p_min_per_eps']:.3g}); per-eps "
+                f"rand against itself with another attack seed: {v['baseline_repeat']['vs_per_eps']['differ']} "
+                f"differ, p = {v['baseline_repeat']['vs_per_eps']['mcnemar_p']:.3g}" if v.get("baseline_repeat")
+                else "")
+        parts.append(f"{name} ({v['version']}, {v['norm']}): {a['differ']} of {a['pairs']} (image, eps) verdicts "
+                     f"differ from per-eps AutoAttack ({a['higher']} higher){test}; CPU {sw['cpu_ratio']:.2f}x, passes "
+                     f"{sw['pass_ratio']:.2f}x")
+    return "; ".join(parts) + "."
 
 
 def merge_reports(paths: list[str]) -> dict[str, Any]:
@@ -529,6 +707,11 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"run per-eps AutoAttack again with attack seed +{REPEAT_SEED_OFFSET} (its own noise floor)")
     p.add_argument("--upstream-baseline", action="store_true",
                    help="first seed: run per-eps AutoAttack again with pyautoattack's own batch-position starts")
+    p.add_argument("--menu", default="", help="comma list of " + ", ".join(MENU) + ": also measure these parts of "
+                   "AutoAttack's menu (version/norm) against per-eps AutoAttack")
+    p.add_argument("--menu-only", action="store_true", help="run only --menu and add it to the existing --out as "
+                   "'menu', keeping its other sections")
+    p.add_argument("--menu-n-test", type=int, default=Config.menu_n_test, help="test images of the menu")
     p.add_argument("--render", action="store_true", help="only rewrite FILE.md from --out")
     p.add_argument("--merge", nargs="+", metavar="PART", help="write --out from these result files (same settings, "
                    "e.g. one process per seed run side by side) instead of running")
@@ -551,19 +734,30 @@ def main(argv: list[str] | None = None) -> int:
                  seeds=tuple(int(s) for s in split(args.seeds)), models=split(args.models),
                  sweeps=split(args.sweeps), sweeps_other_seeds=split(args.sweeps_seed1),
                  square_queries=args.square_queries, targets=args.targets, threads=args.threads,
-                 repeat_baseline=args.repeat_baseline, upstream_baseline=args.upstream_baseline)
+                 repeat_baseline=args.repeat_baseline, upstream_baseline=args.upstream_baseline,
+                 menu=split(args.menu), menu_n_test=args.menu_n_test)
     if args.quick:
         cfg = dataclasses.replace(cfg, n_test=24, eps=(0.03, 0.10, 0.17), seeds=(0,), models=("adversarial",))
     if args.smoke:
         cfg = cfg.smoke_config()
     bad = [m for m in cfg.models if m not in MODELS] + [s for s in cfg.sweeps + cfg.sweeps_other_seeds
-                                                        if s not in SWEEPS]
+                                                        if s not in SWEEPS] + [m for m in cfg.menu if m not in MENU]
     if bad:
-        raise SystemExit(f"unknown model or sweep {bad[0]!r}: models {', '.join(MODELS)}; sweeps {', '.join(SWEEPS)}")
+        raise SystemExit(f"unknown model, sweep or menu variant {bad[0]!r}: models {', '.join(MODELS)}; sweeps "
+                         f"{', '.join(SWEEPS)}; menu {', '.join(MENU)}")
+    if args.menu_only and (not cfg.menu or not Path(args.out).is_file()):
+        raise SystemExit("--menu-only adds the menu to an existing result: give --menu and an existing --out")
     torch.set_num_threads(cfg.threads)
     count_chain_calls()
-    if (cfg.square_queries, cfg.targets) != (5000, 9):
-        set_autoattack_budget(cfg.square_queries, cfg.targets)
+    if (cfg.square_queries, cfg.targets) != (5000, 9) or cfg.smoke:
+        set_autoattack_budget(cfg.square_queries, cfg.targets, apgd_iters=10 if cfg.smoke else None)
+    if args.menu_only:
+        import json
+
+        report = json.loads(Path(args.out).read_text())
+        report["menu"] = run_menu(cfg)
+        publish(report, markdown(report), args.out, "autoattack_sweep")
+        return 0
     load_start, start = load_average(), time.perf_counter()
     report: dict[str, Any] = {"benchmark": "autoattack_sweep", "config": dataclasses.asdict(cfg), "quick": args.quick}
     report["runs"] = bench(cfg)
@@ -572,8 +766,22 @@ def main(argv: list[str] | None = None) -> int:
     add_projections(report["runs"])
     report["summary"] = summarize(report["runs"])
     report["conclusion"] = conclusion(report)
+    if cfg.menu:
+        report["menu"] = run_menu(cfg)
     publish(report, markdown(report), args.out, "autoattack_sweep")
     return 0
+
+
+def run_menu(cfg: Config) -> dict[str, Any]:
+    """The ``menu`` section of a report: the variants' measurements with their own settings, machine record, date
+    and conclusion (so it can be added to a report measured at another time)."""
+    import datetime
+
+    load_start, start = load_average(), time.perf_counter()
+    variants = bench_menu(cfg)
+    return {"config": dataclasses.asdict(cfg), "date": datetime.date.today().isoformat(), "variants": variants,
+            "total_wall_s": round(time.perf_counter() - start, 1), "machine": machine_record(load_start),
+            "conclusion": menu_conclusion(variants)}
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py") if not p.name.startswit
 KEYS = {
     "ane_fidelity.py": {"ablations", "clean_acc", "config", "details", "estimators", "machine", "paper_table5",
                         "pgd_acc", "pgd_ms_per_noise"},
-    "autoattack_sweep.py": {"benchmark", "conclusion", "config", "machine", "quick", "runs", "summary",
+    "autoattack_sweep.py": {"benchmark", "conclusion", "config", "machine", "menu", "quick", "runs", "summary",
                             "total_wall_s"},
     "eval_resume_cost.py": {"benchmark", "conclusion", "config", "goal_met_side_by_side", "goal_met_state_code",
                             "machine", "model", "settings"},

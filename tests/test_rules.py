@@ -44,7 +44,7 @@ def test_search_and_evaluation_name_lists_exist_once():
      "it needs attack 'pgd' and norm 'Linf', attack_all=False"),
     (["eval.attacks=[pgdd]"], {"attack": "pgdd"}, "eval.attacks entry must be one of fgsm, pgd",
      "unknown attack 'pgdd': expected one of fgsm, pgd"),
-    (["eval.threat_model=L3"], {"norm": "L3"}, "eval.threat_model must be one of Linf, L2, got 'L3'",
+    (["eval.threat_model=L3"], {"norm": "L3"}, "eval.threat_model must be one of Linf, L2, L1, got 'L3'",
      "unknown threat model / norm 'L3'"),
 ])
 def test_config_and_spectrum_options_share_the_evaluation_rules(overrides, kwargs, config_message, options_message):

@@ -13,15 +13,20 @@ so an image gets the same start alone or in any batch, and AutoAttack's verdict 
 the eps and the seed. The attacks, their budgets and their order stay pyautoattack's; only where the random
 numbers come from changes. What is keyed:
 
-* APGD-CE and APGD-T (``Linf`` and ``L2``): the random start of each restart and each target class. The start
-  has upstream's distribution (uniform in the Linf ball's corners direction, Gaussian direction in L2).
+* APGD-CE, APGD-DLR and APGD-T (``Linf`` and ``L2``): the random start of each restart and each target class. The
+  start has upstream's distribution (uniform in the Linf ball's corners direction, Gaussian direction in L2).
+* The same under ``L1`` with AutoAttack's large-eps schedule (``use_largereps``, which standard AutoAttack sets for
+  L1): the one Gaussian draw of its :meth:`decr_eps_pgd` per restart and target class.
 * Square (``Linf``): the initial vertical stripes. Its per-iteration square and signs are shared by the whole
   batch and drawn from the global RNG re-seeded at ``perturb``; once the stripes no longer draw from that RNG,
   every call draws the same sequence, whatever the batch.
 * FAB-T needs nothing: with one restart (AutoAttack standard) it has no random start.
 
-Still batch-dependent: Square in L2 (per-sample signs inside its loop), L1 starts, and the float rounding of batched
-forward passes, which can differ in the last bits with the batch size.
+Still batch-dependent: Square in L2 and L1 (per-sample signs inside its loop), APGD's L1 start without the large-eps
+schedule (APGD-CE or APGD-T alone, ``plus`` and ``rand`` under L1: keying it would change the attack, see
+``attack_single_run``), the random restarts of untargeted FAB (only ``plus`` runs FAB with more than one restart),
+a randomised model's own noise (``rand``), and the float rounding of batched forward passes, which can differ in
+the last bits with the batch size.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import hashlib
 from typing import Any
 
 import torch
-from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted
+from pyautoattack.autopgd_base import APGDAttack, APGDAttack_targeted, L1_projection
 from pyautoattack.square import SquareAttack
 
 
@@ -62,7 +67,8 @@ def image_keyed_noise(x: torch.Tensor, seed: Any, salt: str, row_shape: tuple[in
 
 class _KeyedAPGDStarts:
     """Mixin for pyautoattack's APGD classes: each ``attack_single_run`` (one per restart, and per target class for
-    APGD-T) starts from :func:`image_keyed_noise` instead of a batch-wide draw of the global RNG."""
+    APGD-T) and each L1 large-eps schedule (:meth:`decr_eps_pgd`) starts from :func:`image_keyed_noise` instead of
+    a batch-wide draw of the global RNG."""
 
     _salt = "apgd"
 
@@ -70,15 +76,35 @@ class _KeyedAPGDStarts:
         self._keyed_calls = 0
         return super().perturb(*args, **kwargs)
 
+    def _keyed_start(self, x: torch.Tensor, normal: bool) -> torch.Tensor:
+        """The next keyed draw of this ``perturb`` (one per restart and target class)."""
+        call = getattr(self, "_keyed_calls", 0)
+        self._keyed_calls = call + 1
+        return image_keyed_noise(x, self.seed, f"{self._salt}|{self.loss}|{call}", normal=normal)
+
     def attack_single_run(self, x: torch.Tensor, y: torch.Tensor, x_init: torch.Tensor | None = None):
+        # L1 without the large-eps schedule is left as upstream: given a start, its L1 step sizes its sparsity from
+        # the start (``topk``) rather than from 0.2, so keying the start would change the attack, not only its draw
         if x_init is None and self.norm in ("Linf", "L2"):
             x = x if x.dim() == self.ndims + 1 else x.unsqueeze(0)
-            call = getattr(self, "_keyed_calls", 0)
-            self._keyed_calls = call + 1
-            t = image_keyed_noise(x, self.seed, f"{self._salt}|{self.loss}|{call}",
-                                  normal=self.norm == "L2")
-            x_init = x + self.eps * self.normalize(t)
+            x_init = x + self.eps * self.normalize(self._keyed_start(x, normal=self.norm == "L2"))
         return super().attack_single_run(x, y, x_init=x_init)
+
+    def decr_eps_pgd(self, x: torch.Tensor, y: torch.Tensor, epss, iters, use_rs: bool = True):
+        """pyautoattack's L1 schedule (``use_largereps``: 3, 2 and 1 times eps, 30/30/40% of the iterations), its
+        one random draw (``x + N(0, 1)``, projected onto the 3-eps L1 ball) keyed by the image; the rest as
+        upstream, step for step."""
+        if not use_rs:
+            return super().decr_eps_pgd(x, y, epss, iters, use_rs=False)
+        self.use_rs = False
+        x_init = x + self._keyed_start(x, normal=True)
+        x_init += L1_projection(x, x_init - x, 1.0 * float(epss[0]))
+        for eps, niter in zip(epss, iters, strict=True):
+            self.n_iter = niter + 0
+            self.eps = eps + 0.0
+            x_init += L1_projection(x, x_init - x, 1.0 * eps)
+            x_init, acc, loss, x_adv = self.attack_single_run(x, y, x_init=x_init)
+        return (x_init, acc, loss, x_adv)
 
 
 class KeyedAPGD(_KeyedAPGDStarts, APGDAttack):

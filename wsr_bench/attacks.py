@@ -1,12 +1,14 @@
 """One place that turns ``(name, eps, norm, steps, ...)`` into an adversarial attack.
 
 Every attack built here is a callable ``attack(x, y, sample_ids=None) -> x_adv`` on [0,1] images whose
-perturbation stays inside the eps ball (Linf by default, L2 the same way). White-box attacks come from
+perturbation stays inside the eps ball (Linf by default, L2 and L1 the same way). White-box attacks come from
 torchattacks (FGSM, PGD-k with step eps*2.5/k and random start, PGDL2) and from pyautoattack (APGD-CE, APGD-T,
-FAB-T, Square, AutoAttack standard). :class:`MinNormAttack` (FAB) returns each sample's smallest breaking
-eps instead, and ``"transfer"`` crafts PGD on a surrogate model and replays it on the target (black box, as in
-the paper's generalisation study). :func:`build_pgd` is the one Linf PGD the rest of the package (training
-recipes, the search's anchors, warm-started sweeps) and the benchmarks build, and :func:`pgd_step_size` its step rule.
+FAB-T, Square, AutoAttack in its versions standard, plus and rand). L1 balls are pyautoattack's alone (torchattacks
+has no eps-bounded L1 PGD or FGSM), so under L1 only its attacks (:data:`L1_ATTACKS`) are built.
+:class:`MinNormAttack` (FAB) returns each sample's smallest breaking eps instead, and ``"transfer"`` crafts PGD on a
+surrogate model and replays it on the target (black box, as in the paper's generalisation study). :func:`build_pgd`
+is the one Linf PGD the rest of the package (training recipes, the search's anchors, warm-started sweeps) and the
+benchmarks build, and :func:`pgd_step_size` its step rule.
 The attack and norm names (:data:`ATTACK_NAMES`, :func:`normalize_attack_name`, :func:`normalize_norm`) live in the
 torch-free :mod:`wsr_bench.rules`, which the config checks too, and are re-exported here.
 
@@ -29,7 +31,16 @@ import torch.nn.functional as F
 import torchattacks
 
 from wsr_bench.epsilon import parse_eps
-from wsr_bench.rules import ATTACK_NAMES, NORMS, normalize_attack_name, normalize_norm  # noqa: F401 (torch-free)
+from wsr_bench.rules import (  # noqa: F401 (torch-free, re-exported)
+    AA_VERSIONS,
+    ATTACK_NAMES,
+    L1_ATTACKS,
+    MAX_EPS,
+    NORMS,
+    normalize_aa_version,
+    normalize_attack_name,
+    normalize_norm,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +50,6 @@ WHITE_BOX: frozenset[str] = frozenset({"fgsm", "pgd", "apgd-ce", "apgd-t", "fab-
 RANDOM_STARTS = ("pgd: keyed by (seed, eps, sample id); apgd-ce, apgd-t, square and autoattack: keyed by "
                  "(seed, attack, the image's bytes), wsr_bench.attack_starts; an image's result does not depend on "
                  "its batch")
-#: Iterations of APGD inside standard AutoAttack (pyautoattack's ``version="standard"``): the screen of the
-#: downward/bisect sweeps is AutoAttack's own APGD-CE, so it runs with these rather than the evaluation's ``steps``.
-AUTOATTACK_APGD_STEPS = 100
 
 
 def validate_images(x: torch.Tensor, y: torch.Tensor | None = None) -> None:
@@ -233,7 +241,7 @@ class Attack:
     Attributes:
         name: canonical attack name.
         eps: perturbation budget on the [0,1] scale.
-        norm: "Linf" or "L2".
+        norm: "Linf", "L2" or "L1".
         white_box: whether it uses the target model's gradients.
         run: the underlying ``(x, y, sample_ids) -> x_adv`` function.
     """
@@ -265,6 +273,7 @@ def build_attack(
     n_classes: int | None = None,
     surrogate: nn.Module | None = None,
     early_stop: bool = False,
+    aa_version: str = "standard",
 ) -> Attack:
     """Build one eps-bounded attack on ``model``.
 
@@ -272,7 +281,7 @@ def build_attack(
         name: one of :data:`ATTACK_NAMES` except ``"minnorm"`` (see :func:`build_min_norm_attack`).
         model: target model, in eval mode, taking [0,1] images (normalization inside) and returning logits.
         eps: budget (float or ``"8/255"``); Linf eps above 1 is refused with a hint.
-        norm: "Linf" (default) or "L2".
+        norm: "Linf" (default), "L2" or "L1" (APGD-CE, APGD-T, FAB-T, Square and AutoAttack only).
         steps: iterations of PGD / APGD / FAB (FGSM is one step; PGD's step is :func:`pgd_step_size`).
         seed: seed of the attack's randomness.
         n_queries: Square's query budget.
@@ -280,22 +289,29 @@ def build_attack(
         n_classes: number of classes (needed by the targeted attacks; inferred from one forward when None).
         surrogate: model the transfer attack crafts its PGD on (required for ``"transfer"``).
         early_stop: PGD only: stop a sample once misclassified.
+        aa_version: AutoAttack only: pyautoattack's ``version``, "standard", "plus" or "rand".
 
     Returns:
         An :class:`Attack`.
 
     Raises:
-        ValueError: unknown attack or norm, bad eps or steps, ``transfer`` without a surrogate.
+        ValueError: unknown attack, norm or AutoAttack version, bad eps or steps, an attack without an L1 version
+            under L1, ``transfer`` without a surrogate.
     """
     key = normalize_attack_name(name)
     norm = normalize_norm(norm)
-    eps = parse_eps(eps, max_eps=1.0 if norm == "Linf" else 1e3)
+    aa_version = normalize_aa_version(aa_version)
+    eps = parse_eps(eps, max_eps=MAX_EPS[norm])
+    if norm == "L1" and key not in L1_ATTACKS:
+        raise ValueError(f"attack {key!r} has no L1 version (torchattacks has no L1 PGD or FGSM): under L1 use "
+                         f"{', '.join(L1_ATTACKS)}")
     if key == "minnorm":
         raise ValueError("'minnorm' returns per-sample radii, not an eps-bounded attack: use build_min_norm_attack")
     if int(steps) < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     opts = dict(norm=norm, steps=int(steps), seed=int(seed), n_queries=int(n_queries),
-                n_target_classes=int(n_target_classes), n_classes=n_classes, early_stop=early_stop)
+                n_target_classes=int(n_target_classes), n_classes=n_classes, early_stop=early_stop,
+                aa_version=aa_version)
     if key == "transfer":
         if surrogate is None:
             raise ValueError("the transfer attack needs a surrogate model to craft its adversarial examples on")
@@ -304,9 +320,33 @@ def build_attack(
     return Attack(key, eps, norm, key in WHITE_BOX, _BUILDERS[key](model, eps, **opts))
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the gradient contiguous: torchattacks' PGDL2 ``view``s the input gradient, which
+    a channels_last model (``evaluate_spectrum``'s default layout) returns in channels_last strides."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
+
+
+class _ContiguousInputGrad(nn.Module):
+    """``model`` behind :class:`_ContiguousGrad`, for torchattacks' L2 attacks."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(_ContiguousGrad.apply(x))
+
+
 def _fgsm(model, eps, *, norm, seed, **_):
     if norm == "L2":  # the fast gradient method in L2: one full-length normalised-gradient step
-        atk = torchattacks.PGDL2(model, eps=eps, alpha=eps, steps=1, random_start=False)
+        atk = torchattacks.PGDL2(_ContiguousInputGrad(model), eps=eps, alpha=eps, steps=1, random_start=False)
     else:
         atk = torchattacks.FGSM(model, eps=eps)
     return lambda x, y, ids: atk(x, y)
@@ -314,7 +354,8 @@ def _fgsm(model, eps, *, norm, seed, **_):
 
 def _pgd(model, eps, *, norm, steps, seed, early_stop, **_):
     if norm == "L2":
-        atk_l2 = torchattacks.PGDL2(model, eps=eps, alpha=pgd_step_size(eps, steps), steps=steps, random_start=True)
+        atk_l2 = torchattacks.PGDL2(_ContiguousInputGrad(model), eps=eps, alpha=pgd_step_size(eps, steps), steps=steps,
+                                    random_start=True)
 
         def run_l2(x, y, ids):
             with seeded_rng(seed, x.device):
@@ -375,32 +416,59 @@ def _square(model, eps, *, norm, seed, n_queries, **_):
     return run
 
 
-def _autoattack(model, eps, *, norm, seed, **_):
-    return autoattack_run(model, eps, norm=norm, seed=seed)
+def _autoattack(model, eps, *, norm, seed, aa_version, **_):
+    return autoattack_run(model, eps, norm=norm, seed=seed, version=aa_version)
 
 
-def autoattack_run(model: nn.Module, eps: float, *, norm: str, seed: int, skip: Sequence[str] = ()) -> Callable:
-    """Standard AutoAttack (pyautoattack, ``version="standard"``) with image-keyed random starts, as a run function.
+def build_autoattack(model: nn.Module, eps: float, *, norm: str, seed: int, version: str = "standard"):
+    """pyautoattack's ``AutoAttack`` at ``eps`` as ``version`` configures it (attacks, restarts, target classes,
+    Square's queries, L1's APGD schedule, ``rand``'s EOT over 20 passes), with image-keyed random starts
+    (:func:`~wsr_bench.attack_starts.key_autoattack_starts`)."""
+    from pyautoattack import AutoAttack
+
+    from wsr_bench.attack_starts import key_autoattack_starts
+
+    adversary = AutoAttack(model, device=model_device(model), eps=eps, norm=norm, seed=seed,
+                           version=normalize_aa_version(version))
+    return key_autoattack_starts(adversary)
+
+
+def autoattack_run(model: nn.Module, eps: float, *, norm: str, seed: int, version: str = "standard",
+                   skip: Sequence[str] = ()) -> Callable:
+    """AutoAttack (pyautoattack, ``version`` = "standard", "plus" or "rand") with image-keyed random starts, as a
+    run function.
 
     Every attack, budget and the order are pyautoattack's; :mod:`wsr_bench.attack_starts` only keys each image's
     random starts by the image itself, so the verdict on an image does not depend on the batch it is attacked in.
 
     Args:
-        skip: standard attacks to leave out, e.g. ``("apgd-ce",)`` where the spectrum sweeps' screen has already run
-            AutoAttack's own APGD-CE (same iterations, same keyed start) on these images at this eps.
+        version: AutoAttack's version, as pyautoattack spells it.
+        skip: attacks of the version to leave out, e.g. ``("apgd-ce",)`` where the spectrum sweeps' screen has
+            already run AutoAttack's own APGD-CE (:func:`autoattack_screen_run`) on these images at this eps.
     """
-    from pyautoattack import AutoAttack
-
-    from wsr_bench.attack_starts import key_autoattack_starts
-
     def run(x, y, ids):
         device = model_device(model)
-        adversary = key_autoattack_starts(AutoAttack(model, device=device, eps=eps, norm=norm, seed=seed,
-                                                     version="standard"))
+        adversary = build_autoattack(model, eps, norm=norm, seed=seed, version=version)
         adversary.attacks_to_run = [a for a in adversary.attacks_to_run if a not in skip]
         with seeded_rng(seed, device):
             x_adv, _ = adversary.run_standard_evaluation(x.to(device), y.to(device), batch_size=len(x))
         return x_adv
+
+    return run
+
+
+def autoattack_screen_run(model: nn.Module, eps: float, *, norm: str, seed: int, version: str = "standard"
+                          ) -> Callable:
+    """AutoAttack's first attack, its APGD-CE, exactly as ``version`` and ``norm`` configure it (standard Linf/L2:
+    1 restart; plus: 5; standard L1: 5 with the large-eps schedule; rand: EOT over 20 passes), run the way
+    ``run_standard_evaluation`` runs it (loss "ce", the version's seed): the screen of the downward and bisect
+    sweeps, after which a chain step may leave APGD-CE out."""
+    def run(x, y, ids):
+        device = model_device(model)
+        apgd = build_autoattack(model, eps, norm=norm, seed=seed, version=version).apgd
+        apgd.loss, apgd.seed = "ce", seed
+        with seeded_rng(seed, device):
+            return apgd.perturb(x.to(device), y.to(device))
 
     return run
 
@@ -483,6 +551,9 @@ def build_min_norm_attack(model: nn.Module, *, norm: str = "Linf", steps: int = 
 
 
 def perturbation_norm(delta: torch.Tensor, norm: str = "Linf") -> torch.Tensor:
-    """Per-sample Linf or L2 norm of a perturbation batch."""
+    """Per-sample Linf, L2 or L1 norm of a perturbation batch."""
     flat = delta.reshape(len(delta), -1)
-    return flat.abs().amax(1) if normalize_norm(norm) == "Linf" else flat.norm(p=2, dim=1)
+    norm = normalize_norm(norm)
+    if norm == "Linf":
+        return flat.abs().amax(1)
+    return flat.norm(p=2, dim=1) if norm == "L2" else flat.abs().sum(1)

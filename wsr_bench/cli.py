@@ -319,10 +319,17 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-size", type=int, metavar="S",
                    help="image side for digits/fashion_mnist/synthetic (default: the size an exported model folder "
                         "records, else the dataset's own: digits 16, fashion_mnist 28)")
-    p.add_argument("--eps", default=PAPER_EPS, help="comma list on the [0,1] scale, e.g. 0.03,8/255")
+    p.add_argument("--eps", default=PAPER_EPS, help="comma list on the [0,1] scale, e.g. 0.03,8/255 (L2 and L1: "
+                                                    "norms of the whole image's change)")
     p.add_argument("--attack", default="pgd", help="pgd, fgsm, apgd-ce, apgd-t, fab-t, square, autoattack, "
                                                    "minnorm, or a comma list (worst case per sample)")
-    p.add_argument("--threat-model", default="Linf", help="Linf (default) or L2")
+    p.add_argument("--threat-model", default="Linf",
+                   help="Linf (default), L2 or L1 (L1 eps sum |delta| over every pixel, e.g. 12 on CIFAR-10; PGD and "
+                        "FGSM have no L1 version)")
+    p.add_argument("--aa-version", default="standard", metavar="VERSION",
+                   help="AutoAttack's version for --attack autoattack, as pyautoattack spells it: standard (default), "
+                        "plus (more restarts, APGD-DLR and FAB too) or rand (APGD-CE and APGD-DLR with EOT over 20 "
+                        "passes, for randomised models)")
     p.add_argument("--steps", type=int, default=20, help="PGD/APGD iterations (PGD step eps*2.5/steps)")
     p.add_argument("--n-examples", type=int, default=256, help="first N test images")
     p.add_argument("--out", help="leaderboard entry JSON to write (refused if it exists, unless --force)")
@@ -349,7 +356,8 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from wsr_bench.evaluate import SpectrumOptions, run_eval
 
-    options = SpectrumOptions(eps=args.eps, attack=args.attack, norm=args.threat_model, steps=args.steps,
+    options = SpectrumOptions(eps=args.eps, attack=args.attack, norm=args.threat_model, aa_version=args.aa_version,
+                              steps=args.steps,
                               batch_size=args.batch_size, seed=args.seed, attack_all=args.attack_all,
                               sweep=args.sweep, warm_start_steps=args.warm_start_steps, resume=args.resume,
                               flag_names=True)
@@ -370,6 +378,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
           f"{inferred.get('broken_inferred', 0)} broken by a smaller eps, "
           f"{inferred.get('robust_inferred', 0)} robust by a larger eps (screened)")
     print("sanity: " + ("ok" if not entry.flags else "FLAGGED " + ", ".join(entry.flags)))
+    for check in entry.evaluation.get("sanity_checks", []):
+        if not check["passed"]:
+            print(f"  {check['name']}: {check['message']}")
     if args.out:
         print(f"wrote {args.out}")
     return 0

@@ -8,6 +8,7 @@ reads only its own section (``cfg.data``, ``cfg.search``, ``cfg.train``, ``cfg.e
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ from wsr_bench.rules import (
     check_dataset,
     check_objective,
     check_recipe,
+    check_threat_model,
     check_warm_start,
+    normalize_aa_version,
     normalize_attacks,
     normalize_norm,
     normalize_sweep,
@@ -289,7 +292,8 @@ class EvalConfig:
     attacks: list[str] = field(default_factory=lambda: ["pgd"])  # fgsm | pgd | apgd-ce | autoattack | minnorm ...
     steps: int = 20                 # PGD steps (step size eps * 2.5 / steps)
     n_examples: int = 200           # test images evaluated
-    threat_model: str = "Linf"      # Linf | L2
+    threat_model: str = "Linf"      # Linf | L2 | L1 (L1 eps sum |delta| over all pixels: e.g. 12 on CIFAR-10)
+    aa_version: str = "standard"    # AutoAttack's version (with autoattack among the attacks): standard | plus | rand
     warm_start_steps: int | None = None  # PGD survivors continue from their worst iterate with K steps (null: cold)
     sweep: str = DEFAULT_SWEEP      # upward | downward | bisect: how chain attacks (autoattack) walk the eps
 
@@ -299,11 +303,17 @@ class EvalConfig:
         would), so the run folder and the leaderboard paths use the names the results record."""
         self.sweep = normalize_sweep(self.sweep, key="eval.sweep", error=ConfigError)
         _check(len(self.eps) > 0, "eval.eps must list at least one strength")
-        for e in self.eps:
-            check_eps(e, "eval.eps", error=ConfigError)
-        _check(self.steps >= 1 and self.n_examples >= 1, "eval.steps and eval.n_examples must be >= 1")
         self.threat_model = normalize_norm(self.threat_model, key="eval.threat_model", error=ConfigError)
+        for e in self.eps:  # Linf strengths lie in (0, 1]; L2 and L1 budgets are norms of the whole image
+            if self.threat_model == "Linf":
+                check_eps(e, "eval.eps", error=ConfigError)
+            else:
+                _check(math.isfinite(e) and e > 0, f"eval.eps {e:g} must be a finite number > 0")
+        _check(self.steps >= 1 and self.n_examples >= 1, "eval.steps and eval.n_examples must be >= 1")
         self.attacks = list(normalize_attacks(self.attacks, key="eval.attacks", error=ConfigError))
+        self.aa_version = normalize_aa_version(self.aa_version, key="eval.aa_version", error=ConfigError)
+        check_threat_model(self.attacks, self.threat_model, [float(e) for e in self.eps], aa_version=self.aa_version,
+                           wording=_EVAL_KEYS, error=ConfigError)
         if self.warm_start_steps is not None:
             check_warm_start(self.warm_start_steps, attacks=self.attacks, norm=self.threat_model, wording=_EVAL_KEYS,
                              error=ConfigError)

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 
 from wsr_bench.epsilon import check_eps
 
-__all__ = ["AMP_MODES", "ATTACK_NAMES", "DATASETS", "DEFAULT_SWEEP", "ESTIMATORS", "GENOTYPE_OF", "GENOTYPE_RULES",
-           "IMAGENET_MODELS", "KEYWORDS", "MEMORY_FORMATS", "NON_DARTS_MODELS", "NORMS", "OBJECTIVE_FORMS", "RECIPES",
-           "SEARCH_METHODS", "STRENGTH_FEEDS", "SWEEPS", "VLE_OUTPUTS", "Wording", "check_choice", "check_dataset",
-           "check_objective", "check_recipe", "check_warm_start", "normalize_attack_name", "normalize_attacks",
-           "normalize_norm", "normalize_sweep"]
+__all__ = ["AA_VERSIONS", "AMP_MODES", "ATTACK_NAMES", "DATASETS", "DEFAULT_SWEEP", "ESTIMATORS", "GENOTYPE_OF",
+           "GENOTYPE_RULES", "IMAGENET_MODELS", "KEYWORDS", "L1_ATTACKS", "L1_MIN_EPS", "MAX_EPS", "MEMORY_FORMATS",
+           "NON_DARTS_MODELS", "NORMS", "OBJECTIVE_FORMS", "RECIPES", "SEARCH_METHODS", "STRENGTH_FEEDS", "SWEEPS",
+           "VLE_OUTPUTS", "Wording", "check_choice", "check_dataset", "check_objective", "check_recipe",
+           "check_threat_model", "check_warm_start", "normalize_aa_version", "normalize_attack_name",
+           "normalize_attacks", "normalize_norm", "normalize_sweep"]
 
 #: Datasets ``wsr_bench.data.load_dataset`` can load (``data.name``).
 DATASETS: tuple[str, ...] = ("digits", "synthetic", "cifar10", "cifar100", "svhn", "fashion_mnist")
@@ -77,8 +78,21 @@ _ATTACK_ALIASES = {
     "min-norm": "minnorm", "fab-minnorm": "minnorm", "black-box": "transfer", "fgm": "fgsm",
 }
 #: threat models, i.e. the norm of the perturbation ball (``eval.threat_model``, ``--threat-model``).
-NORMS: tuple[str, ...] = ("Linf", "L2")
-_NORM_ALIASES = {"linf": "Linf", "inf": "Linf", "l-inf": "Linf", "l2": "L2", "2": "L2"}
+NORMS: tuple[str, ...] = ("Linf", "L2", "L1")
+_NORM_ALIASES = {"linf": "Linf", "inf": "Linf", "l-inf": "Linf", "l2": "L2", "2": "L2", "l1": "L1", "1": "L1"}
+#: attacks with an L1 version (pyautoattack's APGD, APGD-T, FAB and Square, hence AutoAttack); torchattacks has no
+#: eps-bounded L1 PGD or FGSM, so ``pgd``, ``fgsm`` and ``transfer`` (PGD on a surrogate) refuse L1.
+L1_ATTACKS: tuple[str, ...] = ("apgd-ce", "apgd-t", "fab-t", "square", "autoattack", "minnorm")
+#: the largest strength each threat model accepts: Linf on the [0,1] scale, L2 and L1 norms of the whole image.
+MAX_EPS: dict[str, float] = {"Linf": 1.0, "L2": 1e3, "L1": 1e5}
+#: an L1 spectrum whose largest strength is below this is on another scale (a Linf one such as 8/255, most likely):
+#: an L1 budget sums |delta| over every pixel and channel (L1-APGD, Croce & Hein 2021, uses 12 on CIFAR-10).
+L1_MIN_EPS = 1.0
+#: AutoAttack's versions as pyautoattack spells them (``eval.aa_version``, ``--aa-version``): ``standard``
+#: (APGD-CE, APGD-T, FAB-T, Square), ``plus`` (APGD-CE and APGD-DLR with 5 restarts, FAB with 5, Square, APGD-T,
+#: FAB-T) and ``rand`` (APGD-CE and APGD-DLR with EOT over 20 forward passes, for randomised models). Its
+#: ``custom`` is a list of attacks here: ``--attack apgd-ce,apgd-t,...`` (chained in Python: ``chain_attacks=True``).
+AA_VERSIONS: tuple[str, ...] = ("standard", "plus", "rand")
 #: How a spectrum evaluation walks the strengths (:mod:`wsr_bench.evaluate.sweeps` says what each assumes):
 #: "upward" attacks a sample at every eps up to its break; "downward" and "bisect" screen every eps with a chain's
 #: cheap first attack and run the whole chain (AutoAttack) about once per sample (``eval.sweep``, ``--sweep``).
@@ -225,9 +239,46 @@ def normalize_attacks(attack: str | Sequence[str], *, key: str | None = None,
 
 
 def normalize_norm(norm: str, *, key: str | None = None, error: Error = ValueError) -> str:
-    """``"linf"``/``"Linf"``/``"inf"`` -> ``"Linf"``, ``"l2"``/``"2"`` -> ``"L2"``; anything else raises ``error``."""
+    """``"linf"``/``"Linf"``/``"inf"`` -> ``"Linf"``, ``"l2"``/``"2"`` -> ``"L2"``, ``"l1"``/``"1"`` -> ``"L1"``;
+    anything else raises ``error``."""
     folded = str(norm).strip().lower()
     return _canonical(norm, _NORM_ALIASES.get(folded, folded), NORMS, "threat model / norm", key, error)
+
+
+def normalize_aa_version(version: str, *, key: str | None = None, error: Error = ValueError) -> str:
+    """Canonical AutoAttack version (case and blanks folded); ``custom`` and unknown names raise a one-line ``error``
+    (``custom`` is spelled as an attack list here)."""
+    folded = str(version).strip().lower()
+    if folded == "custom":
+        raise error(f"{key or 'AutoAttack version'} 'custom' is an attack list here: give the attacks instead (e.g. "
+                    "apgd-ce,apgd-t,fab-t,square; chained in Python with chain_attacks=True); versions: "
+                    + ", ".join(AA_VERSIONS))
+    return _canonical(version, folded, AA_VERSIONS, "AutoAttack version", key, error)
+
+
+def check_threat_model(attacks: Sequence[str], norm: str, eps: Sequence[float], *, aa_version: str = "standard",
+                       wording: Wording = KEYWORDS, error: Error = ValueError) -> None:
+    """The rules that tie the attacks, the threat model and the AutoAttack version together, for ``EvalConfig`` and
+    ``SpectrumOptions`` alike (canonical names expected).
+
+    * L1 only with attacks that have an L1 version (:data:`L1_ATTACKS`), and with strengths on the L1 scale: a
+      spectrum whose largest eps is below :data:`L1_MIN_EPS` is refused as a Linf one given by mistake.
+    * An ``aa_version`` other than ``standard`` configures AutoAttack, so it needs ``autoattack`` among the attacks.
+    """
+    w = wording
+    if norm == "L1":
+        bad = [a for a in attacks if a not in L1_ATTACKS]
+        if bad:
+            raise error(f"{w('attack')} {bad[0]!r} has no L1 version (torchattacks has no L1 PGD or FGSM): with "
+                        f"{w('norm')} 'L1' use {', '.join(L1_ATTACKS)}")
+        if eps and max(eps) < L1_MIN_EPS:
+            raise error(f"{w('eps')} {', '.join(f'{e:g}' for e in eps)} is on another scale than {w('norm')} 'L1': "
+                        f"an L1 budget sums |delta| over every pixel and channel (L1-APGD uses 12 on CIFAR-10); "
+                        f"strengths like 8/255 = 0.031 are Linf budgets: give L1 budgets (e.g. 2,4,8,12) or "
+                        f"{w('norm')} 'Linf'")
+    if aa_version != "standard" and "autoattack" not in attacks:
+        raise error(f"{w('aa_version')} {aa_version!r} configures AutoAttack, but {w('attack')} is {list(attacks)}: "
+                    f"add autoattack to {w('attack')} (or drop {w('aa_version')})")
 
 
 def normalize_sweep(name: str, *, key: str | None = None, error: Error = ValueError) -> str:

@@ -167,10 +167,12 @@ def _finished_records(sweep: Sweep, stage: str, eps_index: int, chunks: list[tor
 
 
 def sweep_eps(sweep: Sweep, name: str, skip: torch.Tensor, *, stage: str | None = None, steps: int | None = None,
-              label: str | None = None) -> tuple[Trace, dict[float, float] | None]:
+              label: str | None = None, build: Callable[[float], Any] | None = None
+              ) -> tuple[Trace, dict[float, float] | None]:
     """Sweep one eps-bounded attack upward; returns its trace (per-sample first breaking eps, where it ran) and,
-    for attack-all sweeps, the raw curve. ``stage``/``steps``/``label`` serve a chain's screen (its own state
-    folder and pass count, e.g. AutoAttack's 100-step APGD-CE, and its name in ``break_attack``)."""
+    for attack-all sweeps, the raw curve. ``stage``/``steps``/``label``/``build`` serve a chain's screen (its own
+    state folder and pass count, its name in ``break_attack``, and ``build(eps)`` making the attack at each eps,
+    e.g. AutoAttack's own APGD-CE as its version configures it)."""
     o = sweep.options
     stage = stage or name
     trace = Trace.empty(sweep, {stage: [stage]}, "attack-all" if o.attack_all else "upward")
@@ -180,7 +182,7 @@ def sweep_eps(sweep: Sweep, name: str, skip: torch.Tensor, *, stage: str | None 
     last = torch.full_like(sweep.x, math.nan) if warm else None  # each sample's worst PGD iterate so far
     margins = torch.full((len(sweep.x),), math.inf) if warm else None  # and its logit margin there
     for k, e in enumerate(sweep.eps):
-        atk = make_attack(sweep, name, e, steps)
+        atk = make_attack(sweep, name, e, steps) if build is None else build(e)
         standing = sweep.correct & (skip > e)
         targets = standing if o.attack_all else standing & (first > e)
         idx = targets.nonzero().flatten()
@@ -206,7 +208,8 @@ def make_attack(sweep: Sweep, name: str, eps: float, steps: int | None = None):
     o = sweep.options
     return build_attack(name, sweep.model, eps, norm=sweep.options.norm, steps=o.steps if steps is None else steps,
                         seed=o.seed, n_queries=o.n_queries, n_target_classes=o.n_target_classes,
-                        n_classes=sweep.n_classes, surrogate=sweep.surrogate, early_stop=o.early_stop)
+                        n_classes=sweep.n_classes, surrogate=sweep.surrogate, early_stop=o.early_stop,
+                        aa_version=o.aa_version)
 
 
 def attack_batch(sweep: Sweep, atk, ids: torch.Tensor) -> dict[str, Any]:

@@ -19,8 +19,11 @@ from wsr_bench.epsilon import PAPER_SPECTRUM, parse_eps_list
 from wsr_bench.rules import (
     DEFAULT_SWEEP,
     KEYWORDS,
+    MAX_EPS,
     Wording,
+    check_threat_model,
     check_warm_start,
+    normalize_aa_version,
     normalize_attacks,
     normalize_norm,
     normalize_sweep,
@@ -51,7 +54,8 @@ class SpectrumOptions:
     attack: tuple[str, ...] = ("pgd",)       # a name or names (comma lists too); worst case per sample
     steps: int = 20                          # PGD/APGD/FAB-T iterations (PGD step eps*2.5/steps)
     batch_size: int = 128                    # attack batch size; fixes the batches, hence resume and sharding
-    norm: str = "Linf"                       # threat model: Linf | L2
+    norm: str = "Linf"                       # threat model: Linf | L2 | L1
+    aa_version: str = "standard"             # AutoAttack's version (pyautoattack's names): standard | plus | rand
     attack_all: bool = False                 # attack every clean-correct sample at every eps (the naive sweep)
     chain_attacks: bool = False              # later attacks skip samples an earlier one broke (AutoAttack-style)
     sweep: str | None = None                 # upward | downward | bisect for chain attacks (None: the default)
@@ -69,9 +73,11 @@ class SpectrumOptions:
     def __post_init__(self, flag_names: bool) -> None:
         name = _FLAGS if flag_names else KEYWORDS
         norm = normalize_norm(self.norm)
-        eps = parse_eps_list(self.eps, max_eps=1.0 if norm == "Linf" else 1e3)
+        eps = parse_eps_list(self.eps, max_eps=MAX_EPS[norm])
         sweep = None if self.sweep is None else normalize_sweep(self.sweep)
-        self._set(norm=norm, eps=tuple(eps), attack=normalize_attacks(self.attack), sweep=sweep)
+        self._set(norm=norm, eps=tuple(eps), attack=normalize_attacks(self.attack), sweep=sweep,
+                  aa_version=normalize_aa_version(self.aa_version, key=name("aa_version")))
+        check_threat_model(self.attack, norm, eps, aa_version=self.aa_version, wording=name)
         if int(self.batch_size) < 1 or int(self.steps) < 1:
             raise ValueError(f"{name('batch_size')} and {name('steps')} must be >= 1, "
                              f"got batch_size={self.batch_size}, steps={self.steps}")
@@ -114,8 +120,10 @@ class SpectrumOptions:
 
     def result_settings(self) -> dict[str, Any]:
         """The settings recorded in a result (and an entry's ``evaluation.settings``) and in the resume state's
-        identity, beside eps, attacks, norm, batch size and chaining, which those record on their own."""
-        return {"steps": self.steps, "seed": self.seed, "n_queries": self.n_queries,
+        identity, beside eps, attacks, norm, batch size and chaining, which those record on their own; AutoAttack's
+        version where AutoAttack runs."""
+        aa = {"aa_version": self.aa_version} if "autoattack" in self.attack else {}
+        return {"steps": self.steps, **aa, "seed": self.seed, "n_queries": self.n_queries,
                 "n_target_classes": self.n_target_classes, "minnorm_steps": self.minnorm_steps,
                 "minnorm_targets": self.minnorm_targets, "early_stop": self.early_stop,
                 "warm_start_steps": self.warm_start_steps, "warm_restart_ratio": self.warm_restart_ratio,
@@ -126,7 +134,9 @@ class SpectrumOptions:
         """The options an experiment config asks for: its ``eval`` section, the data section's evaluation batch
         size and the master seed; ``fields`` add or override (e.g. ``resume=True``)."""
         ev = cfg.eval
+        attack = normalize_attacks(fields.get("attack", ev.attacks))  # the version applies where AutoAttack runs
         return cls(**{"eps": ev.eps, "attack": ev.attacks, "norm": ev.threat_model, "steps": ev.steps,
+                      "aa_version": ev.aa_version if "autoattack" in attack else "standard",
                       "warm_start_steps": ev.warm_start_steps, "sweep": ev.sweep,
                       "batch_size": cfg.data.eval_batch_size, "seed": cfg.seed, **fields})
 

@@ -58,6 +58,8 @@ def result_to_entry(result: SpectrumResult, *, model_name: str, architecture: st
         "inferred": _inferred_counts(result.evidence), "random_starts": RANDOM_STARTS,
         "nesting_violations": result.nesting_violations,
     }
+    if "aa_version" in result.settings:  # AutoAttack ran: its version decides the leaderboard section
+        evaluation["aa_version"] = result.settings["aa_version"]
     if result.sanity is not None:
         evaluation["sanity_checks"] = result.sanity.to_dict()["checks"]
     sanity = result.sanity.as_flags() if result.sanity is not None else {}

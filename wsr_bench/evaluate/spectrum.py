@@ -1,6 +1,6 @@
 """The epsilon-spectrum evaluator: robust accuracy as a curve over perturbation strength.
 
-For each attack, strengths are swept upward. The Linf (or L2) balls are nested, so an adversarial example found
+For each attack, strengths are swept upward. The Linf (or L2, or L1) balls are nested, so an adversarial example found
 at eps_j is also one at every eps_k > eps_j: a sample's *breaking eps* is the smallest strength at which some
 attack fooled the model, and the robust accuracy at eps is the fraction of samples whose breaking eps is larger.
 By default the sweep attacks only the samples still standing (``attack_all=False``); ``attack_all=True``
@@ -180,7 +180,12 @@ def evaluate_spectrum(
             "transfer") or a list of names (worst case per sample).
         steps: iterations of PGD/APGD/FAB-T (PGD step size eps*2.5/steps).
         batch_size: attack batch size.
-        norm: "Linf" (default) or "L2".
+        norm: "Linf" (default), "L2" or "L1" (L1 eps sum |delta| over every value: on a different scale; only the
+            attacks of ``wsr_bench.rules.L1_ATTACKS`` have an L1 version).
+        aa_version: AutoAttack's version, as pyautoattack spells it: "standard" (default), "plus" (more restarts,
+            APGD-DLR and untargeted FAB too) or "rand" (APGD-CE and APGD-DLR with EOT over 20 forward passes, for
+            randomised models); needs "autoattack" among the attacks. Swept like standard: the screen is the
+            version's own APGD-CE.
         attack_all: attack every clean-correct sample at every eps (naive sweep) instead of only survivors.
         chain_attacks: with several attacks, later attacks skip samples an earlier one already broke at that eps
             (AutoAttack-style; cheaper; ``["minnorm", "pgd"]`` is the hybrid sweep). Default: each attack sweeps
@@ -239,7 +244,8 @@ def evaluate_spectrum(
         from wsr_bench.evaluate.sanity import run_sanity_checks
 
         result.sanity = run_sanity_checks(model, x, y, eps=sweep.eps, result=result, device=device,
-                                          seed=options.seed, norm=options.norm)
+                                          seed=options.seed, norm=options.norm, attacks=options.attack,
+                                          aa_version=options.aa_version)
     return result
 
 

@@ -5,11 +5,13 @@ almost all of its cost on the samples it cannot break: every attack runs to its 
 a sample that stands up to eps_k gets the whole chain at every eps up to eps_k, so a spectrum costs about as much
 as running the chain separately at each eps. These sweeps give the whole chain to each sample about once.
 
-Both first *screen* every strength, upward over the survivors, with the chain's first attack alone (AutoAttack's
-own APGD-CE: 100 iterations, one restart, the chain's seed; about 1/50 of the standard chain's passes on a sample
-that resists). The screen is a part of the chain, so a sample it breaks at eps_j is broken there, and at every
-larger eps too: its adversarial example lies inside the larger, nested balls. That inference is exact. Each sample's
-*anchor* is the largest eps below the screen's break (below an earlier attack's break, in a chained list).
+Both first *screen* every strength, upward over the survivors, with the chain's first attack alone (AutoAttack's own
+APGD-CE as its version and norm configure it, with the chain's seed: for standard Linf/L2 100 iterations and one
+restart, about 1/50 of the chain's passes on a sample that resists; 5 restarts for ``plus`` and standard L1; EOT
+over 20 passes for ``rand``, where it is half of the chain). The screen is a part of the chain, so a sample it
+breaks at eps_j is broken there, and at every larger eps too: its adversarial example lies inside the larger, nested
+balls. That inference is exact. Each sample's *anchor* is the largest eps below the screen's break (below an earlier
+attack's break, in a chained list).
 
 * ``downward`` runs the whole chain at the anchor; where it breaks the sample it steps one eps down and runs it
   again, until the chain holds or no smaller eps is left. A sample the screen breaks early costs a few cheap
@@ -40,7 +42,7 @@ import logging
 
 import torch
 
-from wsr_bench.attacks import AUTOATTACK_APGD_STEPS, autoattack_run
+from wsr_bench.attacks import autoattack_run, autoattack_screen_run
 from wsr_bench.epsilon import eps_label
 from wsr_bench.evaluate.batches import Sweep, Trace, attack_batch, make_attack, run_batches, sweep_eps
 
@@ -61,10 +63,11 @@ def sweep_chain(sweep: Sweep, label: str, members: list[str], skip: torch.Tensor
     """
     strategy = sweep.options.sweep_strategy
     autoattack = members == ["autoattack"]
-    screen_name, steps = ("apgd-ce", AUTOATTACK_APGD_STEPS) if autoattack else (members[0], None)
+    screen_name = "apgd-ce" if autoattack else members[0]
     screen_stage = f"{label}.screen"
-    screen, _ = sweep_eps(sweep, screen_name, skip, stage=screen_stage, steps=steps,
-                          label=f"{label}/{screen_name}" if autoattack else screen_name)
+    screen, _ = sweep_eps(sweep, screen_name, skip, stage=screen_stage,
+                          label=f"{label}/{screen_name}" if autoattack else screen_name,
+                          build=(lambda e: _screen_attack(sweep, e)) if autoattack else None)
     trace = Trace(screen.first.clone(), torch.zeros_like(screen.ran), screen.hit.clone(), list(screen.label),
                   {screen_stage: [screen_stage], label: []}, strategy)
     chain = members if autoattack else members[1:]  # the screen already ran at every eps a chain step visits
@@ -90,6 +93,15 @@ def sweep_chain(sweep: Sweep, label: str, members: list[str], skip: torch.Tensor
     return trace
 
 
+def _screen_attack(sweep: Sweep, eps: float):
+    """AutoAttack's own APGD-CE at ``eps``, as the evaluation's AutoAttack version and norm configure it (restarts,
+    L1's large-eps schedule, ``rand``'s EOT), under the name "apgd-ce"."""
+    o = sweep.options
+    atk = make_attack(sweep, "apgd-ce", eps)
+    return dataclasses.replace(atk, run=autoattack_screen_run(sweep.model, eps, norm=o.norm, seed=o.seed,
+                                                              version=o.aa_version))
+
+
 def _chain_attack(sweep: Sweep, name: str, eps: float):
     """``name`` at ``eps`` for a chain step. AutoAttack leaves out its APGD-CE: every chain step attacks samples the
     screen (AutoAttack's own APGD-CE, same iterations, same image-keyed start) has already failed on at this eps,
@@ -97,8 +109,9 @@ def _chain_attack(sweep: Sweep, name: str, eps: float):
     atk = make_attack(sweep, name, eps)
     if name != "autoattack":
         return atk
-    return dataclasses.replace(atk, run=autoattack_run(sweep.model, eps, norm=sweep.options.norm,
-                                                       seed=sweep.options.seed, skip=("apgd-ce",)))
+    o = sweep.options
+    return dataclasses.replace(atk, run=autoattack_run(sweep.model, eps, norm=o.norm, seed=o.seed,
+                                                       version=o.aa_version, skip=("apgd-ce",)))
 
 
 def _chain_step(sweep: Sweep, trace: Trace, label: str, chain: list[str], suffix: str, k: int,

@@ -33,7 +33,9 @@ class ReferenceEntry:
     ``source``: who published it (:data:`SOURCE_LABEL` for RobustBench's leaderboard, e.g. ``"published paper"``
     otherwise); ``attack``: the attack behind ``robust_accuracy`` when the file names it (``""`` otherwise);
     ``provenance``: the file the row was read from; ``link``: the paper (or leaderboard) it cites; ``training``:
-    how the model was trained and ``where``: where in the source the numbers were read, when a paper's file says so.
+    how the model was trained and ``where``: where in the source the numbers were read, when a paper's file says so;
+    ``unreliable``: RobustBench's flag for an evaluation it calls "potentially unreliable" (e.g. a randomised defence
+    evaluated without AutoAttack's ``rand`` version), shown beside the row.
     """
 
     model: str
@@ -53,6 +55,7 @@ class ReferenceEntry:
     attack: str = ""
     training: str = ""
     where: str = ""
+    unreliable: bool = False
 
     @property
     def eps_label(self) -> str:
@@ -118,7 +121,7 @@ def parse_reference(d: dict[str, Any], model: str, dataset: str, threat_model: s
         autoattack_accuracy=aa, architecture=str(d.get("architecture", "")), paper=str(d.get("name", "")),
         link=str(d.get("link", "")), venue=str(d.get("venue", "")), additional_data=bool(d.get("additional_data")),
         provenance=where, source=SOURCE_LABEL if source is None else source, attack=attack, training=training,
-        where=read_at)
+        where=read_at, unreliable=d.get("unreliable") is True)
 
 
 @lru_cache(maxsize=1)

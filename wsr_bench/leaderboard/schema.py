@@ -330,8 +330,24 @@ class LeaderboardEntry:
     @property
     def suite(self) -> str:
         """The evaluation suite (``evaluation["suite"]``, whitespace collapsed; ``""`` when not set): entries of one
-        dataset and threat model but different suites go to different leaderboard sections."""
-        return " ".join(str(self.evaluation.get("suite") or "").split())
+        dataset and threat model but different suites go to different leaderboard sections. An AutoAttack version
+        other than standard (:attr:`aa_version`) is part of the suite (``"AutoAttack plus"``), so entries of
+        different versions never share a column (nor one with RobustBench's standard-AutoAttack rows); the threat
+        model (Linf, L2, L1) is part of every section's name already."""
+        suite = " ".join(str(self.evaluation.get("suite") or "").split())
+        version = self.aa_version
+        if version in ("", "standard"):
+            return suite
+        return f"{suite}, AutoAttack {version}" if suite else f"AutoAttack {version}"
+
+    @property
+    def aa_version(self) -> str:
+        """AutoAttack's version when AutoAttack ran (``evaluation["aa_version"]``; "standard" for entries from
+        before versions were recorded), ``""`` when it did not run."""
+        attacks = (self.evaluation.get("attacks") or []) if isinstance(self.evaluation, dict) else []
+        if "autoattack" not in attacks:
+            return ""
+        return str(self.evaluation.get("aa_version") or "standard")
 
     @property
     def worst_case(self) -> Curve:

@@ -41,6 +41,8 @@ INFO_COLUMNS = ["section", "dataset", "threat_model", "model", "source", "archit
                 "clean_seed_sd"]
 TAIL_COLUMNS = ["avg", "avg_tied", "avg_test", "auc", "auc_tied", "auc_test", "nesting_violations", "sanity", "date",
                 "provenance"]
+#: the ``sanity`` cell of a published row RobustBench flags ``"unreliable": true``.
+UNRELIABLE = "potentially unreliable (RobustBench)"
 AVG_HEADER = "avg(" + ",".join(f"{e:g}" for e in PAPER_SPECTRUM) + ")"
 
 
@@ -146,7 +148,8 @@ def _reference_row(r: ReferenceEntry) -> dict:
     return {"section": section_name(r.dataset, r.threat_model), "dataset": r.dataset, "threat_model": r.threat_model,
             "model": r.model, "source": r.source, "architecture": r.architecture, "params": None,
             "training": reference_training(r), "n_examples": None, "clean": r.clean_accuracy, "avg": None,
-            "auc": None, "sanity": "", "date": "", "provenance": reference_provenance(r), "_suite": "",
+            "auc": None, "sanity": UNRELIABLE if r.unreliable else "", "date": "",
+            "provenance": reference_provenance(r), "_suite": "",
             EPS_PREFIX + r.eps_label: r.robust_accuracy}
 
 
