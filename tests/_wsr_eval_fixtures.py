@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import pytest
@@ -83,3 +84,28 @@ def one_thread(_seed_and_threads):
     """Tiny models run fastest on one thread, and a busy 2-core CI box punishes two (imported by the eval tests)."""
     torch.set_num_threads(1)
     yield
+
+
+@contextlib.contextmanager
+def small_autoattack_budget(max_restarts: int | None = None):
+    """Every pyautoattack ``AutoAttack`` built inside gets a small budget (Square 100 queries, 2 target classes, and at
+    most ``max_restarts`` APGD/FAB restarts when given), set through its own attributes after its ``_set_version``:
+    the per-eps baseline and the sweeps alike, so comparisons between them stay exact and fast."""
+    from pyautoattack import AutoAttack
+
+    original = AutoAttack._set_version
+
+    def small(self, version="standard"):
+        original(self, version)
+        self.square.n_queries = 100
+        self.apgd_targeted.n_target_classes = 2
+        self.fab.n_target_classes = 2
+        if max_restarts is not None:
+            self.apgd.n_restarts = min(self.apgd.n_restarts, max_restarts)
+            self.fab.n_restarts = min(self.fab.n_restarts, max_restarts)
+
+    AutoAttack._set_version = small
+    try:
+        yield
+    finally:
+        AutoAttack._set_version = original

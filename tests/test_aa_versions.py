@@ -18,7 +18,7 @@ import json
 import pytest
 import torch
 import torch.nn as nn
-from _wsr_eval_fixtures import digits, one_thread, trained_model  # noqa: F401
+from _wsr_eval_fixtures import digits, one_thread, small_autoattack_budget, trained_model  # noqa: F401
 
 from wsr_bench.attacks import build_attack, perturbation_norm
 from wsr_bench.cli import main
@@ -29,24 +29,11 @@ from wsr_bench.evaluate.sanity import run_sanity_checks
 from wsr_bench.leaderboard import LeaderboardEntry
 
 
-def _small_budget(self, version="standard", _original=None):
-    _original(self, version)
-    self.square.n_queries = 100
-    self.apgd_targeted.n_target_classes = 2
-    self.fab.n_target_classes = 2
-    self.apgd.n_restarts = min(self.apgd.n_restarts, 2)
-    self.fab.n_restarts = min(self.fab.n_restarts, 2)
-
-
 @pytest.fixture(scope="module")
 def small_autoattack():
     """Every ``AutoAttack`` of this module gets the small budget, whatever its version."""
-    from pyautoattack import AutoAttack
-
-    original = AutoAttack._set_version
-    AutoAttack._set_version = lambda self, version="standard": _small_budget(self, version, _original=original)
-    yield
-    AutoAttack._set_version = original
+    with small_autoattack_budget(2):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -100,28 +87,26 @@ def test_new_versions_and_l1_give_per_eps_autoattack_image_by_image(setup, versi
     assert result.sweep == "downward" and "autoattack.screen" in result.passes_per_attack
 
 
-class RandomSineGradient(nn.Module):
-    """A randomised input layer: ``x + a * s * sin(k x) / k`` with a fresh random sign ``s`` per pixel and pass.
+def _random_sine_gradient() -> nn.Module:
+    """The benchmark's randomised input layer (``autoattack_sweep.RandomSineGradient``): a fresh random sign per pixel
+    and pass flips most pixels' gradient in a single pass while the output barely moves."""
+    import importlib.util
+    import sys
+    from pathlib import Path
 
-    Its output moves by at most ``a / k`` (0.004), so predictions barely change, but its Jacobian ``1 + a s cos(k x)``
-    flips the sign of most pixels' gradient at random in a single pass. Averaged over 20 passes (EOT) the random
-    part shrinks by about 4.5 and the true gradient shows through again.
-    """
-
-    def __init__(self, amplitude: float = 4.0, frequency: float = 1000.0) -> None:
-        super().__init__()
-        self.amplitude, self.frequency = amplitude, frequency
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        sign = torch.randint(0, 2, x.shape, device=x.device).to(x.dtype) * 2 - 1
-        return x + self.amplitude * sign * torch.sin(self.frequency * x) / self.frequency
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "autoattack_sweep.py"
+    spec = importlib.util.spec_from_file_location("autoattack_sweep_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.RandomSineGradient()
 
 
 @pytest.fixture(scope="module")
 def randomised(small_autoattack):
     torch.set_num_threads(1)
     _, _, x, y = digits()
-    return nn.Sequential(RandomSineGradient(), _own(trained_model())).eval(), x[:16], y[:16]
+    return nn.Sequential(_random_sine_gradient(), _own(trained_model())).eval(), x[:16], y[:16]
 
 
 @pytest.mark.slow

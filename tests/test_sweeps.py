@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _wsr_eval_fixtures import digits, one_thread, trained_model  # noqa: F401
+from _wsr_eval_fixtures import digits, one_thread, small_autoattack_budget, trained_model  # noqa: F401
 
 from wsr_bench.cli import main
 from wsr_bench.config import ConfigError, EvalConfig
@@ -29,22 +29,11 @@ from wsr_bench.leaderboard.schema import SchemaError
 EPS = [0.02, 0.05, 0.1, 0.2]
 
 
-def _small_budget(self, version="standard", _original=None):
-    _original(self, version)
-    self.square.n_queries = 100
-    self.apgd_targeted.n_target_classes = 2
-    self.fab.n_target_classes = 2
-
-
 @pytest.fixture(scope="module")
 def small_autoattack():
     """Every ``AutoAttack(version="standard")`` of this module gets the tiny budget."""
-    from pyautoattack import AutoAttack
-
-    original = AutoAttack._set_version
-    AutoAttack._set_version = lambda self, version="standard": _small_budget(self, version, _original=original)
-    yield
-    AutoAttack._set_version = original
+    with small_autoattack_budget():
+        yield
 
 
 @pytest.fixture(scope="module")
