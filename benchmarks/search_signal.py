@@ -597,10 +597,11 @@ def part_scale(r: Runner) -> dict[str, Any]:
         cpu = float(np.mean([x["train_cpu_seconds"] + x["eval_cpu_seconds"] for n, _ in picked
                              for x in by_name[n]["seeds"]]))
         measured = [("power", base, cpu, s["retrain"])]
+        power_means = [by_name[n]["avg_robust_acc"] for n, _ in picked]  # all of the power benchmark's seeds
     else:
         rng = random.Random(0)
         picked = [(f"random-{k}", sq.random_genotype(rng, f"random-{k}")) for k in range(c["architectures"])]
-        measured, variants = [], {"power": {}, **variants}
+        measured, variants, power_means = [], {"power": {}, **variants}, None
     for name, overrides in variants.items():
         retrain = {**s["retrain"], **overrides}
         jobs = {f"scale-{name}-{a}-seed{k}": (retrain_job, f"{a}-seed{k}", g, retrain, str(r.workdir / "scale" / name),
@@ -610,10 +611,17 @@ def part_scale(r: Runner) -> dict[str, Any]:
                              for a, _ in picked])
         cpu = float(np.mean([v["train_cpu_seconds"] + v["eval_cpu_seconds"] for v in done.values()]))
         measured.append((name, per_seed, cpu, retrain))
+    from scipy.stats import kendalltau
+
     rows = []
     for name, per_seed, cpu, retrain in measured:
         rel = one_way_icc(per_seed)
+        # does this scale rank the architectures as the power benchmark's mean over all its seeds does?
+        tau_power = float(kendalltau(per_seed.mean(1), power_means)[0]) if power_means else None
         rows.append({"scale": name, "settings": {k: retrain[k] for k in keys}, **rel, "model_cpu_seconds": cpu,
+                     "tau_vs_power_means": tau_power,
+                     "mde_in_between_sd": (method_mde(rel["between_var"], rel["within_var"], 12, 2)
+                                           / (100 * math.sqrt(rel["between_var"])) if rel["between_var"] > 0 else None),
                      "mde_design_points": method_mde(rel["between_var"], rel["within_var"], 12, 2),
                      "design_cpu_hours": 48 * 2 * cpu / 3600,
                      "scores": {a: per_seed[i].tolist() for i, (a, _) in enumerate(picked)}})
@@ -763,14 +771,16 @@ def render(res: dict[str, Any]) -> str:
         sc = res["scale"]
         lines += [f"## Retraining-scale pilot ({', '.join(sc['architectures'])}; "
                   f"seeds {sc['seeds']})", "",
-                  "| scale | epochs | ICC (one seed) | split-half tau | between-arch SD (pts) | seed SD (pts) | "
-                  "CPU s per model | MDE 12 vs 12 at 2 seeds (pts) | CPU-h of that design |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| scale | epochs | ICC (one seed) | split-half tau | tau vs the power benchmark's 4-seed means | "
+                  "between-arch SD (pts) | seed SD (pts) | CPU s per model | MDE 12 vs 12 at 2 seeds (pts) | that MDE "
+                  "in between-arch SDs | CPU-h of that design |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for x in sc["scales"]:
             lines.append(f"| {x['scale']} | {x['settings']['epochs']} | {f(x['icc'], '.2f')} | "
-                         f"{f(x['split_half_tau'], '.2f')} | {f(100 * math.sqrt(x['between_var']), '.2f')} | "
+                         f"{f(x['split_half_tau'], '.2f')} | {f(x.get('tau_vs_power_means'), '.2f')} | "
+                         f"{f(100 * math.sqrt(x['between_var']), '.2f')} | "
                          f"{f(100 * math.sqrt(x['within_var']), '.2f')} | {f(x['model_cpu_seconds'], '.0f')} | "
-                         f"{f(x['mde_design_points'], '.2f')} | {f(x['design_cpu_hours'], '.1f')} |")
+                         f"{f(x['mde_design_points'], '.2f')} | {f(x.get('mde_in_between_sd'), '.1f')} | "
+                         f"{f(x['design_cpu_hours'], '.1f')} |")
         lines.append("")
     if res.get("planted"):
         lines += ["## Planted landscape (share of edges recovered; chance 1/7 = 0.143)", "",
