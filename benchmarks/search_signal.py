@@ -679,16 +679,15 @@ def part_controls(r: Runner, recipe: dict[str, Any] | None) -> dict[str, Any]:
     for v in detail.values():
         by_kind.setdefault(v["kind"], []).append(v["avg_robust_acc"])
 
-    def diff(a: str, b: str) -> dict[str, Any]:
-        return group_difference(by_kind, a, b)
-
     return {"anti": anti, "matched_random": matched, "parameter_free_expected": parameter_free_expected(),
             "param_tolerance": s["param_tolerance"], "retraining": "search_quality.py --power scale (Fashion-MNIST "
             "16x16, C=8, 5 cells, PGD-3 at 0.1, 3 epochs on 12,000 training images, 4 seeds)",
             "n_found": len(by_kind.get("recipe", [])), "n_anti": len(by_kind.get("anti", [])),
             "n_random": len(by_kind.get("matched_random", [])),
-            "found_minus_anti": diff("recipe", "anti"), "found_minus_random": diff("recipe", "random"),
-            "found_minus_matched_random": diff("recipe", "matched_random"), **mde_report(s, by_kind)}
+            "found_minus_anti": group_difference(by_kind, "recipe", "anti"),
+            "found_minus_random": group_difference(by_kind, "recipe", "random"),
+            "found_minus_matched_random": group_difference(by_kind, "recipe", "matched_random"),
+            **mde_report(s, by_kind)}
 
 
 def mde_report(s: dict[str, Any], by_kind: dict[str, list[float]]) -> dict[str, Any]:
