@@ -23,11 +23,17 @@ Parts (each cached in ``--workdir``, resumable after a kill, merged into one res
 - ``scale``: the retraining-scale pilot: reliability (one seed's ICC, split-half Kendall tau) of 6 of the power
   benchmark's architectures at 2 seeds at its scale and with twice the epochs, per model CPU-second, and the
   method-level MDE of the designed 12 vs 12 cells at 2 seeds at each scale.
+- ``target``: the one-shot Kendall tau against a stand-alone target that can show one: every architecture of the
+  stand-alone set (the power benchmark's 17, the recipe's, the anti-search's and the fidelity variants' found cells)
+  retrained at the scale the ``scale`` pilot chose (6 epochs) at 2 seeds (the pilot's models are reused); the
+  one-shot scores of the recipe's and of each fidelity variant's seed-0 super-network ranked against it, the
+  target's own reliability over every architecture, and the found-minus-anti difference at that scale.
 - ``controls``: the anti-search (the recipe maximising its objective) and size-matched random cells (uniform draws
   accepted within +-5% of a found cell's parameter count), their parameter-free edge counts against expectation,
   and the method-level differences that have been trained so far.
 
-Run: ``python benchmarks/search_signal.py [--part official|planted|recipe|fidelity|scale|controls|all] [--workers 2]``;
+Run: ``python benchmarks/search_signal.py [--part official|planted|recipe|fidelity|scale|target|controls|all]
+[--workers 2]``;
 ``--smoke`` runs every part at toy sizes on digits in seconds.
 """
 
@@ -54,7 +60,7 @@ from _common import load_average, machine_record, smoke_out  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PARTS = ("official", "planted", "recipe", "fidelity", "scale", "controls")
+PARTS = ("official", "planted", "recipe", "fidelity", "scale", "target", "controls")
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
@@ -72,6 +78,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
         # retraining-scale pilot: 6 of the power benchmark's architectures (evenly spaced by score) at 2 seeds, at
         # its scale (read from its results) and with twice the epochs
         "scale": {"architectures": 6, "seeds": [0, 1], "variants": {"epochs_6": {"epochs": 6}}},
+        # the stand-alone target at the scale the pilot chose (one of ``scale``'s variants), seed-major
+        "target": {"scale": "epochs_6", "seeds": [0, 1]},
     },
     "smoke": {
         "official_seeds": 2, "recipe_seeds": 2, "anti_seeds": 1, "draws": 4, "draw_seed": 123,
@@ -88,6 +96,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "fidelity": {"seeds": [0, 1], "retrain_found": 1,
                      "variants": {"train_limit_64": {"search": {"train_limit": 64}}}},
         "scale": {"architectures": 3, "seeds": [0, 1], "variants": {"epochs_2": {"epochs": 2}}},
+        "target": {"scale": "epochs_2", "seeds": [0, 1]},
     },
 }
 
@@ -500,25 +509,32 @@ def oneshot_tau(r: Runner, searches: list[dict[str, Any]], raw: dict[str, Any], 
     scores = standalone_scores(r, {"recipe": searches, "anti": anti, **{k: v for k, (v, _) in extra.items()}},
                                {"recipe": r.s["retrain_found"], "anti": r.s["retrain_anti"],
                                 **{k: n for k, (_, n) in extra.items()}})
-    retrain = r.s["retrain"]
+    names = sorted(scores)
+    one = oneshot_scores(r, {n: v["genotype"] for n, v in scores.items()}, raw, search_dir, cache_name)
+    tau = sq.kendall_bootstrap([one[n]["avg_robust_acc"] for n in names],
+                               [scores[n]["avg_robust_acc"] for n in names], n_boot=r.s["bootstrap"])
+    detail = {n: {"oneshot_avg_robust_acc": one[n]["avg_robust_acc"], "oneshot_robust_loss": one[n]["robust_loss"],
+                  **_drop(scores[n], "genotype")} for n in names}
+    return tau, detail
+
+
+def oneshot_scores(r: Runner, genotypes: dict[str, Any], raw: dict[str, Any], search_dir: str,
+                   cache_name: str) -> dict[str, dict[str, Any]]:
+    """The one-shot measurements (``search_quality.oneshot_job``) of ``genotypes`` (name -> genotype) under the final
+    super-network of the search in ``search_dir``, each cached in ``workdir/<cache_name>/<name>.json`` as it lands;
+    the architectures still to measure are split over the workers."""
     cache = r.workdir / cache_name
     cache.mkdir(parents=True, exist_ok=True)
-    todo = {n: v["genotype"] for n, v in scores.items() if not (cache / f"{n}.json").is_file()}
-    if todo:  # each measurement is cached as it lands; the architectures are split over the workers
-        settings = {**retrain, "dataset": raw["data"]["name"]}
+    todo = {n: g for n, g in genotypes.items() if not (cache / f"{n}.json").is_file()}
+    if todo:
+        settings = {**r.s["retrain"], "dataset": raw["data"]["name"]}
         names = sorted(todo)
         chunks = [c for c in (names[i::max(r.workers, 1)] for i in range(max(r.workers, 1))) if c]
         with folder_lock(Path(search_dir)), sq.executor(r.workers and len(chunks)) as pool:
             for f in [pool.submit(sq.oneshot_job, raw, search_dir, {n: todo[n] for n in c}, settings, str(cache))
                       for c in chunks]:
                 f.result()
-    names = sorted(scores)
-    one = {n: json.loads((cache / f"{n}.json").read_text()) for n in names}
-    tau = sq.kendall_bootstrap([one[n]["avg_robust_acc"] for n in names],
-                               [scores[n]["avg_robust_acc"] for n in names], n_boot=r.s["bootstrap"])
-    detail = {n: {"oneshot_avg_robust_acc": one[n]["avg_robust_acc"], "oneshot_robust_loss": one[n]["robust_loss"],
-                  **_drop(scores[n], "genotype")} for n in names}
-    return tau, detail
+    return {n: json.loads((cache / f"{n}.json").read_text()) for n in sorted(genotypes)}
 
 
 def part_fidelity(r: Runner) -> list[dict[str, Any]]:
@@ -626,6 +642,71 @@ def part_scale(r: Runner) -> dict[str, Any]:
                      "design_cpu_hours": 48 * 2 * cpu / 3600,
                      "scores": {a: per_seed[i].tolist() for i, (a, _) in enumerate(picked)}})
     return {"architectures": [a for a, _ in picked], "seeds": seeds, "scales": rows}
+
+
+def fidelity_searches(r: Runner) -> dict[str, list[dict[str, Any]]]:
+    """Each fidelity variant's searches (``fidelity-<variant>`` -> one result per seed), cached by ``fidelity``."""
+    f = r.s["fidelity"]
+    return {f"fidelity-{name}": list(r.map({f"search-fidelity-{name}-seed{k}": (
+        search_job, recipe_config(r.s, k, variant=variant), str(r.workdir / "fidelity" / name / f"seed{k}"))
+        for k in f["seeds"]}).values()) for name, variant in f["variants"].items()}
+
+
+def part_target(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
+    """The one-shot Kendall tau against the stand-alone target at the scale ``scale`` chose: the stand-alone set of
+    ``recipe`` and ``fidelity`` retrained at ``target.scale`` with ``seeds`` (default ``target.seeds``; seed-major, so a
+    first seed lands for every architecture before the second starts; the pilot's models are reused), then the
+    one-shot scores of the recipe's seed-0 super-network and of each fidelity variant's ranked against the seed mean.
+    Also: the target's reliability over every architecture (with >= 2 seeds), how the power scale's 4-seed scores
+    rank against it, whether it tracks parameter count, and found minus anti-found at this scale."""
+    from scipy.stats import kendalltau
+
+    s, t, f = r.s, r.s["target"], r.s["fidelity"]
+    seeds = list(t["seeds"] if seeds is None else seeds)
+    recipe = r.searches("recipe", list(range(s["recipe_seeds"])), lambda k: recipe_config(s, k))
+    anti = r.searches("anti", list(range(s["anti_seeds"])), lambda k: recipe_config(s, k, "maximize"))
+    variants = fidelity_searches(r)
+    cells = standalone_scores(r, {"recipe": recipe, "anti": anti, **variants},
+                              {"recipe": s["retrain_found"], "anti": s["retrain_anti"],
+                               **{k: f["retrain_found"] for k in variants}})
+    names = sorted(cells)
+    supernets = [("recipe seed 0", recipe_config(s, 0), str(r.workdir / "recipe" / "seed0"), "oneshot")]
+    supernets += [(f"fidelity {name} seed {f['seeds'][0]}", recipe_config(s, f["seeds"][0], variant=variant),
+                   str(r.workdir / "fidelity" / name / f"seed{f['seeds'][0]}"), f"oneshot-{name}")
+                  for name, variant in f["variants"].items()]
+    oneshot = {label: oneshot_scores(r, {n: cells[n]["genotype"] for n in names}, raw, d, cache)
+               for label, raw, d, cache in supernets}
+    retrain = {**s["retrain"], **s["scale"]["variants"][t["scale"]]}
+    jobs = {f"scale-{t['scale']}-{a}-seed{k}": (retrain_job, f"{a}-seed{k}", cells[a]["genotype"], retrain,
+                                                str(r.workdir / "scale" / t["scale"]), k) for k in seeds for a in names}
+    done = r.map(jobs)
+    per_seed = np.array([[float(np.mean(done[f"scale-{t['scale']}-{a}-seed{k}"]["scores"])) for k in seeds]
+                         for a in names])
+    target = per_seed.mean(1)
+    short = [cells[a]["avg_robust_acc"] for a in names]
+    by_kind: dict[str, list[float]] = {}
+    for a, score in zip(names, target, strict=True):
+        by_kind.setdefault(cells[a]["kind"], []).append(float(score))
+    return {
+        "scale": t["scale"], "settings": {k: retrain[k] for k in ("epochs", "train_images", "image_size")},
+        "seeds": seeds, "n": len(names),
+        "reliability": one_way_icc(per_seed) if len(seeds) > 1 else None,
+        "oneshot": [{"supernet": label,
+                     "tau": sq.kendall_bootstrap([one[a]["avg_robust_acc"] for a in names], target.tolist(),
+                                                 n_boot=s["bootstrap"]),
+                     "tau_vs_power_scale": sq.kendall_bootstrap([one[a]["avg_robust_acc"] for a in names], short,
+                                                                n_boot=s["bootstrap"])}
+                    for label, one in oneshot.items()],
+        "tau_power_scale_vs_target": sq.kendall_bootstrap(short, target.tolist(), n_boot=s["bootstrap"]),
+        "tau_params_vs_target": float(kendalltau([cells[a]["params"] for a in names], target)[0]),
+        "found_minus_anti": group_difference(by_kind, "recipe", "anti"),
+        **{f"{k}_minus_anti": group_difference(by_kind, k, "anti") for k in variants},
+        "model_cpu_seconds": float(np.mean([v["train_cpu_seconds"] + v["eval_cpu_seconds"] for v in done.values()])),
+        "scores": {a: {"kind": cells[a]["kind"], "params": cells[a]["params"], "per_seed": per_seed[i].tolist(),
+                       "power_scale": short[i], **{f"oneshot {label}": one[a]["avg_robust_acc"]
+                                                   for label, one in oneshot.items()}}
+                   for i, a in enumerate(names)},
+    }
 
 
 Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8
@@ -781,6 +862,30 @@ def render(res: dict[str, Any]) -> str:
                          f"{f(x['mde_design_points'], '.2f')} | {f(x.get('mde_in_between_sd'), '.1f')} | "
                          f"{f(x['design_cpu_hours'], '.1f')} |")
         lines.append("")
+    if res.get("target"):
+        tg = res["target"]
+        rel = tg.get("reliability") or {}
+        lines += [f"## One-shot ranking against the {tg['settings']['epochs']}-epoch stand-alone target ({tg['n']} "
+                  f"architectures, seeds {tg['seeds']})", "",
+                  "| super-network | Kendall tau vs the target (95% bootstrap) | vs the 3-epoch power-scale scores |",
+                  "|---|---|---|"]
+        for o in tg["oneshot"]:
+            a, b = o["tau"], o["tau_vs_power_scale"]
+            lines.append(f"| {o['supernet']} | {f(a['tau'])} ({f(a['ci_low'])} to {f(a['ci_high'])}) | "
+                         f"{f(b['tau'])} ({f(b['ci_low'])} to {f(b['ci_high'])}) |")
+        ps, fa = tg["tau_power_scale_vs_target"], tg["found_minus_anti"]
+        lines += ["", *([f"- The target's reliability over all {tg['n']} architectures: one seed's ICC "
+                         f"{f(rel.get('icc'), '.2f')}, split-half tau {f(rel.get('split_half_tau'), '.2f')}, "
+                         f"between-arch SD {f(100 * math.sqrt(rel['between_var']), '.2f')} pts, seed SD "
+                         f"{f(100 * math.sqrt(rel['within_var']), '.2f')} pts."] if rel else []),
+                  f"- The 3-epoch power-scale scores against the target: tau {f(ps['tau'])} ({f(ps['ci_low'])} to "
+                  f"{f(ps['ci_high'])}); parameter count against the target: tau {f(tg['tau_params_vs_target'])}.",
+                  f"- At this scale, found minus anti-found: {f(fa['points'], '+.2f')} points (p {f(fa['p'], '.2g')}, "
+                  f"n {fa['n']}); "
+                  + "; ".join(f"{k[:-len('_minus_anti')]} minus anti-found {f(v['points'], '+.2f')} points "
+                              f"(p {f(v['p'], '.2g')})" for k, v in tg.items()
+                              if k.endswith("_minus_anti") and k != "found_minus_anti")
+                  + f". CPU s per model {f(tg['model_cpu_seconds'], '.0f')}.", ""]
     if res.get("planted"):
         lines += ["## Planted landscape (share of edges recovered; chance 1/7 = 0.143)", "",
                   "| recipe | method | steps | shared | " + " | ".join(
@@ -832,6 +937,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=None, help="cache of searches, checks and models (default "
                    "runs/search_signal)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default 2; 0 runs inline)")
+    p.add_argument("--target-seeds", type=int, nargs="+", default=None, help="the target part's retraining seeds "
+                   "(default: its settings'; a first seed over every architecture can be reported before the second)")
     p.add_argument("--render", action="store_true", help="only rewrite the .md from the results JSON")
     args = p.parse_args(argv)
     from wsr_bench.io import atomic_write_json, atomic_write_text
@@ -858,6 +965,8 @@ def main(argv: list[str] | None = None) -> int:
             res["fidelity"] = part_fidelity(runner)
         elif part == "scale":
             res["scale"] = part_scale(runner)
+        elif part == "target":
+            res["target"] = part_target(runner, args.target_seeds)
         else:
             res["controls"] = part_controls(runner, res.get("recipe"))
         res.setdefault("wall_seconds", {})[part] = time.perf_counter() - t0

@@ -34,7 +34,7 @@ KEYS = {
     "search_quality.py": {"found_percentile", "machine", "models", "per_image_scores", "quick", "search_wall_seconds",
                           "searches", "settings", "spectrum", "summary", "wall_seconds", "seed_noise", "mde_points",
                           "mde", "seed_agreement", "oneshot_kendall_tau", "cost", "phase_seconds"},
-    "search_signal.py": {"controls", "fidelity", "machine", "official", "planted", "recipe", "scale", "smoke",
+    "search_signal.py": {"controls", "fidelity", "machine", "official", "planted", "recipe", "scale", "smoke", "target",
                          "wall_seconds"},
     "spectrum_cost.py": {"benchmark", "conclusion", "config", "eps", "eps_label", "machine", "models", "n_test",
                          "quick"},
