@@ -68,8 +68,8 @@ class Config:
 
 
 SMOKE = Config(run_tests=False, search_overrides=(
-    "search.init_channels=4", "search.layers=3", "search.population=1", "search.ane_fill_batches=1",
-    "search.ane_batch=4", "search.vle_passes=2", "search.vle_warmup_passes=2", "search.train_steps=1",
+    "search.init_channels=4", "search.layers=3", "search.population=1", "search.ane.fill_batches=1",
+    "search.ane.batch=4", "search.vle.passes=2", "search.vle.warmup_passes=2", "search.train_steps=1",
     "search.attack_steps=1", "data.batch_size=8", "data.eval_batch_size=16"),
     train_images=16, val_images=16, net={"init_channels": 4, "layers": 3}, train_batch=8, train_batches=1,
     aa_images=4, aa_attack="apgd-ce", aa_steps=2, image_size=16)

@@ -75,8 +75,8 @@ TABLE6 = {"Adv. Train": ["adv_train"], "A.E. Gen.": ["noise_gen"], "Search (naiv
 
 #: ``--smoke``: toy sizes, only to check that every step runs (its numbers mean nothing)
 SMOKE_SEARCH = {"init_channels": 2, "population": 1, "search_steps": 1, "train_limit": 32, "val_limit": 16,
-                "train_steps": 1, "attack_steps": 1, "bn_batches": 1, "ane_batch": 4, "vle_warmup_passes": 2,
-                "vle_passes": 1}
+                "train_steps": 1, "attack_steps": 1, "bn_batches": 1, "ane": {"batch": 4},
+                "vle": {"warmup_passes": 2, "passes": 1}}
 #: VLE probe sizes (architectures, validation images, clean probe epochs, VLE passes): quick, full, smoke
 PROBE = {"quick": (48, 32, 6, 300), "full": (96, 64, 6, 300), "smoke": (8, 8, 1, 5)}
 
@@ -90,10 +90,12 @@ def settings(quick: bool, smoke: bool = False) -> dict[str, Any]:
     """
     search = {"init_channels": 4, "layers": 3, "population": 2 if quick else 4, "search_steps": 1 if quick else 6,
               "train_limit": 256 if quick else None, "val_limit": 256 if quick else None, "train_steps": 7,
-              "attack_steps": 7, "ane_fill_batches": 1, "ane_batch": 10, "vle_warmup_passes": 100,
-              "vle_passes": 20, "progress": False}  # otherwise the official recipe (wsr_bench/config.py defaults)
+              "attack_steps": 7, "ane": {"fill_batches": 1, "batch": 10},
+              "vle": {"warmup_passes": 100, "passes": 20},
+              "progress": False}  # otherwise the official recipe (wsr_bench/config.py defaults)
     if smoke:
-        search.update(SMOKE_SEARCH)
+        for key, value in SMOKE_SEARCH.items():  # section by section: the smoke sizes, the rest as above
+            search[key] = {**search[key], **value} if isinstance(value, dict) else value
     return {"name": "search-cost", "seed": 0, "device": "cpu",
             "data": {"name": "digits", "image_size": 16, "batch_size": 64, "eval_batch_size": 256},
             "search": search}
@@ -184,11 +186,11 @@ def vle_rank_correlation(engine: WsrSearch, n_archs: int, folds: int, val_images
         for H, L in zip(archs[~test], losses[~test], strict=True):
             memory.push(H, L)
         torch.manual_seed(seed + f)
-        vle = ValLossEstimator(14, 8, engine.objective.num_losses, hidden=engine.scfg.vle_hidden,
-                               output=engine.scfg.vle_output)
-        opt = torch.optim.Adam(vle.parameters(), lr=engine.scfg.vle_lr, weight_decay=engine.scfg.vle_weight_decay)
+        vle = ValLossEstimator(14, 8, engine.objective.num_losses, hidden=engine.scfg.vle.hidden,
+                               output=engine.scfg.vle.output)
+        opt = torch.optim.Adam(vle.parameters(), lr=engine.scfg.vle.lr, weight_decay=engine.scfg.vle.weight_decay)
         train_vle(vle, memory, opt, passes=vle_passes, batch_size=64, generator=gen,
-                  input_noise=engine.scfg.vle_input_noise)
+                  input_noise=engine.scfg.vle.input_noise)
         with torch.no_grad():
             pred[test] = engine.objective(vle(archs[test]))
         fold_taus.append(float(kendalltau(pred[test].numpy(), measured[test].numpy())[0]))
@@ -280,7 +282,7 @@ def summary_markdown(res: dict[str, Any]) -> str:
              f"{s['search_steps']} search steps, {s['train_limit'] or 'all'} D_t / {s['val_limit'] or 'all'} D_v "
              "images, " + (f"PGD-{s['train_steps']} training and anchors" if s["train_steps"] == s["attack_steps"] else
                 f"PGD-{s['train_steps']} training and PGD-{s['attack_steps']} anchors")
-             + f", B = {s['ane_batch']}. Times are CPU seconds (one thread) per iteration, mean over the population "
+             + f", B = {s['ane']['batch']}. Times are CPU seconds (one thread) per iteration, mean over the population "
              "and search iterations; columns as the paper's Table 6.", "",
              "| search | s/iteration | " + " | ".join(cols) + " |", "|---|---:|" + "---:|" * len(cols)]
     for key, label in (("naive", "naive, 6 PGD strengths"), ("wsr", "Wsr-NAS, 3 + 3")):

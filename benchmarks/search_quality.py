@@ -95,8 +95,8 @@ SETTINGS = {
               "attack_steps": 10, "workers": 2},
     "full": {"image_size": 28, "search_overrides": {"init_channels": 16, "layers": 8, "population": 20,
                                                     "search_steps": 50, "train_limit": 10000, "val_limit": 2000,
-                                                    "train_steps": 7, "attack_steps": 7, "arch_lr": 0.00012,
-                                                    "ane_fill_batches": 4, "ane_batch": 64, "ane_lr_warmup": 1000},
+                                                    "train_steps": 7, "attack_steps": 7, "arch": {"lr": 0.00012},
+                                                    "ane": {"fill_batches": 4, "batch": 64, "lr_warmup": 1000}},
              "init_channels": 16, "layers": 8, "train_images": 60000, "epochs": 20, "train_eps": 0.1,
              "train_steps": 7, "lr": 0.1, "batch_size": 128, "test_images": 10000, "attack_steps": 20,
              "workers": 1},
@@ -106,8 +106,8 @@ SETTINGS = {
     # AN-Estimator's warm-up spanning the search (about 580 estimator steps in 60 iterations; the official 4,000
     # span its 3,000). Retraining: twice quick mode's images, four training seeds per architecture (three gave an MDE
     # of 1.13 points and the run's own estimate asked for four to reach 1 point; a fourth seed reuses the cache).
-    "power": {"image_size": 16, "search_overrides": {"population": 20, "search_steps": 40, "arch_lr": 0.00015,
-                                                     "ane_lr_warmup": 800},
+    "power": {"image_size": 16, "search_overrides": {"population": 20, "search_steps": 40, "arch": {"lr": 0.00015},
+                                                     "ane": {"lr_warmup": 800}},
               "init_channels": 8, "layers": 5, "train_images": 12000, "epochs": 3, "train_eps": 0.1,
               "train_steps": 3, "lr": 0.05, "batch_size": 64, "test_images": 1000, "attack_steps": 10, "workers": 2,
               "wsr_seeds": 3, "naive_seeds": 2, "train_seeds": 4, "data_seed": 0, "random": 8,
@@ -116,8 +116,8 @@ SETTINGS = {
     "power_smoke": {"image_size": 16, "dataset": "digits",
                     "search_overrides": {"init_channels": 2, "population": 2, "search_steps": 2, "train_limit": 32,
                                          "val_limit": 16, "train_steps": 1, "attack_steps": 1, "bn_batches": 1,
-                                         "ane_batch": 4, "vle_warmup_passes": 2, "vle_passes": 1,
-                                         "arch_lr": 0.003},
+                                         "ane": {"batch": 4}, "vle": {"warmup_passes": 2, "passes": 1},
+                                         "arch": {"lr": 0.003}},
                     "init_channels": 2, "layers": 3, "train_images": 64, "epochs": 1, "train_eps": 0.1,
                     "train_steps": 1, "lr": 0.05, "batch_size": 32, "test_images": 16, "attack_steps": 2,
                     "workers": 0, "wsr_seeds": 2, "naive_seeds": 2, "train_seeds": 2, "data_seed": 0, "random": 2,
@@ -127,7 +127,7 @@ SETTINGS = {
     "smoke": {"image_size": 16, "dataset": "digits", "published": ["wsrnet_basic"],
               "search_overrides": {"init_channels": 2, "population": 1, "search_steps": 1, "train_limit": 32,
                                    "val_limit": 16, "train_steps": 1, "attack_steps": 1, "bn_batches": 1,
-                                   "ane_batch": 4, "vle_warmup_passes": 2, "vle_passes": 1},
+                                   "ane": {"batch": 4}, "vle": {"warmup_passes": 2, "passes": 1}},
               "init_channels": 2, "layers": 3, "train_images": 64, "epochs": 1, "train_eps": 0.1, "train_steps": 1,
               "lr": 0.05, "batch_size": 32, "test_images": 16, "attack_steps": 2, "workers": 0},
 }
@@ -177,7 +177,7 @@ def search_config(settings: dict[str, Any], method: str, seed: int) -> dict[str,
     """The demo's search section on Fashion-MNIST (``--smoke``: digits; naive: PGD at all six strengths, no
     estimator)."""
     demo = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
-    search = {**demo["search"], **settings["search_overrides"], "progress": False,
+    search = {**merged(demo["search"], settings["search_overrides"]), "progress": False,
               "max_parameter_free_normal": None, "max_skip_normal": None}  # the search itself, without caps
     if method == "naive":
         search.update(method="naive", n1=6, n2=0, estimator="none")
@@ -185,6 +185,16 @@ def search_config(settings: dict[str, Any], method: str, seed: int) -> dict[str,
             "data": {"name": settings.get("dataset", "fashion_mnist"), "image_size": settings["image_size"],
                      "batch_size": 64, "eval_batch_size": 256},
             "search": search}
+
+
+def merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``overrides`` merged in, section by section (``{"ane": {"batch": 4}}`` changes only
+    ``ane.batch``)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merged(out[key], value) if both else copy.deepcopy(value)
+    return out
 
 
 def run_search_job(raw: dict[str, Any], out: str) -> dict[str, Any]:
@@ -906,11 +916,13 @@ def random_draw_report(models: list[dict[str, Any]]) -> str:
 
 
 def render_power(result: dict[str, Any]) -> str:
+    from wsr_bench.config import nest_search_keys
+
     s, summ, noise, mde = result["settings"], result["summary"], result["seed_noise"], result["mde"]
     data = "digits" if s.get("dataset") == "digits" else "Fashion-MNIST"
     n_seeds, machine, cost = noise["n_seeds"], result["machine"], result["cost"]
     phases = result["phase_seconds"]
-    srch = s["search_overrides"]
+    srch = nest_search_keys(s["search_overrides"])  # results written before the sections hold flat keys
     mode = "power, smoke" if result.get("smoke") else "power"
     lines = [
         f"# Search quality ({mode}): can the benchmark tell cells apart, and do Wsr-NAS cells beat random ones?", "",
@@ -932,8 +944,8 @@ def render_power(result: dict[str, Any]) -> str:
         f"score.", "",
         f"**Searches.** The search section of configs/demo.yaml on the same data (C={srch.get('init_channels', 4)} "
         f"super-network, {srch.get('layers', 3)} cells), population {srch['population']}, {srch['search_steps']} "
-        f"steps, arch_lr {srch['arch_lr']:g} (T * arch_lr = {srch['search_steps'] * srch['arch_lr']:g}), "
-        f"ane_lr_warmup {srch.get('ane_lr_warmup', 100)}, no cap on parameter-free ops; Wsr-NAS seeds "
+        f"steps, arch_lr {srch['arch']['lr']:g} (T * arch_lr = {srch['search_steps'] * srch['arch']['lr']:g}), "
+        f"ane_lr_warmup {srch.get('ane', {}).get('lr_warmup', 100)}, no cap on parameter-free ops; Wsr-NAS seeds "
         f"0-{s['wsr_seeds'] - 1}, naive (PGD at all six strengths, gradient through the super-network) seeds "
         f"0-{s['naive_seeds'] - 1}. Random genotypes: {s['random']} uniform draws (quick mode's draws).", "",
         "## 1. Noise: how far apart must two cells be to be told apart?", "",

@@ -87,7 +87,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "recipe_overrides": {"data": {"name": "digits"},
                              "search": {"init_channels": 2, "population": 2, "search_steps": 2, "train_limit": 32,
                                         "val_limit": 16, "train_steps": 1, "attack_steps": 1, "bn_batches": 1,
-                                        "ane_batch": 4, "measure_draws": 2}},
+                                        "ane": {"batch": 4}, "vle": {"measure_draws": 2}}},
         "official": sq.SETTINGS["power_smoke"],
         "planted": {"noise_sd": [0.0, 2.0], "steps": [4], "shared": [0.5], "seeds": [0], "population": 4,
                     "lstm_steps": [4]},
@@ -116,8 +116,7 @@ def recipe_config(s: dict[str, Any], seed: int, direction: str = "minimize",
     raw = config_to_dict(load_config(ROOT / s["recipe_config"], [f"seed={seed}", "search.progress=false",
                                                                  f"search.direction={direction}"]))
     for overrides in (s["recipe_overrides"], variant or {}):
-        for section, values in overrides.items():
-            raw[section].update(values)
+        raw = sq.merged(raw, overrides)
     return raw
 
 
@@ -416,8 +415,8 @@ def planted_configs(s: dict[str, Any], steps: int) -> dict[str, tuple[str, dict[
     """The recipes run on planted landscapes, at ``steps`` search steps: (recipe, method) -> raw config."""
     p = s["planted"]
     official = official_config(s, 0)
-    official["search"].update(population=p["population"], search_steps=steps, arch_lr=0.006 / steps,
-                              init_channels=2)
+    official["search"].update(population=p["population"], search_steps=steps, init_channels=2)
+    official["search"]["arch"] = {**official["search"]["arch"], "lr": 0.006 / steps}
     recipe = recipe_config(s, 0)
     recipe["search"].update(population=p["population"], search_steps=steps, init_channels=2)
     naive = copy.deepcopy(recipe)
@@ -428,7 +427,7 @@ def planted_configs(s: dict[str, Any], steps: int) -> dict[str, tuple[str, dict[
         raw["data"] = {**raw["data"], "name": "digits"}  # no training: the data only sizes the loop
         raw["search"].update(train_limit=8, val_limit=16, progress=False)
     one_draw = copy.deepcopy(recipe)  # the recipe measuring only the trained draw, as the official loop does
-    one_draw["search"].update(measure_draws=1)
+    one_draw["search"]["vle"] = {**one_draw["search"]["vle"], "measure_draws": 1}
     return {"official/wsr": official, "official/naive": naive_official, "search_signal/wsr": recipe,
             "search_signal/naive": naive, "search_signal_one_draw/wsr": one_draw}
 
@@ -437,7 +436,7 @@ def part_planted(r: Runner) -> list[dict[str, Any]]:
     p, jobs, meta = r.s["planted"], {}, {}
     for steps in p["steps"]:
         for name, raw in planted_configs(r.s, steps).items():
-            lstm = raw["search"]["method"] == "wsr" and raw["search"].get("vle_model", "lstm") == "lstm"
+            lstm = raw["search"]["method"] == "wsr" and raw["search"].get("vle", {}).get("model", "lstm") == "lstm"
             if lstm and steps not in p["lstm_steps"]:
                 continue
             for noise in p["noise_sd"]:

@@ -101,7 +101,7 @@ class Config:
 SMOKE = Config(dataset="digits", models=("darts_v2",), sizes=(16,), threads=(1,), init_channels=4, layers=3,
                batch=16, timed_batches=1, reps=1,
                search_overrides=("search.population=1", "search.train_limit=32", "search.val_limit=16",
-                                 "search.vle_passes=2", "search.vle_warmup_passes=2", "search.ane_batch=8",
+                                 "search.vle.passes=2", "search.vle.warmup_passes=2", "search.ane.batch=8",
                                  "data.batch_size=16", "search.progress=false"),
                pretrain_images=32, sweep_n=16, sweep_eps=(0.05, 0.1), sweep_steps=2, aa_n=4, aa_eps=(0.1,),
                amp_images=32, amp_epochs=1, amp_test=16, compile=False)

@@ -160,8 +160,8 @@ def test_search_bf16_trains_in_bf16_and_measures_in_float32(tmp_path, device, mo
         "seed": 0, "device": device, "data": {"name": "digits", "image_size": 16, "batch_size": 16,
                                                 "eval_batch_size": 32},
         "search": {"init_channels": 4, "layers": 3, "population": 1, "search_steps": 1, "train_limit": 16,
-                   "val_limit": 16, "train_steps": 1, "attack_steps": 1, "ane_batch": 4, "vle_passes": 1,
-                   "vle_warmup_passes": 1, "amp": "bf16", "progress": False}})
+                   "val_limit": 16, "train_steps": 1, "attack_steps": 1, "ane": {"batch": 4},
+                   "vle": {"passes": 1, "warmup_passes": 1}, "amp": "bf16", "progress": False}})
     engine = WsrSearch(cfg, tmp_path, device)
     assert memory_format_of(engine.supernet) == "channels_last"
     seen, handles = conv_dtypes(engine.supernet)

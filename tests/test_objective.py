@@ -86,7 +86,7 @@ def test_strength_layout_refuses_mismatch():
     (["search.objective_weights=[1, 2, 3, 0, 7, 10]"], "must all be > 0"),
     (["search.method=naive"], "naive runs PGD at every strength"),
     (["search.strengths=[0.06, 0.03, 0.09, 0.1, 0.2, 0.3]"], "strictly increasing"),
-    (["search.ane_target_range=[0.2, 0.1]"], "ane_target_range"),
+    (["search.ane.target_range=[0.2, 0.1]"], "search.ane.target_range"),
 ])
 def test_search_config_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):

@@ -30,8 +30,8 @@ def test_search_and_evaluation_name_lists_exist_once():
 
     choices = SearchConfig.CHOICES
     assert tuple(ESTIMATORS) == rules.ESTIMATORS and choices["estimator"] == (*rules.ESTIMATORS, "none")
-    assert choices["strength_feed"] is rules.STRENGTH_FEEDS and choices["genotype_rule"] is rules.GENOTYPE_RULES
-    assert choices["vle_output"] is rules.VLE_OUTPUTS is ValLossEstimator.OUTPUTS
+    assert choices["ane.strength_feed"] is rules.STRENGTH_FEEDS and choices["genotype_rule"] is rules.GENOTYPE_RULES
+    assert choices["vle.output"] is rules.VLE_OUTPUTS is ValLossEstimator.OUTPUTS
     assert choices["method"] is rules.SEARCH_METHODS
     assert ATTACK_NAMES is rules.ATTACK_NAMES and NORMS is rules.NORMS
 
@@ -143,3 +143,46 @@ def test_a_renamed_config_key_names_its_new_name(old, new):
 
     with pytest.raises(ConfigError, match=f"config key '{old}' was renamed '{new}'"):
         load_config("configs/demo.yaml", [f"{old}=1"])
+
+
+@pytest.mark.parametrize("old,new", [("search.ane_batch", "search.ane.batch"),
+                                     ("search.strength_feed", "search.ane.strength_feed"),
+                                     ("search.vle_warmup_passes", "search.vle.warmup_passes"),
+                                     ("search.measure_draws", "search.vle.measure_draws"),
+                                     ("search.arch_lr", "search.arch.lr"),
+                                     ("search.weight_lr_min", "search.weights.lr_min"),
+                                     ("search.weight_decay", "search.weights.weight_decay"),
+                                     ("search.grad_clip", "search.weights.grad_clip")])
+def test_a_flat_search_key_names_its_section(old, new):
+    """The search section's ane / vle / arch / weights settings were flat keys (search.ane_batch); each old key is
+    an error naming its new place, from --set and from a YAML file."""
+    from wsr_bench.config import ConfigError, config_from_dict, load_config
+
+    with pytest.raises(ConfigError, match=f"^config key '{old}' was renamed '{new}'$"):
+        load_config("configs/demo.yaml", [f"{old}=1"])
+    with pytest.raises(ConfigError, match=f"^config key '{old}' was renamed '{new}'$"):
+        config_from_dict({"search": {old.split(".", 1)[1]: 1}})
+
+
+def test_every_flat_search_key_has_a_place_and_every_section_field_an_old_key():
+    """SEARCH_SECTION_KEYS maps each old flat key to a field that exists, and covers every section field."""
+    import dataclasses
+
+    from wsr_bench.config import SEARCH_SECTION_KEYS, SearchConfig
+
+    sections = {f.name: f.default_factory for f in dataclasses.fields(SearchConfig) if dataclasses.is_dataclass(
+        f.default_factory)}
+    assert set(sections) == {"ane", "vle", "arch", "weights"}
+    fields = {(s, f.name) for s, cls in sections.items() for f in dataclasses.fields(cls)}
+    assert set(SEARCH_SECTION_KEYS.values()) == fields and len(SEARCH_SECTION_KEYS) == len(fields)
+
+
+def test_an_old_search_key_on_the_command_line_is_one_line(tmp_path, capsys):
+    from wsr_bench.cli import main
+
+    old = tmp_path / "old.yaml"
+    old.write_text("search:\n  vle_passes: 2\n")
+    assert main(["search", str(old), "--out", str(tmp_path / "a")]) == 2
+    assert capsys.readouterr().err == "error: config key 'search.vle_passes' was renamed 'search.vle.passes'\n"
+    assert main(["search", "configs/demo.yaml", "--out", str(tmp_path / "b"), "--set", "search.ane_batch=4"]) == 2
+    assert capsys.readouterr().err == "error: config key 'search.ane_batch' was renamed 'search.ane.batch'\n"

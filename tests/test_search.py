@@ -18,8 +18,8 @@ TINY = {
     "name": "tiny", "seed": 0, "device": "cpu",
     "data": {"name": "digits", "image_size": 16, "batch_size": 32, "eval_batch_size": 64},
     "search": {"init_channels": 4, "layers": 3, "population": 2, "search_steps": 2, "train_limit": 64, "val_limit": 32,
-               "train_steps": 2, "attack_steps": 2, "ane_batch": 4, "ane_fill_batches": 1, "vle_warmup_passes": 5,
-               "vle_passes": 2, "arch_lr": 0.01, "progress": False},
+               "train_steps": 2, "attack_steps": 2, "ane": {"batch": 4, "fill_batches": 1},
+               "vle": {"warmup_passes": 5, "passes": 2}, "arch": {"lr": 0.01}, "progress": False},
 }
 NAIVE = ["search.method=naive", "search.n1=6", "search.n2=0", "search.estimator=none"]
 

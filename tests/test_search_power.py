@@ -211,7 +211,7 @@ def test_power_settings_fit_the_brief():
     assert s["wsr_seeds"] >= 3 and s["naive_seeds"] >= 2 and s["train_seeds"] >= 3
     assert search["population"] >= 20 and search["search_steps"] >= 40
     assert search["population"] + search["search_steps"] >= 60
-    assert search["search_steps"] * search["arch_lr"] == pytest.approx(200 * 3e-5)
+    assert search["search_steps"] * search["arch"]["lr"] == pytest.approx(200 * 3e-5)
     assert s["random"] >= 2 and len(s["published"]) >= 2
     searches, archs = sq.power_jobs(s)
     assert sorted(searches) == ["naive-seed0", "naive-seed1", "wsr-seed0", "wsr-seed1", "wsr-seed2"]

@@ -20,20 +20,27 @@ from wsr_bench.search_space.supernet import SuperNet, derive_genotype
 
 #: The official code's settings (shared/reference/official_search.md), by config key.
 OFFICIAL = {
-    "tau": 0.1, "arch_init_std": 1e-3, "arch_lr": 3e-5, "arch_betas": [0.5, 0.999], "arch_weight_decay": 1e-3,
-    "weight_lr": 0.1, "weight_lr_min": 0.001, "weight_lr_schedule": "search_cosine", "weight_momentum": 0.9,
-    "weight_decay": 3e-4, "grad_clip": 5.0, "warmup_recipe": "pgd", "train_eps": 0.03, "train_steps": 7,
-    "attack_steps": 7, "attack_random_start": False, "population": 100, "search_steps": 200, "vle_memory": 100,
-    "vle_store": "soft", "vle_hidden": 16, "vle_input_noise": 0.01, "vle_lr": 1e-3, "vle_weight_decay": 1e-3,
-    "vle_batch": 64, "vle_warmup_passes": 500, "vle_passes": 500, "ewss_query": "stored",
-    "objective_form": "squared", "nat_weight": 0.8, "robust_weight": 0.2, "ane_memory": 600, "ane_fill_batches": 11,
-    "ane_batch": 64, "ane_targets": "leave_one_out", "ane_passes": 1, "ane_train_batch": 64, "ane_lr": 5e-4,
-    "ane_weight_decay": 1e-4, "ane_lr_warmup": 4000, "genotype_rule": "alpha", "max_skip_normal": None,
+    "tau": 0.1, "arch.init_std": 1e-3, "arch.lr": 3e-5, "arch.betas": [0.5, 0.999], "arch.weight_decay": 1e-3,
+    "weights.lr": 0.1, "weights.lr_min": 0.001, "weights.lr_schedule": "search_cosine", "weights.momentum": 0.9,
+    "weights.weight_decay": 3e-4, "weights.grad_clip": 5.0, "warmup_recipe": "pgd", "train_eps": 0.03,
+    "train_steps": 7, "attack_steps": 7, "attack_random_start": False, "population": 100, "search_steps": 200,
+    "vle.memory": 100, "vle.store": "soft", "vle.hidden": 16, "vle.input_noise": 0.01, "vle.lr": 1e-3,
+    "vle.weight_decay": 1e-3, "vle.batch": 64, "vle.warmup_passes": 500, "vle.passes": 500, "ewss_query": "stored",
+    "objective_form": "squared", "nat_weight": 0.8, "robust_weight": 0.2, "ane.memory": 600, "ane.fill_batches": 11,
+    "ane.batch": 64, "ane.targets": "leave_one_out", "ane.passes": 1, "ane.train_batch": 64, "ane.lr": 5e-4,
+    "ane.weight_decay": 1e-4, "ane.lr_warmup": 4000, "genotype_rule": "alpha", "max_skip_normal": None,
     "init_channels": 16, "layers": 8,
 }
 
 TINY = {**SEARCH_TINY, "search": {**SEARCH_TINY["search"], "train_steps": 1, "attack_steps": 1,
-                                  "vle_warmup_passes": 3}}
+                                  "vle": {**SEARCH_TINY["search"]["vle"], "warmup_passes": 3}}}
+
+
+def _value(cfg, dotted: str):
+    """``cfg.<key>`` or ``cfg.<section>.<key>``."""
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
 
 
 @pytest.fixture(autouse=True)
@@ -52,17 +59,17 @@ def tiny_yaml(tmp_path):
 def test_official_recipe_is_the_default_and_in_the_shipped_configs(path):
     cfg = load_config(path).search if path else SearchConfig()
     for key, value in OFFICIAL.items():
-        assert getattr(cfg, key) == value, key
-    assert cfg.vle_output == "standardised"  # the one deliberate difference of the VLE (docs/fidelity.md)
+        assert _value(cfg, key) == value, key
+    assert cfg.vle.output == "standardised"  # the one deliberate difference of the VLE (docs/fidelity.md)
 
 
 @pytest.mark.parametrize("name", ["search_naive_1", "search_naive_3", "search_naive_6"])
 def test_naive_configs_share_the_recipe(name):
     cfg = load_config(f"configs/{name}.yaml").search
     assert cfg.method == "naive"
-    for key in ("tau", "arch_lr", "weight_lr", "warmup_recipe", "population", "search_steps", "attack_random_start",
+    for key in ("tau", "arch.lr", "weights.lr", "warmup_recipe", "population", "search_steps", "attack_random_start",
                 "objective_form", "genotype_rule"):
-        assert getattr(cfg, key) == OFFICIAL[key], key
+        assert _value(cfg, key) == OFFICIAL[key], key
 
 
 def test_mv_entries_are_where_the_ewss_queries(tiny_yaml, tmp_path, monkeypatch):
@@ -192,15 +199,15 @@ def test_search_writes_report_and_picture_and_warns_in_one_line(tiny_yaml, tmp_p
     ("search.max_skip_normal=9", "max_skip_normal must be null or an edge count in 0..8"),
     ("search.max_parameter_free_normal=9", "max_parameter_free_normal must be null or an edge count in 0..8"),
     ("search.tau=0", "search.tau must be > 0"),
-    ("search.vle_output=sigmoid", "search.vle_output must be one of"),
+    ("search.vle.output=sigmoid", "search.vle.output must be one of"),
     ("search.search_steps=0", "search.search_steps must be >= 1"),
-    ("search.arch_lr=-0.1", "search.arch_lr must be > 0"),
-    ("search.vle_ridge=0", "search.vle_ridge must be > 0"),
-    ("search.vle_model=mlp", "search.vle_model must be one of lstm | additive"),
+    ("search.arch.lr=-0.1", "search.arch.lr must be > 0"),
+    ("search.vle.ridge=0", "search.vle.ridge must be > 0"),
+    ("search.vle.model=mlp", "search.vle.model must be one of lstm | additive"),
     ("search.ewss_query=mean", "search.ewss_query must be one of stored | fresh | expected"),
     ("search.direction=up", "search.direction must be one of minimize | maximize"),
     ("search.vle_modle=additive", "vle_modle"),
-    ("search.vle_covariates=true", "terms of the additive VLE"),
+    ("search.vle.covariates=true", "terms of the additive VLE"),
 ])
 def test_bad_recipe_values_are_one_line_errors(tiny_yaml, tmp_path, capsys, override, match):
     out = tmp_path / "bad"

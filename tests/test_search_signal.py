@@ -14,9 +14,9 @@ from wsr_bench.config import load_config
 from wsr_bench.search import run_search
 from wsr_bench.search.planted import PlantedLandscape, run_planted
 
-SIGNAL = ["search.vle_model=additive", "search.vle_op_ridge=1.0", "search.vle_ridge=10", "search.ewss_query=expected",
-          "search.vle_store=hard", "search.measure_draws=2", "search.objective_form=linear", "search.arch_lr=0.05",
-          "search.vle_memory=1000", "search.arch_weight_decay=0", "search.vle_covariates=true"]
+SIGNAL = ["search.vle.model=additive", "search.vle.op_ridge=1.0", "search.vle.ridge=10", "search.ewss_query=expected",
+          "search.vle.store=hard", "search.vle.measure_draws=2", "search.objective_form=linear", "search.arch.lr=0.05",
+          "search.vle.memory=1000", "search.arch.weight_decay=0", "search.vle.covariates=true"]
 
 
 @pytest.fixture(scope="module")
@@ -67,23 +67,23 @@ def test_planted_landscape_is_found_by_the_signal_recipe_not_by_the_official_bud
     (it moves by less than the gap between an edge's ops at init). Fails if the VLE fit, the query, the objective
     or the optimizer stop passing the signal to A."""
     landscape = PlantedLandscape.draw(seed=0, noise_sd=0.0, shared=0.5)
-    signal = run_planted(_planted_cfg(tiny_yaml, "wsr", SIGNAL + ["search.measure_draws=3"]), landscape,
+    signal = run_planted(_planted_cfg(tiny_yaml, "wsr", SIGNAL + ["search.vle.measure_draws=3"]), landscape,
                          tmp_path / "signal")
     assert signal["recovered"] >= 0.6 and signal["max_abs_delta"] > 0.5
-    official = run_planted(_planted_cfg(tiny_yaml, "wsr", ["search.arch_lr=0.00015", "search.vle_passes=20",
-                                                           "search.vle_warmup_passes=50"]), landscape,
+    official = run_planted(_planted_cfg(tiny_yaml, "wsr", ["search.arch.lr=0.00015", "search.vle.passes=20",
+                                                           "search.vle.warmup_passes=50"]), landscape,
                            tmp_path / "official")
     assert official["max_abs_delta"] < 0.01
     # a landscape with no signal gives no recovery beyond chance (the score can fail)
     flat = PlantedLandscape(torch.zeros_like(landscape.costs), noise_sd=1.0)
-    none = run_planted(_planted_cfg(tiny_yaml, "wsr", SIGNAL + ["search.measure_draws=3"]), flat, tmp_path / "flat")
+    none = run_planted(_planted_cfg(tiny_yaml, "wsr", SIGNAL + ["search.vle.measure_draws=3"]), flat, tmp_path / "flat")
     assert none["recovered"] < 0.5
 
 
 def test_planted_naive_path_follows_the_gradient(tiny_yaml, tmp_path):
     landscape = PlantedLandscape.draw(seed=1, noise_sd=0.0, shared=0.5)
     naive = run_planted(_planted_cfg(tiny_yaml, "naive", ["search.n1=6", "search.n2=0", "search.estimator=none",
-                                                          "search.arch_lr=0.05", "search.objective_form=linear",
+                                                          "search.arch.lr=0.05", "search.objective_form=linear",
                                                           "search.tau=1.0"]), landscape, tmp_path / "naive")
     assert naive["recovered"] > 1 / 7 + 0.15
 
@@ -105,12 +105,36 @@ def test_a_checkpoint_written_before_a_key_existed_resumes_with_its_default(tiny
     run_search(cfg, tmp_path / "old")
     folder = SearchFolder(tmp_path / "old")
     state = torch.load(folder.checkpoint, weights_only=True)
-    for key in ("direction", "measure_draws", "vle_model", "vle_covariates"):
-        del state["config"]["search"][key]
+    del state["config"]["search"]["direction"]
+    for key in ("measure_draws", "model", "covariates"):
+        del state["config"]["search"]["vle"][key]
     torch.save(state, folder.checkpoint)
     assert run_search(cfg, tmp_path / "old", resume=True) is not None
     with pytest.raises(SearchCheckpointError, match="search.direction"):
         run_search(load_config(tiny_yaml, ["search.direction=maximize"]), tmp_path / "old", resume=True)
+
+
+def test_a_checkpoint_written_with_flat_search_keys_resumes(tiny_yaml, tmp_path):
+    """A checkpoint written before the search section had its ane / vle / arch / weights sections holds flat keys
+    (ane_batch, vle_passes, weight_lr, grad_clip ...); it compares as the same settings in today's layout, so it
+    resumes, and a changed value in a section is still refused under its new name."""
+    from wsr_bench.config import SEARCH_SECTION_KEYS
+    from wsr_bench.search import SearchCheckpointError
+    from wsr_bench.search.state import SearchFolder
+
+    cfg = load_config(tiny_yaml)
+    first = run_search(cfg, tmp_path / "old")
+    folder = SearchFolder(tmp_path / "old")
+    state = torch.load(folder.checkpoint, weights_only=True)
+    search = state["config"]["search"]
+    for old, (section, name) in SEARCH_SECTION_KEYS.items():
+        search[old] = search[section][name]
+    for section in ("ane", "vle", "arch", "weights"):
+        del search[section]
+    torch.save(state, folder.checkpoint)
+    assert run_search(cfg, tmp_path / "old", resume=True) == first
+    with pytest.raises(SearchCheckpointError, match="search.ane.batch"):
+        run_search(load_config(tiny_yaml, ["search.ane.batch=5"]), tmp_path / "old", resume=True)
 
 
 def test_one_way_icc_matches_the_anova_formula():

@@ -119,21 +119,131 @@ class TrainConfig:
                "train.cutout and train.eval_examples must be >= 0, train.eval_steps >= 1")
 
 
+@dataclass(frozen=True)
+class AneConfig:
+    """``search.ane``: the AN-Estimator (it estimates the adversarial noise at the ``n2`` strengths PGD does not
+    attack): what its encoders are fed, its memory M_a, and its training. Which estimator runs is ``search.estimator``
+    (a choice of the method, with ``n1`` and ``n2``)."""
+
+    strength_feed: str = "l2"       # strength fed to the AN-Estimator's encoders: l2 (noise RMS, official) | linf
+    memory: int = 600               # M_a capacity in entries (paper: 600)
+    fill_batches: int = 11          # D_t batches pushed into M_a per iteration (official: 11)
+    batch: int = 64                 # images per such batch (official: the search batch, 64)
+    targets: str = "leave_one_out"  # M_a targets: leave_one_out (each of the anchors + one random-eps PGD noise in
+                                    # turn, from the other three, official) | random (the random-eps noise only)
+    target_range: list[float] = field(default_factory=lambda: [0.0, 0.15])  # M_a target eps drawn in (lo, hi)
+    passes: int = 1                 # K_a: passes over M_a per iteration (official: one pass)
+    train_batch: int = 64           # M_a entries per AN-Estimator training step
+    lr: float = 5e-4                # AdamW learning rate of the AN-Estimator (official: 5e-4)
+    weight_decay: float = 1e-4      # AdamW weight decay of the AN-Estimator (official: 1e-4)
+    lr_warmup: int = 4000           # linear warm-up of the AN-Estimator's learning rate, in steps (official 4000)
+
+    def validate(self) -> None:
+        for name in ("memory", "fill_batches", "batch", "passes", "train_batch"):
+            _check(getattr(self, name) >= 1, f"search.ane.{name} must be >= 1, got {getattr(self, name)}")
+        _check(self.lr > 0, f"search.ane.lr must be > 0, got {self.lr}")
+        _check(self.lr_warmup >= 0, f"search.ane.lr_warmup must be >= 0, got {self.lr_warmup}")
+        lo, hi = (list(self.target_range) + [None, None])[:2]
+        _check(len(self.target_range) == 2 and 0 <= lo < hi <= 1,
+               f"search.ane.target_range must be [lo, hi] with 0 <= lo < hi <= 1, got {self.target_range}")
+
+
+@dataclass(frozen=True)
+class VleConfig:
+    """``search.vle``: the validation-loss estimator (VLE) the EWSS queries, its memory M_v of measured
+    architectures, and its training."""
+
+    model: str = "lstm"             # lstm (Eq. 8, official) | additive: a cost per (edge, op) and loss, fitted in
+                                    # closed form by ridge regression on M_v (search_signal.yaml)
+    hidden: int = 16                # VLE LSTM width (official --predictor_hidden_state 16)
+    output: str = "standardised"    # standardised: per-output z-scores | bounded: 2*sigmoid (official). A deliberate
+                                    # difference: the bounded head did not rank architectures (docs/fidelity.md)
+    ridge: float = 1.0              # L2 penalty of the additive VLE's per-edge costs (in squared one-hot entries)
+    op_ridge: float | None = None   # the additive VLE's per-cell op costs shared by all edges, and their L2 penalty
+                                    # (null: no shared term)
+    covariates: bool = False        # additive VLE: also fit whether a draw was just trained and the search's progress
+                                    # (t, t^2) as nuisance terms of the measured losses (search_signal.yaml)
+    memory: int = 100               # M_v capacity: (H, losses) pairs kept for the VLE (official --memory_size 100)
+    store: str = "soft"             # what M_v keeps of a sampled H: soft (GumbelSoftmax weights at tau, official) |
+                                    # hard (the one-hot sub-network)
+    measure_draws: int = 1          # architectures measured into M_v per iteration: the trained draw and
+                                    # measure_draws - 1 more drawn from A (official: 1)
+    input_noise: float = 0.01       # sigma of the Gaussian noise added to H while the VLE trains (official 0.01)
+    lr: float = 1e-3                # Adam learning rate of the VLE (official 1e-3)
+    weight_decay: float = 1e-3      # Adam weight decay of the VLE (official 1e-3)
+    warmup_passes: int = 500        # K_v: passes over M_v after the warm-up population (Alg. 1 line 18; official 500)
+    passes: int = 500               # passes over M_v after every search step (Alg. 1 line 23; official 500)
+    batch: int = 64                 # M_v entries per VLE step (official 64)
+
+    def validate(self) -> None:
+        for name in ("hidden", "memory", "measure_draws", "warmup_passes", "passes", "batch"):
+            _check(getattr(self, name) >= 1, f"search.vle.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "ridge"):
+            _check(getattr(self, name) > 0, f"search.vle.{name} must be > 0, got {getattr(self, name)}")
+        _check(self.model == "additive" or (self.op_ridge is None and not self.covariates),
+               "search.vle.op_ridge and search.vle.covariates are terms of the additive VLE: set search.vle.model: "
+               "additive, or leave them null / false")
+        _check(self.op_ridge is None or self.op_ridge > 0, f"search.vle.op_ridge must be > 0 or null, got "
+               f"{self.op_ridge}")
+        _check(self.input_noise >= 0, f"search.vle.input_noise must be >= 0, got {self.input_noise}")
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """``search.arch``: the architecture weights A (``arch_weights``): their initialisation and their Adam optimizer
+    (official DARTS / Wsr-NAS values)."""
+
+    init_std: float = 1e-3          # A is initialised as init_std * randn (official, DARTS)
+    lr: float = 3e-5                # Adam learning rate of A (official 3e-5)
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])  # Adam betas on A (official)
+    weight_decay: float = 1e-3      # Adam weight decay of A (official --arch_weight_decay)
+    samples: int = 8                # Gumbel draws of H averaged in one EWSS update (only with search.ewss_query: fresh)
+
+    def validate(self) -> None:
+        for name in ("init_std", "lr"):
+            _check(getattr(self, name) > 0, f"search.arch.{name} must be > 0, got {getattr(self, name)}")
+        _check(self.samples >= 1, f"search.arch.samples must be >= 1, got {self.samples}")
+        _check(len(self.betas) == 2 and all(0 <= float(b) < 1 for b in self.betas),
+               f"search.arch.betas must be two numbers in [0, 1), got {self.betas}")
+
+
+@dataclass(frozen=True)
+class WeightsConfig:
+    """``search.weights``: the SGD optimizer of the super-network's shared weights (official values)."""
+
+    lr: float = 0.1                 # SGD learning rate of the shared weights (official --learning_rate 0.1)
+    lr_min: float = 0.001           # learning rate at the end of the cosine (official --learning_rate_min)
+    lr_schedule: str = "search_cosine"  # search_cosine: constant through warm-up and population, cosine over the
+                                    # search steps (official) | cosine: one cosine over all search epochs
+    momentum: float = 0.9           # SGD momentum of the shared weights
+    weight_decay: float = 3e-4      # SGD weight decay of the shared weights (DARTS)
+    grad_clip: float = 5.0          # gradient-norm clipping of the shared weights (0 disables)
+
+    def validate(self) -> None:
+        _check(self.lr > 0, f"search.weights.lr must be > 0, got {self.lr}")
+        _check(0 <= self.lr_min <= self.lr, f"search.weights.lr_min must be in [0, search.weights.lr], got "
+               f"{self.lr_min}")
+        _check(self.grad_clip >= 0 and 0 <= self.momentum < 1, "search.weights.grad_clip must be >= 0 and "
+               "search.weights.momentum in [0, 1)")
+
+
 @dataclass
 class SearchConfig:
     """The search section. Defaults are the official Wsr-NAS recipe (zhicheng2T0/Wsr-NAS,
     ``search/robust_train_search_official.py``; see docs/fidelity.md), at the official sizes; configs scale the
-    sizes down for small budgets, not the recipe's shape."""
+    sizes down for small budgets, not the recipe's shape. The settings of the four trained parts are sections:
+    ``ane`` (the AN-Estimator), ``vle`` (the validation-loss estimator), ``arch`` (the architecture weights A) and
+    ``weights`` (the super-network's weights); the method's shape, its data, attacks and sampling stay at the top."""
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
-        "method": SEARCH_METHODS, "estimator": (*ESTIMATORS, "none"), "strength_feed": STRENGTH_FEEDS,
+        "method": SEARCH_METHODS, "estimator": (*ESTIMATORS, "none"), "ane.strength_feed": STRENGTH_FEEDS,
         "naive_gradient": ("hard", "soft"), "warmup_recipe": ("clean", "pgd"),
-        "weight_lr_schedule": ("search_cosine", "cosine"), "vle_store": ("soft", "hard"), "vle_output": VLE_OUTPUTS,
-        "ewss_query": ("stored", "fresh", "expected"), "ane_targets": ("leave_one_out", "random"),
-        "genotype_rule": GENOTYPE_RULES, "amp": AMP_MODES, "vle_model": ("lstm", "additive"),
+        "weights.lr_schedule": ("search_cosine", "cosine"), "vle.store": ("soft", "hard"), "vle.output": VLE_OUTPUTS,
+        "ewss_query": ("stored", "fresh", "expected"), "ane.targets": ("leave_one_out", "random"),
+        "genotype_rule": GENOTYPE_RULES, "amp": AMP_MODES, "vle.model": ("lstm", "additive"),
         "direction": ("minimize", "maximize"),
-    }  # the lists the search code also uses come from wsr_bench.rules; objective_form (rules.OBJECTIVE_FORMS) is
-    #    checked with the rest of the objective, by check_objective
+    }  # dotted keys name a section's field; the lists the search code also uses come from wsr_bench.rules;
+    #    objective_form (rules.OBJECTIVE_FORMS) is checked with the rest of the objective, by check_objective
 
     method: str = "wsr"             # wsr (Algorithm 1: AN-Estimator + EWSS) | naive (PGD at every strength)
     init_channels: int = 16         # super-network C (official search: 16)
@@ -146,7 +256,6 @@ class SearchConfig:
     robust_weight: float = 0.2      # beta of Eq. 10: weight of the robust losses (nat_weight + robust_weight = 1)
     objective_form: str = "squared"  # squared: sum_i w_i * L_i^2 (official code) | linear: sum_i w_i * L_i (Eq. 10)
     estimator: str = "a"            # AN-Estimator: wa | a | e | e_minus | none (only with n2 = 0)
-    strength_feed: str = "l2"       # strength fed to the AN-Estimator's encoders: l2 (noise RMS, official) | linf
     population: int = 100           # N: warm-up architecture population (official --warm_up_population 100)
     search_steps: int = 200         # T: search steps after warm-up (official --epochs 200)
     warmup_epochs: int = 1          # epochs each population architecture is warmed up for (Alg. 1 line 4)
@@ -159,21 +268,9 @@ class SearchConfig:
     val_limit: int | None = None    # at most this many D_v images for noise generation and evaluation (null: all)
     bn_batches: int = 4             # D_t batches that re-estimate BatchNorm statistics of a sampled sub-network
                                     # before it is attacked in eval mode (one-shot NAS practice; 0 disables)
-    weight_lr: float = 0.1          # SGD learning rate of the shared weights (official --learning_rate 0.1)
-    weight_lr_min: float = 0.001    # learning rate at the end of the cosine (official --learning_rate_min)
-    weight_lr_schedule: str = "search_cosine"  # search_cosine: constant through warm-up and population, cosine over
-                                    # the search steps (official) | cosine: one cosine over all search epochs
-    weight_momentum: float = 0.9    # SGD momentum of the shared weights
-    weight_decay: float = 3e-4      # SGD weight decay of the shared weights (DARTS)
-    grad_clip: float = 5.0          # gradient-norm clipping of the shared weights (0 disables)
-    arch_init_std: float = 1e-3     # A is initialised as arch_init_std * randn (official, DARTS)
-    arch_lr: float = 3e-5           # Adam learning rate of the architecture weights A (official 3e-5)
-    arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999])  # Adam betas on A (official)
-    arch_weight_decay: float = 1e-3  # Adam weight decay of A (official --arch_weight_decay)
-    arch_samples: int = 8           # Gumbel draws of H averaged in one EWSS update (only with ewss_query: fresh)
     tau: float = 0.1                # Gumbel-softmax temperature of sampling, M_v entries and the EWSS (official 0.1)
     ewss_query: str = "stored"      # stored: the EWSS queries the VLE at the soft H just trained and stored in M_v,
-                                    # same Gumbel noise (official) | fresh: arch_samples fresh soft draws |
+                                    # same Gumbel noise (official) | fresh: arch.samples fresh soft draws |
                                     # expected: at softmax(A), the probability each op is drawn (search_signal.yaml)
     direction: str = "minimize"     # minimize the objective (the search) | maximize it (the anti-search control)
     naive_gradient: str = "hard"    # naive's H for the gradient through the super-network: hard (straight-through
@@ -181,50 +278,31 @@ class SearchConfig:
     genotype_rule: str = "alpha"    # genotype derivation ranks edges and ops by raw A (official) | softmax(A) (DARTS)
     max_skip_normal: int | None = None  # P-DARTS cap on skip_connect edges in the derived normal cell (null: none)
     max_parameter_free_normal: int | None = None  # the same cap on all parameter-free ops (skip, pooling; null: none)
-    ane_memory: int = 600           # M_a capacity in entries (paper: 600)
-    ane_fill_batches: int = 11      # D_t batches pushed into M_a per iteration (official: 11)
-    ane_batch: int = 64             # images per such batch (official: the search batch, 64)
-    ane_targets: str = "leave_one_out"  # M_a targets: leave_one_out (each of the anchors + one random-eps PGD noise
-                                    # in turn, from the other three, official) | random (the random-eps noise only)
-    ane_passes: int = 1             # K_a: passes over M_a per iteration (official: one pass)
-    ane_train_batch: int = 64       # M_a entries per AN-Estimator training step
-    ane_lr: float = 5e-4            # AdamW learning rate of the AN-Estimator (official: 5e-4)
-    ane_weight_decay: float = 1e-4  # AdamW weight decay of the AN-Estimator (official: 1e-4)
-    ane_lr_warmup: int = 4000       # linear warm-up of the AN-Estimator's learning rate, in steps (official 4000)
-    ane_target_range: list[float] = field(default_factory=lambda: [0.0, 0.15])  # M_a target eps drawn in (lo, hi)
-    vle_memory: int = 100           # M_v capacity: (H, losses) pairs kept for the VLE (official --memory_size 100)
-    measure_draws: int = 1          # architectures measured per iteration: the trained draw and measure_draws - 1
-                                    # more drawn from A, pushed into M_v too (official: 1)
-    vle_store: str = "soft"         # what M_v keeps of a sampled H: soft (GumbelSoftmax weights at tau, official) |
-                                    # hard (the one-hot sub-network)
-    vle_model: str = "lstm"         # lstm (Eq. 8, official) | additive: a cost per (edge, op) and loss, fitted in
-                                    # closed form by ridge regression on M_v (search_signal.yaml)
-    vle_ridge: float = 1.0          # L2 penalty of the additive VLE's per-edge costs (in squared one-hot entries)
-    vle_op_ridge: float | None = None  # the additive VLE's per-cell op costs shared by all edges, and their L2
-                                    # penalty (null: no shared term)
-    vle_covariates: bool = False    # additive VLE: also fit whether a draw was just trained and the search's progress
-                                    # (t, t^2) as nuisance terms of the measured losses (search_signal.yaml)
-    vle_hidden: int = 16            # VLE LSTM width (official --predictor_hidden_state 16)
-    vle_output: str = "standardised"  # standardised: per-output z-scores | bounded: 2*sigmoid (official). A deliberate
-                                    # difference: the bounded head did not rank architectures (docs/fidelity.md)
-    vle_input_noise: float = 0.01   # sigma of the Gaussian noise added to H while the VLE trains (official 0.01)
-    vle_lr: float = 1e-3            # Adam learning rate of the VLE (official 1e-3)
-    vle_weight_decay: float = 1e-3  # Adam weight decay of the VLE (official 1e-3)
-    vle_warmup_passes: int = 500    # K_v: passes over M_v after the warm-up population (Alg. 1 line 18; official 500)
-    vle_passes: int = 500           # passes over M_v after every search step (Alg. 1 line 23; official 500)
-    vle_batch: int = 64             # M_v entries per VLE step (official 64)
     amp: str = "none"               # none | bf16: bfloat16 autocast of the shared weights' training (its PGD too);
                                     # the anchors, estimated noises and validation losses stay float32
     progress: bool = True           # tqdm bars on the long phases
+    ane: AneConfig = field(default_factory=AneConfig)          # the AN-Estimator (see AneConfig)
+    vle: VleConfig = field(default_factory=VleConfig)          # the validation-loss estimator (see VleConfig)
+    arch: ArchConfig = field(default_factory=ArchConfig)       # the architecture weights A (see ArchConfig)
+    weights: WeightsConfig = field(default_factory=WeightsConfig)  # the super-network's weights (see WeightsConfig)
 
     def validate(self) -> None:
         for key, choices in self.CHOICES.items():
-            _check(getattr(self, key) in choices, f"search.{key} must be one of {' | '.join(choices)}, got "
-                   f"{getattr(self, key)!r}")
+            value = self._get(key)
+            _check(value in choices, f"search.{key} must be one of {' | '.join(choices)}, got {value!r}")
         self._validate_strengths()
         self._validate_objective()
         self._validate_sizes()
-        self._validate_rates()
+        _check(self.tau > 0, f"search.tau must be > 0, got {self.tau}")
+        for section in (self.ane, self.vle, self.arch, self.weights):
+            section.validate()
+
+    def _get(self, dotted: str) -> Any:
+        """The value of ``key`` or ``section.key``."""
+        value: Any = self
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        return value
 
     def _validate_strengths(self) -> None:
         s = [float(e) for e in self.strengths]
@@ -239,9 +317,6 @@ class SearchConfig:
                f"AN-Estimator, but search.estimator is none; choose {' | '.join(ESTIMATORS)} or set n2: 0")
         _check(self.method != "naive" or self.n2 == 0, f"search.method naive runs PGD at every strength: set "
                f"search.n2: 0 and search.n1: {len(s)}, got n2={self.n2}")
-        lo, hi = (list(self.ane_target_range) + [None, None])[:2]
-        _check(len(self.ane_target_range) == 2 and 0 <= lo < hi <= 1,
-               f"search.ane_target_range must be [lo, hi] with 0 <= lo < hi <= 1, got {self.ane_target_range}")
         check_eps(self.train_eps, "search.train_eps", error=ConfigError)
 
     def _validate_objective(self) -> None:
@@ -252,16 +327,12 @@ class SearchConfig:
                         section="search", error=ConfigError)
 
     def _validate_sizes(self) -> None:
-        positive = ("init_channels", "population", "warmup_epochs", "train_steps", "attack_steps", "arch_samples",
-                    "ane_memory", "ane_fill_batches", "ane_batch", "ane_passes", "ane_train_batch", "vle_memory",
-                    "measure_draws", "vle_hidden", "vle_warmup_passes", "vle_passes", "vle_batch")
-        for name in positive:
+        for name in ("init_channels", "population", "warmup_epochs", "train_steps", "attack_steps"):
             _check(getattr(self, name) >= 1, f"search.{name} must be >= 1, got {getattr(self, name)}")
         _check(self.layers >= 3, f"search.layers must be >= 3, got {self.layers}")
         _check(self.search_steps >= 1, f"search.search_steps must be >= 1 (T search steps; with 0 the architecture "
                f"weights are never updated and the genotype is their random initialisation), got {self.search_steps}")
-        _check(self.bn_batches >= 0 and self.ane_lr_warmup >= 0, f"search.bn_batches and search.ane_lr_warmup "
-               f"must be >= 0, got {self.bn_batches} and {self.ane_lr_warmup}")
+        _check(self.bn_batches >= 0, f"search.bn_batches must be >= 0, got {self.bn_batches}")
         for name in ("train_limit", "val_limit"):
             _check(getattr(self, name) is None or getattr(self, name) >= 1, f"search.{name} must be >= 1 or null")
         for name in ("max_skip_normal", "max_parameter_free_normal"):
@@ -269,21 +340,31 @@ class SearchConfig:
             _check(value is None or 0 <= value <= 8, f"search.{name} must be null or an edge count in 0..8 (a normal "
                    f"cell has 8 edges), got {value}")
 
-    def _validate_rates(self) -> None:
-        for name in ("weight_lr", "arch_lr", "ane_lr", "vle_lr", "tau", "arch_init_std", "vle_ridge"):
-            _check(getattr(self, name) > 0, f"search.{name} must be > 0, got {getattr(self, name)}")
-        _check(0 <= self.weight_lr_min <= self.weight_lr, f"search.weight_lr_min must be in [0, weight_lr], got "
-               f"{self.weight_lr_min}")
-        _check(self.grad_clip >= 0 and 0 <= self.weight_momentum < 1, "search.grad_clip must be >= 0 and "
-               "search.weight_momentum in [0, 1)")
-        _check(len(self.arch_betas) == 2 and all(0 <= float(b) < 1 for b in self.arch_betas),
-               f"search.arch_betas must be two numbers in [0, 1), got {self.arch_betas}")
-        _check(self.vle_model == "additive" or (self.vle_op_ridge is None and not self.vle_covariates),
-               "search.vle_op_ridge and search.vle_covariates are terms of the additive VLE: set search.vle_model: "
-               "additive, or leave them null / false")
-        _check(self.vle_op_ridge is None or self.vle_op_ridge > 0, f"search.vle_op_ridge must be > 0 or null, got "
-               f"{self.vle_op_ridge}")
-        _check(self.vle_input_noise >= 0, f"search.vle_input_noise must be >= 0, got {self.vle_input_noise}")
+
+#: The flat search keys that moved into a section: old key -> (section, field).
+SEARCH_SECTION_KEYS: dict[str, tuple[str, str]] = {
+    **{f"ane_{f.name}": ("ane", f.name) for f in dataclasses.fields(AneConfig) if f.name != "strength_feed"},
+    "strength_feed": ("ane", "strength_feed"),
+    **{f"vle_{f.name}": ("vle", f.name) for f in dataclasses.fields(VleConfig) if f.name != "measure_draws"},
+    "measure_draws": ("vle", "measure_draws"),
+    **{f"arch_{f.name}": ("arch", f.name) for f in dataclasses.fields(ArchConfig)},
+    **{f"weight_{f.name}": ("weights", f.name) for f in dataclasses.fields(WeightsConfig)
+       if f.name not in ("weight_decay", "grad_clip")},
+    "weight_decay": ("weights", "weight_decay"), "grad_clip": ("weights", "grad_clip"),
+}
+
+
+def nest_search_keys(search: dict[str, Any]) -> dict[str, Any]:
+    """A search section written with the old flat keys (``ane_batch``) in the sectioned layout (``ane: {batch}``):
+    how a checkpoint written before the sections compares with today's config."""
+    out: dict[str, Any] = {}
+    for key, value in search.items():
+        if key in SEARCH_SECTION_KEYS:
+            section, name = SEARCH_SECTION_KEYS[key]
+            out.setdefault(section, {})[name] = value
+        else:
+            out[key] = value
+    return out
 
 
 @dataclass
@@ -454,7 +535,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
 
 #: Keys renamed since configs were first written: old dotted key -> new name (an old key gets a pointed error).
 RENAMED_KEYS = {"search.steps": "search.search_steps", "search.alpha": "search.nat_weight",
-                "search.beta": "search.robust_weight"}
+                "search.beta": "search.robust_weight",
+                **{f"search.{old}": f"search.{section}.{name}" for old, (section, name) in SEARCH_SECTION_KEYS.items()}}
 
 
 def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:

@@ -61,9 +61,9 @@ OBJECTIVE_FORMS: tuple[str, ...] = ("squared", "linear")
 SEARCH_METHODS: tuple[str, ...] = ("wsr", "naive")
 #: AN-Estimators (``search.estimator``, which also takes ``none``; ``wsr_bench.estimators.noise`` builds them).
 ESTIMATORS: tuple[str, ...] = ("wa", "a", "e", "e_minus")
-#: the strength an AN-Estimator's encoders are fed (``search.strength_feed``): the noise's L2 RMS or the Linf eps.
+#: the strength an AN-Estimator's encoders are fed (``search.ane.strength_feed``): the noise's L2 RMS or the Linf eps.
 STRENGTH_FEEDS: tuple[str, ...] = ("l2", "linf")
-#: output heads of the validation-loss estimator (``search.vle_output``; ``wsr_bench.estimators.val_loss``).
+#: output heads of the validation-loss estimator (``search.vle.output``; ``wsr_bench.estimators.val_loss``).
 VLE_OUTPUTS: tuple[str, ...] = ("bounded", "standardised")
 #: how a genotype is read from the architecture weights (``search.genotype_rule``): raw A or softmax(A) per edge.
 GENOTYPE_RULES: tuple[str, ...] = ("alpha", "softmax")

@@ -42,7 +42,7 @@ class ValLossEstimator(nn.Module):
         output: ``bounded`` (``2 * sigmoid``, official) or ``standardised`` (see module docstring).
     """
 
-    OUTPUTS = VLE_OUTPUTS  # the config's search.vle_output checks the same list
+    OUTPUTS = VLE_OUTPUTS  # the config's search.vle.output checks the same list
 
     def __init__(self, num_edges: int, num_ops: int, num_outputs: int, hidden: int = 16, cells: int = 2,
                  output: str = "bounded"):
@@ -154,7 +154,7 @@ class AdditiveLossEstimator(nn.Module):
 
 def build_vle(model: str, num_edges: int, num_ops: int, num_outputs: int, hidden: int = 16, output: str = "bounded",
               ridge: float = 1.0, op_ridge: float | None = None) -> nn.Module:
-    """The VLE ``search.vle_model`` names: ``lstm`` (Eq. 8, the official estimator) or ``additive``."""
+    """The VLE ``search.vle.model`` names: ``lstm`` (Eq. 8, the official estimator) or ``additive``."""
     if model == "additive":
         return AdditiveLossEstimator(num_edges, num_ops, num_outputs, ridge=ridge, op_ridge=op_ridge)
     if model == "lstm":

@@ -118,13 +118,13 @@ class SearchEngine:
         s = self.splits
         self.supernet = set_memory_format(
             SuperNet(self.scfg.init_channels, s.num_classes, self.scfg.layers, in_chans=s.in_chans, mean=s.mean,
-                     std=s.std, arch_init_std=self.scfg.arch_init_std).to(self.device), cfg.memory_format)
-        self.w_opt = torch.optim.SGD(self.supernet.weights(), lr=self.scfg.weight_lr,
-                                     momentum=self.scfg.weight_momentum, weight_decay=self.scfg.weight_decay)
-        self.a_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=self.scfg.arch_lr,
-                                      betas=tuple(self.scfg.arch_betas), weight_decay=self.scfg.arch_weight_decay)
+                     std=s.std, arch_init_std=self.scfg.arch.init_std).to(self.device), cfg.memory_format)
+        self.w_opt = torch.optim.SGD(self.supernet.weights(), lr=self.scfg.weights.lr,
+                                     momentum=self.scfg.weights.momentum, weight_decay=self.scfg.weights.weight_decay)
+        self.a_opt = torch.optim.Adam(self.supernet.arch_parameters(), lr=self.scfg.arch.lr,
+                                      betas=tuple(self.scfg.arch.betas), weight_decay=self.scfg.arch.weight_decay)
         # how train_arch steps the weights: bf16 autocast (search.amp) covers this training and its PGD only
-        self.loop = LoopOptions(grad_clip=self.scfg.grad_clip or None, amp=self.scfg.amp)
+        self.loop = LoopOptions(grad_clip=self.scfg.weights.grad_clip or None, amp=self.scfg.amp)
         cells, _, n_ops = self.supernet.arch_weights.shape
         self.op_counts = torch.zeros(cells, n_ops, dtype=torch.long)
         self.population = [self.sample_arch() for _ in range(self.scfg.population)]
@@ -164,16 +164,16 @@ class SearchEngine:
 
     def weight_lr(self, epoch: int) -> float:
         """Learning rate of the shared weights at ``epoch``: with ``search_cosine`` (official) constant through the
-        warm-up and population epochs, then a cosine to ``weight_lr_min`` over the search steps; with ``cosine``
+        warm-up and population epochs, then a cosine to ``search.weights.lr_min`` over the search steps; with ``cosine``
         one cosine over all epochs."""
         s, total = self.scfg, max(self.total_epochs, 1)
         start = 0
-        if s.weight_lr_schedule == "search_cosine":
+        if s.weights.lr_schedule == "search_cosine":
             start = total - sum(t.phase == "search" for t in self.tasks())
             if epoch < start:
-                return s.weight_lr
+                return s.weights.lr
         progress = (epoch - start) / max(total - start, 1)
-        return s.weight_lr_min + 0.5 * (s.weight_lr - s.weight_lr_min) * (1 + math.cos(math.pi * progress))
+        return s.weights.lr_min + 0.5 * (s.weights.lr - s.weights.lr_min) * (1 + math.cos(math.pi * progress))
 
     def pgd_recipe(self) -> TrainRecipe:
         return TrainRecipe(name="pgd", eps=self.scfg.train_eps, steps=self.scfg.train_steps,

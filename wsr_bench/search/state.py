@@ -104,12 +104,24 @@ class SearchFolder(RunFolder):
 
 def _with_defaults(old: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's config with the keys added since it was written at their defaults (a key a search did not
-    know is the behaviour its default keeps: ``search.direction: minimize``, ``search.measure_draws: 1`` ...)."""
-    from wsr_bench.config import ExperimentConfig, config_to_dict
+    know is the behaviour its default keeps: ``search.direction: minimize``, ``search.vle.measure_draws: 1`` ...),
+    and a search section written before it had sections (``search.ane_batch``) in today's layout
+    (``search.ane.batch``)."""
+    from wsr_bench.config import ExperimentConfig, config_to_dict, nest_search_keys
 
+    if isinstance(old.get("search"), dict):
+        old = {**old, "search": nest_search_keys(old["search"])}
     defaults = config_to_dict(ExperimentConfig())
-    return {k: {**defaults[k], **v} if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
+    return {k: _merged(defaults[k], v) if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
             for k, v in old.items()}
+
+
+def _merged(defaults: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` overwritten by ``old``, section by section."""
+    out = dict(defaults)
+    for k, v in old.items():
+        out[k] = _merged(defaults[k], v) if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
+    return out
 
 
 def _config_difference(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> str | None:

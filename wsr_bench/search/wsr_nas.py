@@ -5,17 +5,17 @@ validation-loss estimator instead of through the super-network on the adversaria
 Tasks (each followed by a checkpoint):
 
 1. ``warmup`` x N: train population architecture ``H_i`` for ``warmup_epochs`` (lines 3-5).
-2. ``population`` x N: adversarially train ``H_i`` one epoch on D_t (line 8); push ``ane_fill_batches`` batches of
+2. ``population`` x N: adversarially train ``H_i`` one epoch on D_t (line 8); push ``ane.fill_batches`` batches of
    D_t images with their PGD anchors and a PGD noise at a random strength into M_a (leave-one-out targets, as the
-   official code) and train the AN-Estimator ``ane_passes`` passes over M_a (9-10); on D_v generate PGD anchors at
+   official code) and train the AN-Estimator ``ane.passes`` passes over M_a (9-10); on D_v generate PGD anchors at
    the ``N1`` PGD strengths and estimated noise at the ``N2`` others, measure the clean and per-strength
    validation losses (11-15) and push ``(H_i, L)`` into M_v (16).
-3. ``vle_warmup``: train the VLE ``vle_warmup_passes`` (= K_v) passes over M_v (18).
+3. ``vle_warmup``: train the VLE ``vle.warmup_passes`` (= K_v) passes over M_v (18).
 4. ``search`` x T: sample ``H`` from GumbelSoftmax(A, xi, tau), do step 2 for it (20-22), train the VLE
-   ``vle_passes`` passes (23) and update ``A`` with the EWSS (24), querying the VLE at the soft weights of the
+   ``vle.passes`` passes (23) and update ``A`` with the EWSS (24), querying the VLE at the soft weights of the
    same draw ``xi`` that was just trained and stored in M_v (official code).
 
-What is trained and attacked is always the one-hot sub-network; what M_v stores (``vle_store``) is, by default, the
+What is trained and attacked is always the one-hot sub-network; what M_v stores (``vle.store``) is, by default, the
 soft weights ``softmax((A + xi) / tau)`` of the same draw, so the EWSS queries the VLE where it was trained.
 
 Before ``H`` is trained, the VLE's prediction of its objective is recorded (``objective_pred``) beside the
@@ -54,22 +54,22 @@ class WsrSearch(SearchEngine):
     def build(self) -> None:
         s, sp = self.scfg, self.splits
         _, edges, ops = self.supernet.arch_weights.shape
-        self.vle = build_vle(s.vle_model, edges, ops, len(self.strengths) + 1, hidden=s.vle_hidden,
-                             output=s.vle_output, ridge=s.vle_ridge,
-                             op_ridge=s.vle_op_ridge).to(self.device)
+        self.vle = build_vle(s.vle.model, edges, ops, len(self.strengths) + 1, hidden=s.vle.hidden,
+                             output=s.vle.output, ridge=s.vle.ridge,
+                             op_ridge=s.vle.op_ridge).to(self.device)
         params = list(self.vle.parameters())  # the additive VLE is fitted in closed form: nothing to optimise
-        self.vle_opt = torch.optim.Adam(params, lr=s.vle_lr, weight_decay=s.vle_weight_decay) if params else None
-        self.vle_memory = LossMemory(s.vle_memory)
+        self.vle_opt = torch.optim.Adam(params, lr=s.vle.lr, weight_decay=s.vle.weight_decay) if params else None
+        self.vle_memory = LossMemory(s.vle.memory)
         self.vle_ready = False
         self.ane, self.ane_opt, self.ane_sched, self.ane_memory = None, None, None, None
         if self.est_eps:
             self.ane = build_estimator(s.estimator, in_chans=sp.in_chans, image_size=sp.image_size,
-                                       strength=s.strength_feed).to(self.device)
+                                       strength=s.ane.strength_feed).to(self.device)
             if self.ane.param_count():
-                self.ane_opt = torch.optim.AdamW(self.ane.parameters(), lr=s.ane_lr, weight_decay=s.ane_weight_decay)
-                warm = max(s.ane_lr_warmup, 1)
+                self.ane_opt = torch.optim.AdamW(self.ane.parameters(), lr=s.ane.lr, weight_decay=s.ane.weight_decay)
+                warm = max(s.ane.lr_warmup, 1)
                 self.ane_sched = torch.optim.lr_scheduler.LambdaLR(self.ane_opt, lambda k: min(1.0, (k + 1) / warm))
-            self.ane_memory = NoiseMemory(s.ane_memory)
+            self.ane_memory = NoiseMemory(s.ane.memory)
         # position of every (sorted) strength in cat([pgd noises, estimated noises])
         order = self.pgd_eps + self.est_eps
         self.perm = [order.index(e) for e in self.strengths]
@@ -84,8 +84,8 @@ class WsrSearch(SearchEngine):
             return self.warmup(task.index)
         if task.phase == "vle_warmup":
             t0 = self.now()
-            loss = fit_vle(self.vle, self.vle_memory, self.vle_opt, self.scfg.vle_warmup_passes, self.scfg.vle_batch,
-                           self.generator, self.scfg.vle_input_noise)
+            loss = fit_vle(self.vle, self.vle_memory, self.vle_opt, self.scfg.vle.warmup_passes, self.scfg.vle.batch,
+                           self.generator, self.scfg.vle.input_noise)
             self.vle_ready = True
             return {"vle_loss": loss, "seconds": {"vle_train": self.now() - t0}}
         sample = self.population[task.index] if task.phase == "population" else self.sample_arch()
@@ -93,7 +93,7 @@ class WsrSearch(SearchEngine):
 
     def stored(self, sample: ArchSample) -> torch.Tensor:
         """What M_v keeps of a draw (and where the VLE is queried for it): its soft weights or its one-hot H."""
-        return sample.soft if self.scfg.vle_store == "soft" else sample.hard
+        return sample.soft if self.scfg.vle.store == "soft" else sample.hard
 
     def iteration(self, sample: ArchSample, search: bool) -> dict[str, Any]:
         """Lines 8-16 (and 23-24 when ``search``) for the drawn architecture ``sample``."""
@@ -115,8 +115,8 @@ class WsrSearch(SearchEngine):
             record["extra_objectives"] = extra
         if search:
             t0 = self.now()
-            record["vle_loss"] = fit_vle(self.vle, self.vle_memory, self.vle_opt, self.scfg.vle_passes,
-                                         self.scfg.vle_batch, self.generator, self.scfg.vle_input_noise)
+            record["vle_loss"] = fit_vle(self.vle, self.vle_memory, self.vle_opt, self.scfg.vle.passes,
+                                         self.scfg.vle.batch, self.generator, self.scfg.vle.input_noise)
             times["vle_train"] = self.now() - t0
             t0 = self.now()
             record["arch_objective"] = self.arch_update(sample)
@@ -126,11 +126,11 @@ class WsrSearch(SearchEngine):
         return record
 
     def measure_more(self, times: dict[str, float]) -> list[float]:
-        """``search.measure_draws - 1`` more draws from A, measured as lines 11-15 measure the trained one (their
+        """``search.vle.measure_draws - 1`` more draws from A, measured as lines 11-15 measure the trained one (their
         BatchNorm statistics re-estimated first) and pushed into M_v: more architectures for the VLE per epoch of
         training, at the cost of their validation passes only. Returns their measured objectives."""
         objectives = []
-        for _ in range(self.scfg.measure_draws - 1):
+        for _ in range(self.scfg.vle.measure_draws - 1):
             other = self.sample_arch()
             self.recalibrate_bn(other.hard)
             losses = self.measure(other.hard, times)
@@ -139,11 +139,11 @@ class WsrSearch(SearchEngine):
         return objectives
 
     def covariates(self, trained: bool) -> torch.Tensor | None:
-        """With ``search.vle_covariates``, what a measured loss depends on besides the architecture: whether the draw
+        """With ``search.vle.covariates``, what a measured loss depends on besides the architecture: whether the draw
         was the one just trained (measured right after its epoch of training, it scores far better than a draw
         that was not), and the search's progress ``t`` and ``t^2`` (the fraction of weight-training epochs done; the
         super-network improves as it trains, and the ops drawn late would otherwise get the credit)."""
-        if not self.scfg.vle_covariates:
+        if not self.scfg.vle.covariates:
             return None
         t = self.epoch / max(self.total_epochs, 1)
         return torch.tensor([float(trained), t, t * t])
@@ -152,7 +152,7 @@ class WsrSearch(SearchEngine):
         """Line 24: one EWSS step on A, the VLE queried where ``search.ewss_query`` says (the stored draw, fresh
         draws, or softmax(A)); ``search.direction: maximize`` ascends (the anti-search control)."""
         s, A = self.scfg, self.supernet.arch_weights
-        H = ewss_query_points(A, s.ewss_query, s.tau, s.arch_samples, self.generator, noise=sample.noise)
+        H = ewss_query_points(A, s.ewss_query, s.tau, s.arch.samples, self.generator, noise=sample.noise)
         return arch_step(A, H, self.vle, self.objective, self.a_opt, maximize=s.direction == "maximize")
 
     @torch.no_grad()
@@ -161,24 +161,24 @@ class WsrSearch(SearchEngine):
         return float(self.objective(self.vle(H.to(self.device))))
 
     def update_ane(self, H: torch.Tensor, times: dict[str, float]) -> float | None:
-        """Lines 9-10: push ``ane_fill_batches`` batches of random D_t images into M_a, each with its PGD anchors and
+        """Lines 9-10: push ``ane.fill_batches`` batches of random D_t images into M_a, each with its PGD anchors and
         a PGD noise at a random strength (official: uniform in [0, 0.15)), then train the AN-Estimator
-        ``ane_passes`` passes over M_a. With ``leave_one_out`` targets (official) each of these noises is in turn
+        ``ane.passes`` passes over M_a. With ``leave_one_out`` targets (official) each of these noises is in turn
         the target of the other three; with ``random`` only the random-strength noise is. WA-ANE has nothing to
         train, so it skips the memory and its PGD."""
         if self.ane is None or self.ane_opt is None:
             return None
         t0, s = self.now(), self.scfg
-        for _ in range(s.ane_fill_batches):
-            idx = torch.randperm(len(self.train_set), generator=self.generator)[:s.ane_batch].tolist()
+        for _ in range(s.ane.fill_batches):
+            idx = torch.randperm(len(self.train_set), generator=self.generator)[:s.ane.batch].tolist()
             x, y = (torch.stack([torch.as_tensor(self.train_set[i][j]) for i in idx]).to(self.device) for j in (0, 1))
-            lo, hi = s.ane_target_range
+            lo, hi = s.ane.target_range
             target = max(lo + (hi - lo) * float(torch.rand(1, generator=self.generator)), 1e-3)
             noise = pgd_noise(self.view(H), x, y, self.pgd_eps + [target], steps=s.attack_steps,
                               random_start=s.attack_random_start)
             self.push_ane(x, noise, self.pgd_eps + [target])
-        steps = s.ane_passes * -(-len(self.ane_memory) // s.ane_train_batch)
-        loss = train_estimator(self.ane, self.ane_memory, self.ane_opt, iters=steps, batch_size=s.ane_train_batch,
+        steps = s.ane.passes * -(-len(self.ane_memory) // s.ane.train_batch)
+        loss = train_estimator(self.ane, self.ane_memory, self.ane_opt, iters=steps, batch_size=s.ane.train_batch,
                                generator=self.generator, scheduler=self.ane_sched)
         times["ane"] = times.get("ane", 0.0) + self.now() - t0
         return loss
@@ -186,7 +186,7 @@ class WsrSearch(SearchEngine):
     def push_ane(self, x: torch.Tensor, noise: torch.Tensor, eps: list[float]) -> None:
         """Push PGD noises ``(B, N1 + 1, ...)`` at ``eps`` (anchors, then the random strength) into M_a."""
         n1 = len(self.pgd_eps)
-        held_out = range(n1 + 1) if self.scfg.ane_targets == "leave_one_out" else [n1]
+        held_out = range(n1 + 1) if self.scfg.ane.targets == "leave_one_out" else [n1]
         for k in held_out:
             rest = sorted((i for i in range(n1 + 1) if i != k), key=lambda i: eps[i])
             self.ane_memory.push(x, noise[:, rest], [eps[i] for i in rest], [eps[k]], noise[:, k:k + 1])
