@@ -35,7 +35,7 @@ def smoke_out(name: str) -> Path:
 def publish(report: dict, markdown: str, out: str | Path | None, name: str) -> Path:
     """Write ``report`` (JSON) and ``markdown`` beside it atomically to ``out`` (a smoke run's temporary folder
     when ``None``: :func:`smoke_out`), then print the report's conclusion and where it went."""
-    from wsr_bench.io import atomic_write_report
+    from wsr_bench.infra.atomic import atomic_write_report
 
     path = Path(out) if out else smoke_out(name)
     atomic_write_report(path, report, markdown)

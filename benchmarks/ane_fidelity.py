@@ -36,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 import wsr_bench.models  # noqa: F401  (registers the timm models)
-from wsr_bench.data import as_tensors, load_dataset
+from wsr_bench.data.datasets import as_tensors, load_dataset
 from wsr_bench.estimators.noise import (
     NoiseEstimator,
     NoiseMemory,
@@ -46,7 +46,7 @@ from wsr_bench.estimators.noise import (
     project_noise,
     train_estimator,
 )
-from wsr_bench.io import atomic_write_report, atomic_write_text
+from wsr_bench.infra.atomic import atomic_write_report, atomic_write_text
 from wsr_bench.search_space.ops import Normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

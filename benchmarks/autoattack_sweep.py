@@ -6,7 +6,7 @@ test images it then measures, at the 12 strengths 0.01 ... 0.25 (the paper's 0.0
 
 * ``per-eps``   the baseline: pyautoattack's ``AutoAttack(version="standard")`` run separately at every eps on all
                 images (``run_standard_evaluation``), which is what a user would otherwise do, with the image-keyed
-                random starts of :mod:`wsr_bench.attack_starts` that ``evaluate_spectrum`` uses too (so a verdict
+                random starts of :mod:`wsr_bench.attacks.starts` that ``evaluate_spectrum`` uses too (so a verdict
                 cannot change with the batch an image is attacked in); ``--upstream-baseline`` runs it once more
                 with pyautoattack's own batch-position starts, to show that keying changes nothing but the draws;
 * ``upward``, ``downward``, ``bisect``: ``evaluate_spectrum(attack="autoattack", sweep=...)``
@@ -69,11 +69,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import ConcatDataset
 
-from wsr_bench.attacks import build_pgd
-from wsr_bench.data import as_tensors, load_dataset
+from wsr_bench.attacks.factory import build_pgd
+from wsr_bench.data.datasets import as_tensors, load_dataset
 from wsr_bench.epsilon import eps_label
 from wsr_bench.evaluate import CountingModel, evaluate_spectrum
-from wsr_bench.io import atomic_write_report
+from wsr_bench.infra.atomic import atomic_write_report
 from wsr_bench.rules import SWEEPS
 from wsr_bench.search_space.ops import Normalize
 
@@ -235,7 +235,7 @@ def per_eps_autoattack(model, x, y, cfg: Config, seed: int, keyed: bool = True, 
     ``variant``: its version, norm and strengths (default: standard, Linf, ``cfg.eps``)."""
     from pyautoattack import AutoAttack
 
-    from wsr_bench.attack_starts import key_autoattack_starts
+    from wsr_bench.attacks.starts import key_autoattack_starts
 
     version, norm, eps = (variant.version, variant.norm, variant.eps) if variant else ("standard", "Linf", cfg.eps)
     counting = CountingModel(model)
@@ -533,7 +533,7 @@ def markdown(report: dict[str, Any]) -> str:
              f"{', '.join(map(str, cfg['seeds']))}. Attack: {budget}; attack seed = model seed.",
              "Eps: " + ", ".join(labels) + ".", "",
              "Per-eps = pyautoattack's `run_standard_evaluation` at each eps on all images"
-             + (", with the image-keyed random starts of `wsr_bench.attack_starts` that the sweeps use too (an "
+             + (", with the image-keyed random starts of `wsr_bench.attacks.starts` that the sweeps use too (an "
                 "image's start no longer depends on its batch)" if cfg.get("keyed_starts") else
                 ", with pyautoattack's own random starts (drawn by an image's place in its batch), as the sweeps "
                 "of this run had too")

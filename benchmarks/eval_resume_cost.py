@@ -41,11 +41,11 @@ from torch.utils.data import ConcatDataset
 
 import wsr_bench.evaluate.spectrum as spectrum_mod
 import wsr_bench.models  # noqa: F401  (registers the architectures with timm)
-from wsr_bench.attacks import build_pgd
-from wsr_bench.data import as_tensors, load_dataset
+from wsr_bench.attacks.factory import build_pgd
+from wsr_bench.data.datasets import as_tensors, load_dataset
 from wsr_bench.epsilon import PAPER_SPECTRUM
 from wsr_bench.evaluate import evaluate_spectrum
-from wsr_bench.evaluate.state import SweepState, remove_state
+from wsr_bench.evaluate.resume import SweepState, remove_state
 from wsr_bench.train import TrainRecipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -39,9 +39,9 @@ from _common import load_average, machine_record, smoke_out  # noqa: E402
 
 from wsr_bench.config import load_config  # noqa: E402
 from wsr_bench.evaluate.counting import CountingModel  # noqa: E402
-from wsr_bench.io import atomic_write_json  # noqa: E402
+from wsr_bench.infra.atomic import atomic_write_json  # noqa: E402
+from wsr_bench.infra.runtime import resolve_device, set_memory_format  # noqa: E402
 from wsr_bench.models.catalog import create  # noqa: E402
-from wsr_bench.runtime import resolve_device, set_memory_format  # noqa: E402
 from wsr_bench.search.engine import PHASES  # noqa: E402
 from wsr_bench.search.wsr_nas import WsrSearch  # noqa: E402
 from wsr_bench.train import LoopOptions, TrainRecipe, train_epoch  # noqa: E402
@@ -146,7 +146,7 @@ def training_throughput(cfg: Config, device: str) -> list[dict[str, Any]]:
 
 
 def autoattack_throughput(cfg: Config, device: str) -> dict[str, Any]:
-    from wsr_bench.attacks import build_attack
+    from wsr_bench.attacks.factory import build_attack
 
     torch.manual_seed(0)
     model = set_memory_format(create("wsrnet_basic", num_classes=10, **cfg.net).to(device), "channels_last").eval()

@@ -40,10 +40,10 @@ from scipy.stats import kendalltau
 from tqdm.auto import tqdm
 
 from wsr_bench.config import config_from_dict
-from wsr_bench.distributed import set_epoch, shard_loader
 from wsr_bench.estimators.val_loss import LossMemory, ValLossEstimator, train_vle
-from wsr_bench.io import atomic_write_report
-from wsr_bench.run_folder import RunFolder
+from wsr_bench.infra.atomic import atomic_write_report
+from wsr_bench.infra.distributed import set_epoch, shard_loader
+from wsr_bench.infra.run_folder import RunFolder
 from wsr_bench.search.engine import PHASES
 from wsr_bench.search.naive import NaiveSearch
 from wsr_bench.search.wsr_nas import WsrSearch

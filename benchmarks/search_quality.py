@@ -224,10 +224,10 @@ def train_and_attack(name: str, arch: str | dict[str, Any], settings: dict[str, 
 
     import wsr_bench.models  # noqa: F401  (timm registration)
     from wsr_bench.config import config_from_dict
-    from wsr_bench.data import as_tensors, load_dataset
+    from wsr_bench.data.datasets import as_tensors, load_dataset
     from wsr_bench.evaluate.spectrum import evaluate_spectrum
+    from wsr_bench.infra.runtime import resolve_device
     from wsr_bench.models.catalog import create
-    from wsr_bench.runtime import resolve_device
     from wsr_bench.train import train_model
 
     torch.set_num_threads(1)
@@ -524,7 +524,7 @@ def power_search_job(raw: dict[str, Any], out: str) -> dict[str, Any]:
     architectures it was about to measure, and the search's own compute time."""
     from scipy.stats import kendalltau
 
-    from wsr_bench.checkpoint import load_checkpoint
+    from wsr_bench.infra.checkpoint import load_checkpoint
 
     c0 = time.process_time()
     result = run_search_job(raw, out)
@@ -552,12 +552,12 @@ def oneshot_job(raw: dict[str, Any], search_dir: str, archs: dict[str, dict[str,
     import torch
     import torch.nn.functional as F
 
-    from wsr_bench.checkpoint import load_checkpoint
     from wsr_bench.config import config_from_dict
-    from wsr_bench.data import as_tensors, load_dataset
+    from wsr_bench.data.datasets import as_tensors, load_dataset
     from wsr_bench.estimators.noise import pgd_noise
     from wsr_bench.evaluate.spectrum import evaluate_spectrum
-    from wsr_bench.io import atomic_write_json
+    from wsr_bench.infra.atomic import atomic_write_json
+    from wsr_bench.infra.checkpoint import load_checkpoint
     from wsr_bench.search.wsr_nas import WsrSearch
     from wsr_bench.search_space.genotype import Genotype
     from wsr_bench.search_space.supernet import derive_genotype
@@ -638,8 +638,8 @@ def run_power(settings: dict[str, Any], workdir: Path, workers: int | None = Non
     beside the searches)."""
     from concurrent.futures import FIRST_COMPLETED, wait
 
+    from wsr_bench.infra.runtime import resolve_device
     from wsr_bench.models.wsrnet import GENOTYPE_OF
-    from wsr_bench.runtime import resolve_device
     from wsr_bench.search_space.genotype import known_genotypes
 
     s = settings
@@ -1094,8 +1094,8 @@ def verdict_text(result: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------------------ main
 def run(quick: bool, seeds: int, n_random: int, workdir: Path, smoke: bool = False) -> dict[str, Any]:
+    from wsr_bench.infra.runtime import resolve_device
     from wsr_bench.models.wsrnet import GENOTYPE_OF
-    from wsr_bench.runtime import resolve_device
     from wsr_bench.search.diagnostics import cell_counts
     from wsr_bench.search_space.genotype import Genotype, known_genotypes
 
@@ -1188,7 +1188,7 @@ def main(argv: list[str] | None = None) -> int:
                   "per_image_scores": {m["name"]: m["scores"] for m in full["models"]}}
         if out.is_file():
             result["finding"] = json.loads(out.read_text()).get("finding")
-    from wsr_bench.io import atomic_write_report
+    from wsr_bench.infra.atomic import atomic_write_report
 
     result["found_percentile"] = result["summary"]["found_percentile"]  # also at the top level, for readers
     atomic_write_report(out, result, render(result))
@@ -1199,7 +1199,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def main_power(args: argparse.Namespace) -> int:
     """``--power`` (and plain ``--smoke``, at toy sizes): run or resume it, or ``--render`` its .md again."""
-    from wsr_bench.io import atomic_write_report
+    from wsr_bench.infra.atomic import atomic_write_report
 
     smoke = args.smoke and not args.render
     settings = dict(SETTINGS["power_smoke" if smoke else "power"])

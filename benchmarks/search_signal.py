@@ -136,8 +136,8 @@ def search_job(raw: dict[str, Any], out: str) -> dict[str, Any]:
     the genotype, the measured architectures, the search's own time."""
     import torch
 
-    from wsr_bench.checkpoint import load_checkpoint
     from wsr_bench.config import config_from_dict
+    from wsr_bench.infra.checkpoint import load_checkpoint
     from wsr_bench.search import run_search
 
     torch.set_num_threads(1)
@@ -154,8 +154,8 @@ def search_job(raw: dict[str, Any], out: str) -> dict[str, Any]:
 
 def _engine(raw: dict[str, Any], search_dir: str, tmp: str):
     """The search's engine with its final state (super-network, A, estimators) loaded from the checkpoint."""
-    from wsr_bench.checkpoint import load_checkpoint
     from wsr_bench.config import config_from_dict
+    from wsr_bench.infra.checkpoint import load_checkpoint
     from wsr_bench.search.wsr_nas import WsrSearch
 
     engine = WsrSearch(config_from_dict(copy.deepcopy(raw)), tmp)
@@ -177,7 +177,7 @@ def test_retest_job(raw: dict[str, Any], search_dir: str, draws: int, seed: int)
     from scipy.stats import kendalltau
     from torch.utils.data import Subset
 
-    from wsr_bench.data import as_tensors
+    from wsr_bench.data.datasets import as_tensors
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="retest_") as tmp:
@@ -364,7 +364,7 @@ class Runner:
             return json.loads(path.read_text())
         t0 = time.perf_counter()
         result = fn(*args)
-        from wsr_bench.io import atomic_write_json
+        from wsr_bench.infra.atomic import atomic_write_json
 
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, sq.json_ready(result))
@@ -940,7 +940,7 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: its settings'; a first seed over every architecture can be reported before the second)")
     p.add_argument("--render", action="store_true", help="only rewrite the .md from the results JSON")
     args = p.parse_args(argv)
-    from wsr_bench.io import atomic_write_json, atomic_write_text
+    from wsr_bench.infra.atomic import atomic_write_json, atomic_write_text
 
     out = args.out or (smoke_out("search_signal") if args.smoke else RESULTS / "search_signal.json")
     if args.render:

@@ -50,11 +50,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import ConcatDataset
 
-from wsr_bench.attacks import build_pgd
-from wsr_bench.data import as_tensors, load_dataset
+from wsr_bench.attacks.factory import build_pgd
+from wsr_bench.data.datasets import as_tensors, load_dataset
 from wsr_bench.epsilon import eps_label
 from wsr_bench.evaluate import evaluate_spectrum
-from wsr_bench.io import atomic_write_report
+from wsr_bench.infra.atomic import atomic_write_report
 from wsr_bench.search_space.ops import Normalize
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

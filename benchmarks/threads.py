@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_average, machine_record, publish  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from wsr_bench.threads import available_cores  # noqa: E402
+from wsr_bench.infra.threads import available_cores  # noqa: E402
 
 logger = logging.getLogger("threads")
 

@@ -51,12 +51,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_average, machine_record, smoke_out  # noqa: E402
 
 from wsr_bench.config import load_config  # noqa: E402
-from wsr_bench.data import as_tensors, load_dataset  # noqa: E402
+from wsr_bench.data.datasets import as_tensors, load_dataset  # noqa: E402
 from wsr_bench.evaluate.spectrum import evaluate_spectrum  # noqa: E402
-from wsr_bench.io import atomic_write_json, atomic_write_report  # noqa: E402
+from wsr_bench.infra.atomic import atomic_write_json, atomic_write_report  # noqa: E402
+from wsr_bench.infra.runtime import seed_everything, set_memory_format  # noqa: E402
 from wsr_bench.leaderboard.stats import mcnemar_exact  # noqa: E402
 from wsr_bench.models.catalog import create  # noqa: E402
-from wsr_bench.runtime import seed_everything, set_memory_format  # noqa: E402
 from wsr_bench.search.wsr_nas import WsrSearch  # noqa: E402
 from wsr_bench.train import LoopOptions, TrainRecipe, adversarial_examples, eval_epoch, train_epoch  # noqa: E402
 

@@ -34,9 +34,9 @@ import torch
 from torch.utils.data import ConcatDataset, Subset
 
 from wsr_bench.config import config_from_dict
-from wsr_bench.data import load_dataset
-from wsr_bench.distributed import set_epoch, shard_loader
-from wsr_bench.io import atomic_write_report, atomic_write_text
+from wsr_bench.data.datasets import load_dataset
+from wsr_bench.infra.atomic import atomic_write_report, atomic_write_text
+from wsr_bench.infra.distributed import set_epoch, shard_loader
 from wsr_bench.train import (
     LoopOptions,
     TrainRecipe,

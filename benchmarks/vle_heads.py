@@ -22,7 +22,7 @@ import torch
 from scipy.stats import kendalltau
 
 from wsr_bench.estimators.val_loss import LossMemory, ValLossEstimator, train_vle
-from wsr_bench.io import atomic_write_text
+from wsr_bench.infra.atomic import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import smoke_out  # noqa: E402

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wsr_bench.data import get_digits
+from wsr_bench.data.datasets import get_digits
 from wsr_bench.search_space.ops import Normalize
 
 

@@ -20,11 +20,11 @@ import torch
 import torch.nn as nn
 from _wsr_eval_fixtures import digits, one_thread, small_autoattack_budget, trained_model  # noqa: F401
 
-from wsr_bench.attacks import build_attack, perturbation_norm
+from wsr_bench.attacks.factory import build_attack, perturbation_norm
 from wsr_bench.cli import main
 from wsr_bench.config import ConfigError, config_from_dict, config_to_dict, load_config
 from wsr_bench.evaluate import SpectrumOptions, evaluate_spectrum
-from wsr_bench.evaluate.pipeline import result_to_entry
+from wsr_bench.evaluate.entry import result_to_entry
 from wsr_bench.evaluate.sanity import run_sanity_checks
 from wsr_bench.leaderboard import LeaderboardEntry
 
@@ -53,7 +53,7 @@ def _per_eps(model, x, y, eps, norm, version):
     """pyautoattack's AutoAttack at each eps on all images (image-keyed starts): per-sample correctness (n, K)."""
     from pyautoattack import AutoAttack
 
-    from wsr_bench.attack_starts import key_autoattack_starts
+    from wsr_bench.attacks.starts import key_autoattack_starts
 
     correct = []
     for e in eps:

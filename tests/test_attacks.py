@@ -6,7 +6,7 @@ import pytest
 import torch
 from _wsr_eval_fixtures import digits, one_thread, trained_model  # noqa: F401  (one_thread: autouse)
 
-from wsr_bench.attacks import (
+from wsr_bench.attacks.factory import (
     ATTACK_NAMES,
     PGD,
     build_attack,

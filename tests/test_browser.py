@@ -13,7 +13,7 @@ from test_leaderboard import make_entry
 
 from wsr_bench.leaderboard import build_leaderboard
 from wsr_bench.leaderboard.browser import find_browser, rendered_dom, screenshot
-from wsr_bench.leaderboard.io import entry_path, save_entry
+from wsr_bench.leaderboard.entry_files import entry_path, save_entry
 
 
 @pytest.fixture(scope="module")

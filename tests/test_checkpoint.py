@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from wsr_bench.checkpoint import CheckpointError, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from wsr_bench.infra.checkpoint import CheckpointError, get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 
 
 def _draws() -> tuple:

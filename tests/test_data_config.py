@@ -5,7 +5,7 @@ import torch
 import yaml
 
 from wsr_bench.config import ConfigError, ExperimentConfig, dump_config, load_config
-from wsr_bench.data import DataError, as_tensors, load_dataset
+from wsr_bench.data.datasets import DataError, as_tensors, load_dataset
 
 
 def test_digits_is_embedded_resized_and_in_unit_range():

@@ -17,7 +17,7 @@ import torch
 import yaml
 from torch.utils.data import TensorDataset
 
-from wsr_bench.distributed import (
+from wsr_bench.infra.distributed import (
     DistInfo,
     all_reduce_stats,
     is_main_process,
@@ -37,8 +37,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from wsr_bench.data import get_synthetic
-from wsr_bench.distributed import (cleanup, is_main_process, set_epoch, setup_distributed, shard_loader,
+from wsr_bench.data.datasets import get_synthetic
+from wsr_bench.infra.distributed import (cleanup, is_main_process, set_epoch, setup_distributed, shard_loader,
                                    unwrap_model, wrap_ddp)
 from wsr_bench.search_space.ops import Normalize
 from wsr_bench.train import TrainRecipe, eval_epoch, train_epoch
@@ -50,7 +50,7 @@ def trades_with_aux_head():
     import timm
 
     import wsr_bench.models  # noqa: F401
-    from wsr_bench.distributed import all_gather_object
+    from wsr_bench.infra.distributed import all_gather_object
 
     torch.manual_seed(0)
     model = timm.create_model("darts_v2", init_channels=4, layers=3, num_classes=10, auxiliary=True)
@@ -199,7 +199,7 @@ def test_joined_process_group_leaves_only_a_group_it_joined(monkeypatch, tmp_pat
 
 
 FAILING_RANK = '''
-from wsr_bench.distributed import get_rank, joined_process_group
+from wsr_bench.infra.distributed import get_rank, joined_process_group
 
 with joined_process_group("cpu"):
     if get_rank() == 1:
@@ -247,7 +247,7 @@ def test_shard_loader_orders_by_seed_and_epoch():
 
 GLOO_THREADS_AFTER_CLEANUP = '''
 import os, torch
-from wsr_bench.distributed import all_gather_object, cleanup, get_rank, setup_distributed
+from wsr_bench.infra.distributed import all_gather_object, cleanup, get_rank, setup_distributed
 
 setup_distributed("cpu")
 net = torch.nn.Linear(3, 2)

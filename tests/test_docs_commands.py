@@ -196,8 +196,8 @@ def test_common_flags_are_documented_the_same_way():
 def test_no_progress_reaches_the_pipeline_and_the_zoo(monkeypatch, tmp_path):
     """`wsr-bench run --no-progress` (once `unrecognized arguments`) passes progress=False to run_pipeline; zoo to
     build_zoo and, through search.progress, to its search."""
-    import wsr_bench.pipeline
-    import wsr_bench.zoo
+    import wsr_bench.jobs.run
+    import wsr_bench.jobs.zoo
 
     seen = {}
 
@@ -210,8 +210,8 @@ def test_no_progress_reaches_the_pipeline_and_the_zoo(monkeypatch, tmp_path):
             raise Stop
         return record
 
-    monkeypatch.setattr(wsr_bench.pipeline, "run_pipeline", fake("run"))
-    monkeypatch.setattr(wsr_bench.zoo, "build_zoo", fake("zoo"))
+    monkeypatch.setattr(wsr_bench.jobs.run, "run_pipeline", fake("run"))
+    monkeypatch.setattr(wsr_bench.jobs.zoo, "build_zoo", fake("zoo"))
     for command, config in (("run", "configs/demo.yaml"), ("zoo", "configs/zoo_fashion.yaml")):
         with pytest.raises(Stop):
             main([command, str(REPO / config), "--out", str(tmp_path / command), "--no-progress"])

@@ -11,7 +11,7 @@ from _wsr_eval_fixtures import digits, one_thread, tiny_cnn  # noqa: F401
 import wsr_bench.models as wm
 from wsr_bench.cli import main
 from wsr_bench.evaluate import evaluate_to_entry
-from wsr_bench.evaluate.pipeline import load_eval_data
+from wsr_bench.evaluate.entry import load_eval_data
 from wsr_bench.evaluate.samples import data_sha256, snap_break_eps
 from wsr_bench.leaderboard import load_entry
 

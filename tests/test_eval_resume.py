@@ -27,7 +27,7 @@ from torch.utils.data import ConcatDataset
 
 import wsr_bench.models as wm
 from wsr_bench.cli import main
-from wsr_bench.data import as_tensors, load_dataset
+from wsr_bench.data.datasets import as_tensors, load_dataset
 
 ARGS = ["--n-examples", "48", "--batch-size", "8", "--eps", "0.002,0.005,0.01,0.02", "--attack", "apgd-ce,pgd",
         "--steps", "6", "--warm-start-steps", "2", "--no-progress", "--no-sanity"]
@@ -36,8 +36,8 @@ WORKER = '''
 import json, sys
 from pathlib import Path
 
-from wsr_bench.distributed import cleanup, is_main_process, setup_distributed
-from wsr_bench.evaluate.pipeline import evaluate_to_entry, load_eval_data
+from wsr_bench.infra.distributed import cleanup, is_main_process, setup_distributed
+from wsr_bench.evaluate.entry import evaluate_to_entry, load_eval_data
 from wsr_bench.models import load_exported
 
 

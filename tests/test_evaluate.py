@@ -12,7 +12,7 @@ import torch.nn as nn
 from _wsr_eval_fixtures import digits, handwritten_pgd, one_thread, tiny_cnn, trained_model  # noqa: F401
 
 import wsr_bench.evaluate.batches as batches_mod
-from wsr_bench.attacks import Attack
+from wsr_bench.attacks.factory import Attack
 from wsr_bench.evaluate import (
     AdversarialExampleError,
     CountingModel,

@@ -9,10 +9,10 @@ import pytest
 import timm
 import torch
 
-import wsr_bench.fashion_mnist as fm
+import wsr_bench.data.fashion_mnist as fm
 from wsr_bench.cli import main
 from wsr_bench.config import ConfigError, load_config
-from wsr_bench.data import STATS, DataError, as_tensors, load_dataset, make_loader
+from wsr_bench.data.datasets import STATS, DataError, as_tensors, load_dataset, make_loader
 from wsr_bench.models import NON_DARTS_MODELS, REGISTERED_MODELS
 
 STEMS = [s for pair in fm.FILES.values() for s in pair]

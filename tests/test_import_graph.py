@@ -1,4 +1,5 @@
-"""The modules of ``wsr_bench`` import each other without a cycle.
+"""The modules of ``wsr_bench`` import each other without a cycle, and each part imports only the layers that
+``docs/architecture.md`` allows it (:data:`MAY_IMPORT`).
 
 Every module is parsed (not imported) with :mod:`ast`, and each import of another ``wsr_bench`` module is an edge:
 module-level and function-level imports alike (a lazy import inside a function is still a dependency, and the usual
@@ -22,6 +23,43 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 #: Edges left out of the check, each closing a known cycle that is harmless today and that a change of the importing
 #: module would break; delete the entry then (a stale entry fails ``test_allowed_edges_still_exist``).
 ALLOWED_EDGES: dict[tuple[str, str], str] = {}
+
+
+#: The layers of docs/architecture.md: the parts each part of the package may import (a part is a top-level module or
+#: sub-package; ``wsr_bench`` is the root ``__init__``). Keep the two in step: a new part, or a new kind of edge, is a
+#: design decision to write down there first.
+FOUNDATION = {"wsr_bench", "_compat", "epsilon", "rules", "infra", "config"}
+MAY_IMPORT: dict[str, set[str]] = {
+    # foundation: torch-free names and rules, infrastructure, the config
+    "epsilon": set(),
+    "rules": {"epsilon"},
+    "infra": {"rules"},
+    "config": {"epsilon", "rules", "infra"},
+    "_compat": {"infra"},
+    "wsr_bench": {"_compat"},
+    # building blocks: each imports the foundation and the blocks named here, never a job
+    "search_space": FOUNDATION,
+    "data": FOUNDATION,
+    "attacks": FOUNDATION,
+    "leaderboard": FOUNDATION,
+    "models": FOUNDATION | {"search_space"},
+    "estimators": FOUNDATION | {"attacks", "search_space"},
+    "train": FOUNDATION | {"attacks", "data", "models"},
+    "evaluate": FOUNDATION | {"attacks", "data", "models", "leaderboard"},
+    "search": FOUNDATION | {"search_space", "models", "estimators", "train", "data", "attacks"},
+    # jobs: the stages and the recipes over them (run, zoo, eval)
+    "jobs": FOUNDATION | {"search_space", "data", "attacks", "leaderboard", "models", "estimators", "train",
+                          "evaluate", "search"},
+    # the command line, over everything
+    "cli": FOUNDATION | {"search_space", "data", "attacks", "leaderboard", "models", "estimators", "train",
+                         "evaluate", "search", "jobs"},
+}
+
+
+def part_of(module: str) -> str:
+    """The part a module belongs to: ``wsr_bench.evaluate.spectrum`` -> ``evaluate``, ``wsr_bench`` -> itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
 
 
 def _modules(root: Path, package: str) -> dict[str, Path]:
@@ -160,10 +198,10 @@ def test_the_graph_sees_the_imports_it_should():
     graph = import_graph()
     assert {"wsr_bench.evaluate.batches"} <= graph["wsr_bench.evaluate.sweeps"]  # from-import of a module's names
     assert "wsr_bench.evaluate.sweeps" in graph["wsr_bench.evaluate.spectrum"]
-    assert "wsr_bench.errors" in graph["wsr_bench.fashion_mnist"]
-    assert "wsr_bench.fashion_mnist" in graph["wsr_bench.data"]  # a function-level import
+    assert "wsr_bench.data.errors" in graph["wsr_bench.data.fashion_mnist"]
+    assert "wsr_bench.data.fashion_mnist" in graph["wsr_bench.data.datasets"]  # a function-level import
     assert "wsr_bench.evaluate.sanity" in graph["wsr_bench.evaluate.spectrum"]  # another one
-    assert "wsr_bench.config" not in graph["wsr_bench.data"]  # only under TYPE_CHECKING
+    assert "wsr_bench.config" not in graph["wsr_bench.data.datasets"]  # only under TYPE_CHECKING
     assert "wsr_bench.evaluate.spectrum" in graph["wsr_bench.evaluate"]  # a package __init__'s re-export
 
 
@@ -188,3 +226,32 @@ def test_a_cycle_is_found_and_printed(tmp_path):
     assert find_cycles(import_graph(pkg, "pkg")) == []
     (pkg / "sub" / "d.py").write_text("from pkg.sub import D as E\nD = 1\n")  # a name from its own __init__
     assert find_cycles(import_graph(pkg, "pkg")) == [["pkg.sub", "pkg.sub.d", "pkg.sub"]]
+
+
+def test_every_part_has_a_place_in_the_layers():
+    parts = {part_of(m) for m in import_graph()}
+    missing = sorted(parts - set(MAY_IMPORT))
+    assert not missing, f"parts of wsr_bench that docs/architecture.md does not place in a layer: {missing}"
+
+
+def test_each_part_imports_only_the_layers_it_may():
+    bad = [f"{source} -> {target}" for source, targets in sorted(import_graph().items()) for target in sorted(targets)
+           if part_of(source) != part_of(target) and part_of(target) not in MAY_IMPORT.get(part_of(source), set())]
+    assert not bad, "imports across layers that docs/architecture.md does not allow:\n  " + "\n  ".join(bad)
+
+
+def test_the_layers_are_the_ones_the_architecture_page_lists():
+    page = (ROOT.parent / "docs" / "architecture.md").read_text()
+    for part in MAY_IMPORT:
+        if part != "wsr_bench":
+            assert f"`{part}`" in page, f"docs/architecture.md does not name the part {part!r}"
+
+
+def test_no_two_modules_share_a_name():
+    """A module's file name says its job: two ``pipeline.py`` doing different jobs is the confusion this refuses."""
+    names: dict[str, list[str]] = {}
+    for module in import_graph():
+        if (ROOT.parent / Path(*module.split(".")).with_suffix(".py")).is_file():  # not a package __init__
+            names.setdefault(module.rsplit(".", 1)[-1], []).append(module)
+    shared = {name: found for name, found in names.items() if len(found) > 1}
+    assert not shared, f"modules sharing a name: {shared}"

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from wsr_bench.io import atomic_write_json, atomic_write_report, atomic_write_text
+from wsr_bench.infra.atomic import atomic_write_json, atomic_write_report, atomic_write_text
 
 
 def test_new_result_files_are_world_readable_and_existing_modes_are_kept(tmp_path):

@@ -20,8 +20,8 @@ from wsr_bench.epsilon import PAPER_SPECTRUM
 from wsr_bench.leaderboard import LeaderboardEntry, Samples, build_leaderboard, load_entries, save_entry
 from wsr_bench.leaderboard.compare import compare_entries, format_comparison, whole_curve_entries
 from wsr_bench.leaderboard.consistency import nesting_text, nesting_violations
+from wsr_bench.leaderboard.entry_files import entry_path
 from wsr_bench.leaderboard.html import short_text
-from wsr_bench.leaderboard.io import entry_path
 from wsr_bench.leaderboard.marks import row_band, row_interval, section_marks
 from wsr_bench.leaderboard.schema import Curve
 from wsr_bench.leaderboard.seeds import Row, SeedNoise, group_rows, load_seed_noise, seed_noise_from_power

@@ -15,7 +15,7 @@ from test_leaderboard import make_entry
 from wsr_bench.cli import main
 from wsr_bench.leaderboard import LeaderboardEntry, Samples, SchemaError, build_leaderboard, load_entry, save_entry
 from wsr_bench.leaderboard.compare import ComparisonError, compare_entries, format_comparison, top_marks
-from wsr_bench.leaderboard.io import entry_path
+from wsr_bench.leaderboard.entry_files import entry_path
 from wsr_bench.leaderboard.schema import Curve
 from wsr_bench.leaderboard.stats import clopper_pearson, correct_at, discordant, mcnemar_exact
 from wsr_bench.leaderboard.tables import leaderboard_frame

@@ -15,7 +15,7 @@ from wsr_bench.leaderboard import LeaderboardEntry, SchemaError, build_leaderboa
 from wsr_bench.leaderboard.build import paired_comparisons
 from wsr_bench.leaderboard.compare import compare_entries, format_comparison, top_marks, whole_curve_entries
 from wsr_bench.leaderboard.curves import plot_curves
-from wsr_bench.leaderboard.io import entry_path
+from wsr_bench.leaderboard.entry_files import entry_path
 from wsr_bench.leaderboard.reference import SOURCE_LABEL, parse_reference
 from wsr_bench.leaderboard.tables import (
     leaderboard_frame,

@@ -18,10 +18,10 @@ from torch import nn
 import wsr_bench.models  # noqa: F401  (timm registration)
 from wsr_bench.cli import main
 from wsr_bench.config import ConfigError, config_from_dict, load_config
-from wsr_bench.data import as_tensors, load_dataset
+from wsr_bench.data.datasets import as_tensors, load_dataset
 from wsr_bench.evaluate.spectrum import evaluate_spectrum
+from wsr_bench.infra.runtime import amp_autocast, check_amp, memory_format_of, set_memory_format
 from wsr_bench.models import export_model, load_exported
-from wsr_bench.runtime import amp_autocast, check_amp, memory_format_of, set_memory_format
 from wsr_bench.search.wsr_nas import WsrSearch
 from wsr_bench.train import LoopOptions, TrainRecipe, train_epoch, train_model
 

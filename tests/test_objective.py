@@ -49,14 +49,14 @@ class _LinearLandscape(nn.Module):
 
 def test_ewss_moves_A_downhill_through_the_estimator_only():
     torch.manual_seed(0)
-    alpha = nn.Parameter(1e-3 * torch.randn(2, 14, 8))
+    arch_weights = nn.Parameter(1e-3 * torch.randn(2, 14, 8))
     vle = _LinearLandscape(n_out=4)
     obj = RobustObjective(weights=(1, 2, 3))
-    opt = torch.optim.Adam([alpha], lr=0.05)
+    opt = torch.optim.Adam([arch_weights], lr=0.05)
     gen = torch.Generator().manual_seed(0)
-    values = [ewss_step(alpha, vle, obj, opt, tau=1.0, samples=4, generator=gen) for _ in range(30)]
+    values = [ewss_step(arch_weights, vle, obj, opt, tau=1.0, samples=4, generator=gen) for _ in range(30)]
     assert values[-1] < values[0]
-    assert (alpha.detach().argmax(-1) == 5).all()
+    assert (arch_weights.detach().argmax(-1) == 5).all()
     assert vle.scale.grad is None  # the estimator's own weights get no gradient from the architecture step
 
 

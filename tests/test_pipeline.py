@@ -59,9 +59,9 @@ def test_found_model_loads_with_timm(tiny_run):
 
 def test_rerun_skips_finished_stages(tiny_run, capsys):
     tmp, out = tiny_run
-    before = (out / "pipeline.jsonl").read_text().splitlines()
+    before = (out / "stages.jsonl").read_text().splitlines()
     assert _run(tmp, out) == 0
-    after = [json.loads(line) for line in (out / "pipeline.jsonl").read_text().splitlines()[len(before):]]
+    after = [json.loads(line) for line in (out / "stages.jsonl").read_text().splitlines()[len(before):]]
     skipped = {r["stage"]: r["skipped"] for r in after}
     assert skipped["search"] and skipped["train:wsrnet"] and skipped["train:racl"]
     assert skipped["eval:wsrnet"] and skipped["eval:racl"] and not skipped["leaderboard"]

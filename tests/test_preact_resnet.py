@@ -11,7 +11,7 @@ import wsr_bench._compat  # noqa: F401  (robustbench imports `autoattack`)
 import wsr_bench.models  # noqa: F401
 from wsr_bench.cli import main
 from wsr_bench.config import load_config
-from wsr_bench.data import STATS
+from wsr_bench.data.datasets import STATS
 from wsr_bench.models import REGISTERED_MODELS, export_model, load_exported
 from wsr_bench.models.catalog import create
 from wsr_bench.models.preact_resnet import PreActResNet

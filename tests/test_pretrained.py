@@ -14,11 +14,12 @@ import pytest
 import timm
 import torch
 
-import wsr_bench.fashion_mnist as fm
+import wsr_bench.data.fashion_mnist as fm
 import wsr_bench.models  # noqa: F401
 from wsr_bench.cli import main
-from wsr_bench.data import STATS
+from wsr_bench.data.datasets import STATS
 from wsr_bench.evaluate.model_loading import check_model_spec, exported_image_size, load_eval_model
+from wsr_bench.jobs.publishing import publish_weights
 from wsr_bench.models import WeightsFileError, pretrained
 from wsr_bench.models.catalog import create
 from wsr_bench.search_space import known_genotypes
@@ -49,7 +50,7 @@ def _tiny(arch="wsrnet_basic", **kwargs):
 def _publish(weights, model=None, arch="wsrnet_basic", tag="fmnist_test", **fields):
     model = model if model is not None else _tiny(init_channels=4, layers=3)
     fields = {"dataset": "fashion_mnist", "recipe": "PGD-7 (eps 0.1), 1 epoch", "entry": "lb/e.json", **fields}
-    path = pretrained.publish_weights(model, arch, tag, weights_dir=weights, **fields)
+    path = publish_weights(model, arch, tag, weights_dir=weights, **fields)
     pretrained.register_published(weights)
     return model, path
 

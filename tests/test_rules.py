@@ -12,7 +12,7 @@ import wsr_bench.models.wsrnet as wsrnet
 from wsr_bench import rules
 from wsr_bench.config import ConfigError, TrainConfig, load_config
 from wsr_bench.epsilon import check_eps
-from wsr_bench.runtime import resolve_device, seed_everything
+from wsr_bench.infra.runtime import resolve_device, seed_everything
 from wsr_bench.search import ObjectiveError, RobustObjective
 from wsr_bench.train import TrainRecipe
 
@@ -23,7 +23,7 @@ def test_name_lists_exist_once():
 
 
 def test_search_and_evaluation_name_lists_exist_once():
-    from wsr_bench.attacks import ATTACK_NAMES, NORMS
+    from wsr_bench.attacks.factory import ATTACK_NAMES, NORMS
     from wsr_bench.config import SearchConfig
     from wsr_bench.estimators.noise import ESTIMATORS
     from wsr_bench.estimators.val_loss import ValLossEstimator

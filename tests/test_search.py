@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from wsr_bench.cli import main
 from wsr_bench.config import load_config
-from wsr_bench.data import DataError
+from wsr_bench.data.datasets import DataError
 from wsr_bench.search import PHASES, SearchCheckpointError, run_search
 from wsr_bench.search_space.genotype import Genotype
 

@@ -21,7 +21,7 @@ from _wsr_eval_fixtures import digits, one_thread, small_autoattack_budget, trai
 from wsr_bench.cli import main
 from wsr_bench.config import ConfigError, EvalConfig
 from wsr_bench.evaluate import CountingModel, evaluate_spectrum
-from wsr_bench.evaluate.pipeline import result_to_entry
+from wsr_bench.evaluate.entry import result_to_entry
 from wsr_bench.evaluate.samples import sample_record
 from wsr_bench.leaderboard import LeaderboardEntry
 from wsr_bench.leaderboard.schema import SchemaError
@@ -49,7 +49,7 @@ def per_eps(setup):
     per-sample correctness (n, K) and the passes."""
     from pyautoattack import AutoAttack
 
-    from wsr_bench.attack_starts import key_autoattack_starts
+    from wsr_bench.attacks.starts import key_autoattack_starts
 
     model, x, y = setup
     counting, correct = CountingModel(model), []
@@ -122,7 +122,7 @@ def test_chain_steps_do_not_rerun_the_screen(setup, per_eps, monkeypatch):
     """A downward chain step attacks images on which the screen (AutoAttack's own APGD-CE, same image-keyed start)
     has already failed at that eps, so the chain there runs APGD-T, FAB-T and Square only: APGD-CE runs once per
     eps, and the curve is still per-eps AutoAttack's, image by image."""
-    from wsr_bench.attack_starts import KeyedAPGD, KeyedAPGDTargeted
+    from wsr_bench.attacks.starts import KeyedAPGD, KeyedAPGDTargeted
 
     calls = []
     for cls in (KeyedAPGD, KeyedAPGDTargeted):
@@ -209,7 +209,7 @@ WORKER = '''
 import sys, torch
 sys.path.insert(0, sys.argv[2])
 from _wsr_eval_fixtures import digits, trained_model
-from wsr_bench.distributed import cleanup, is_main_process, setup_distributed
+from wsr_bench.infra.distributed import cleanup, is_main_process, setup_distributed
 from wsr_bench.evaluate import evaluate_spectrum
 
 setup_distributed("cpu")

@@ -1,4 +1,4 @@
-"""CPU thread defaults (``wsr_bench.threads``): the command line gives torch 1 thread and OpenMP the passive wait
+"""CPU thread defaults (``wsr_bench.infra.threads``): the command line gives torch 1 thread and OpenMP the passive wait
 policy unless the user chose otherwise; the Python entry points apply the same default once per process and keep a
 count the caller set; bad counts are one-line errors, too many threads a one-line warning."""
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import wsr_bench.threads as threads
+import wsr_bench.infra.threads as threads
 from wsr_bench import cli
-from wsr_bench.distributed import joined_process_group
+from wsr_bench.infra.distributed import joined_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 CLEARED = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "WSR_BENCH_THREADS")
@@ -26,7 +26,7 @@ import wsr_bench.cli as cli
 light = "torch" not in sys.modules
 rc = cli.main(sys.argv[1:] + ["train", "no-such-config.yaml", "--out", "unused"])
 import torch
-import wsr_bench.threads as threads
+import wsr_bench.infra.threads as threads
 print(json.dumps({"rc": rc, "light": light, "threads": torch.get_num_threads(),
                   "policy": os.environ.get("OMP_WAIT_POLICY"), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                   "in_default_counts": torch.get_num_threads() in threads._torch_default_counts()}))

@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 
 from wsr_bench.cli import main
 from wsr_bench.config import ConfigError, config_from_dict, load_config
-from wsr_bench.data import as_tensors, get_synthetic, load_dataset, make_loader
+from wsr_bench.data.datasets import as_tensors, get_synthetic, load_dataset, make_loader
 from wsr_bench.search_space.ops import Normalize
 from wsr_bench.train import (
     RECIPES,

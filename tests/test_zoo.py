@@ -13,9 +13,10 @@ import yaml
 
 from wsr_bench.cli import main
 from wsr_bench.config import ConfigError, load_config
-from wsr_bench.leaderboard.io import load_entry
+from wsr_bench.jobs.zoo import build_zoo, entry_paths, zoo_cost
+from wsr_bench.jobs.zoo_summary import write_summary, zoo_summary
+from wsr_bench.leaderboard.entry_files import load_entry
 from wsr_bench.models import pretrained
-from wsr_bench.zoo import build_zoo, entry_paths, write_summary, zoo_cost, zoo_summary
 
 
 def tiny_zoo(tmp_path) -> dict:

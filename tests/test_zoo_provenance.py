@@ -15,7 +15,7 @@ import torch
 
 import wsr_bench.models  # noqa: F401  (timm registration)
 from wsr_bench.config import load_config
-from wsr_bench.leaderboard.io import load_entries
+from wsr_bench.leaderboard.entry_files import load_entries
 from wsr_bench.models import pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def entries_of(name: str) -> list:
 
 
 def fashion_available() -> bool:
-    from wsr_bench.data import DataError, load_dataset
+    from wsr_bench.data.datasets import DataError, load_dataset
 
     try:
         load_dataset("fashion_mnist", root=str(ROOT / "data"), limit=1)
@@ -58,15 +58,15 @@ def test_every_shipped_tag_has_entries_that_evaluated_its_file():
 
 
 def test_every_shipped_tag_was_built_from_the_committed_config():
-    from wsr_bench.zoo import _Stage
+    from wsr_bench.jobs.zoo import member_config, recipe_text
 
     tags = shipped()
     cfg = load_config(CONFIG)
     members = {m.name: m for m in cfg.zoo.models}
     for name, record in tags.items():
         assert name in members, f"{name} is published but not in {CONFIG.name}"
-        stage = _Stage(cfg, members[name], ROOT / "runs" / "zoo", "cpu", progress=False)
-        assert record["recipe"] == stage.recipe_text(), f"{name}: trained with another recipe than the config's"
+        recipe = recipe_text(member_config(cfg, members[name]), members[name])
+        assert record["recipe"] == recipe, f"{name}: trained with another recipe than the config's"
         assert record["model_args"].get("init_channels", cfg.model.init_channels) == cfg.model.init_channels
         for entry in entries_of(name):
             assert entry.training == record["recipe"]
@@ -77,7 +77,7 @@ def test_each_tag_predicts_what_its_entries_recorded_on_the_first_200_test_image
     tags = shipped()
     if not fashion_available():
         pytest.skip("Fashion-MNIST is not installed (make data); the predictions cannot be compared")
-    from wsr_bench.data import as_tensors, load_dataset
+    from wsr_bench.data.datasets import as_tensors, load_dataset
 
     splits = load_dataset("fashion_mnist", root=str(ROOT / "data"))
     x, y = as_tensors(splits.test, 200)
@@ -94,7 +94,7 @@ def test_each_tag_predicts_what_its_entries_recorded_on_the_first_200_test_image
 
 @pytest.mark.parametrize("page", ["README.md", "docs/zoo.md"])
 def test_the_zoo_table_of_the_docs_is_the_one_the_committed_entries_give(page, monkeypatch):
-    from wsr_bench.zoo import summary_filled
+    from wsr_bench.jobs.zoo_summary import summary_filled
 
     monkeypatch.chdir(ROOT)  # the config names its leaderboard relative to the repository root
     text, regenerated = summary_filled(load_config(CONFIG), page)

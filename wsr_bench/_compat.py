@@ -61,7 +61,9 @@ class AutoAttack:
             raise ValueError("TensorFlow models are not supported by the pyautoattack bridge (is_tf_model=True)")
         from pyautoattack import AutoAttack as _PyAutoAttack
 
-        from wsr_bench.runtime import resolve_device  # here, not at the top: importing the bridge stays torch-free
+        from wsr_bench.infra.runtime import (
+            resolve_device,  # here, not at the top: importing the bridge stays torch-free
+        )
 
         if device is None:  # upstream defaults to "cuda"; we pick it only when there is one
             device = resolve_device("auto")

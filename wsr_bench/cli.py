@@ -17,8 +17,8 @@ from pathlib import Path
 
 from wsr_bench import __version__
 from wsr_bench.epsilon import PAPER_SPECTRUM
+from wsr_bench.infra.threads import configure_cli
 from wsr_bench.rules import MEMORY_FORMATS
-from wsr_bench.threads import configure_cli
 
 logger = logging.getLogger("wsr_bench")
 
@@ -233,8 +233,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import time
 
     from wsr_bench.config import load_config
-    from wsr_bench.leaderboard.io import load_entries
-    from wsr_bench.pipeline import run_pipeline
+    from wsr_bench.jobs.run import run_pipeline
+    from wsr_bench.leaderboard.entry_files import load_entries
 
     t0 = time.perf_counter()
     res = run_pipeline(load_config(args.config, _config_overrides(args)), args.out, device=args.device,
@@ -266,7 +266,7 @@ def _add_zoo_parser(sub: argparse._SubParsersAction) -> None:
                                                      f"(default: runs/zoo); {ALWAYS_CONTINUES}")
     p.add_argument("--only", help="comma list of models to build (<architecture>.<tag> or architecture); another "
                                   "process may build the others side by side")
-    p.add_argument("--cost", action="store_true", help="print the measured cost of the build so far (OUT/zoo.jsonl)")
+    p.add_argument("--cost", action="store_true", help="print the measured cost of the build so far (OUT/stages.jsonl)")
     p.add_argument("--summary", action="store_true", help="print the table of the zoo as its committed entries "
                                                           "stand (published models and their accuracies); no build")
     p.add_argument("--write-summary", action="append", metavar="FILE", default=None,
@@ -281,7 +281,8 @@ def _add_zoo_parser(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_zoo(args: argparse.Namespace) -> int:
     from wsr_bench.config import load_config
-    from wsr_bench.zoo import build_zoo, write_summary, zoo_cost, zoo_summary
+    from wsr_bench.jobs.zoo import build_zoo, zoo_cost
+    from wsr_bench.jobs.zoo_summary import write_summary, zoo_summary
 
     if args.cost:
         cost = zoo_cost(args.out)
@@ -354,7 +355,8 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from wsr_bench.evaluate import SpectrumOptions, run_eval
+    from wsr_bench.evaluate import SpectrumOptions
+    from wsr_bench.jobs.eval import run_eval
 
     options = SpectrumOptions(eps=args.eps, attack=args.attack, norm=args.threat_model, aa_version=args.aa_version,
                               steps=args.steps,
@@ -437,7 +439,7 @@ def _cmd_leaderboard_build(args: argparse.Namespace) -> int:
 
 def _cmd_leaderboard_compare(args: argparse.Namespace) -> int:
     from wsr_bench.leaderboard.compare import compare_entries, format_comparison, whole_curve_entries
-    from wsr_bench.leaderboard.io import load_entry
+    from wsr_bench.leaderboard.entry_files import load_entry
 
     a, b = load_entry(args.a), load_entry(args.b)
     names = (args.a, args.b)

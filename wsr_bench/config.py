@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from wsr_bench.epsilon import PAPER_SPECTRUM, check_eps
-from wsr_bench.io import atomic_write_text
+from wsr_bench.infra.atomic import atomic_write_text
 from wsr_bench.rules import (
     AMP_MODES,
     DEFAULT_SWEEP,

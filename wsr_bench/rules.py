@@ -10,13 +10,15 @@ Nothing here imports torch (or the modules that do): ``wsr_bench.config``, and t
 the leaderboard tools, must load without it. The eps range rule is :func:`wsr_bench.epsilon.check_eps`.
 
 The evaluation's names (attacks, threat models, sweeps) are normalised here too: ``normalize_*`` fold case and
-aliases into the canonical name, for ``EvalConfig`` and ``SpectrumOptions`` (and ``wsr_bench.attacks``) alike, and
-:func:`check_warm_start` holds the rule both apply to a warm-started sweep. Their messages name the settings the way
-the caller's user wrote them, through a :class:`Wording` (Python keywords, config keys or ``wsr-bench eval`` flags).
+aliases into the canonical name, for ``EvalConfig`` and ``SpectrumOptions`` (and ``wsr_bench.attacks.factory``)
+alike, and :func:`check_warm_start` holds the rule both apply to a warm-started sweep. Their messages name the
+settings the way the caller's user wrote them, through a :class:`Wording` (Python keywords, config keys or
+``wsr-bench eval`` flags).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,22 +27,33 @@ from wsr_bench.epsilon import check_eps
 
 __all__ = ["AA_VERSIONS", "AMP_MODES", "ATTACK_NAMES", "DATASETS", "DEFAULT_SWEEP", "ESTIMATORS", "GENOTYPE_OF",
            "GENOTYPE_RULES", "IMAGENET_MODELS", "KEYWORDS", "L1_ATTACKS", "L1_MIN_EPS", "MAX_EPS", "MEMORY_FORMATS",
-           "NON_DARTS_MODELS", "NORMS", "OBJECTIVE_FORMS", "RECIPES", "SEARCH_METHODS", "STRENGTH_FEEDS", "SWEEPS",
-           "VLE_OUTPUTS", "Wording", "check_choice", "check_dataset", "check_objective", "check_recipe",
-           "check_threat_model", "check_warm_start", "normalize_aa_version", "normalize_attack_name",
-           "normalize_attacks", "normalize_norm", "normalize_sweep"]
+           "NON_DARTS_MODELS", "NORMS", "OBJECTIVE_FORMS", "PUBLISHED_ARCHITECTURES_FILE", "RECIPES", "SEARCH_METHODS",
+           "STRENGTH_FEEDS", "SWEEPS", "VLE_OUTPUTS", "Wording", "check_choice", "check_dataset", "check_objective",
+           "check_recipe", "check_threat_model", "check_warm_start", "normalize_aa_version", "normalize_attack_name",
+           "normalize_attacks", "normalize_norm", "normalize_sweep", "published_architectures"]
 
 #: Datasets ``wsr_bench.data.load_dataset`` can load (``data.name``).
 DATASETS: tuple[str, ...] = ("digits", "synthetic", "cifar10", "cifar100", "svhn", "fashion_mnist")
 
+#: The published architectures of the DARTS space, in one place: ``data_files/genotypes.json`` lists each timm model
+#: (``models``: its name, its genotype, its description, and an ImageNet-shape description when it also has one) beside
+#: the genotypes themselves; :mod:`wsr_bench.models.wsrnet` registers every listed model with timm from it. Adding an
+#: architecture is adding its genotype and its ``models`` line there.
+PUBLISHED_ARCHITECTURES_FILE = "data_files/genotypes.json"
+
+
+def published_architectures() -> list[dict[str, str]]:
+    """The ``models`` list of :data:`PUBLISHED_ARCHITECTURES_FILE` (read now; torch-free)."""
+    from importlib import resources
+
+    raw = json.loads(resources.files("wsr_bench").joinpath(PUBLISHED_ARCHITECTURES_FILE).read_text())
+    return list(raw["models"])
+
+
 #: timm model name -> shipped genotype name (WsrNet-Robust is WsrNet-Basic retrained with other hyper-parameters).
-GENOTYPE_OF: dict[str, str] = {
-    "wsrnet_basic": "wsrnet_basic", "wsrnet_plus": "wsrnet_plus", "wsrnet_robust": "wsrnet_basic",
-    "wsrnet_m": "wsrnet_m", "wsrnet_n": "wsrnet_n", "racl": "racl", "advrush": "advrush",
-    "darts_v2": "darts_v2", "pc_darts": "pc_darts",
-}
+GENOTYPE_OF: dict[str, str] = {m["name"]: m["genotype"] for m in published_architectures()}
 #: models also registered in an ImageNet shape (``<name>_imagenet``).
-IMAGENET_MODELS: tuple[str, ...] = ("wsrnet_basic", "racl", "advrush")
+IMAGENET_MODELS: tuple[str, ...] = tuple(m["name"] for m in published_architectures() if "imagenet_description" in m)
 #: registered timm models outside the DARTS space: no genotype, sized by ``width`` (not ``init_channels``/``layers``).
 NON_DARTS_MODELS: tuple[str, ...] = ("preact_resnet18",)
 
@@ -48,10 +61,12 @@ NON_DARTS_MODELS: tuple[str, ...] = ("preact_resnet18",)
 RECIPES: tuple[str, ...] = ("pgd", "trades", "fgsm_rs", "multi", "clean")
 
 #: tensor layouts of networks and their 4-D inputs (top-level ``memory_format``, ``--memory-format``;
-#: :func:`wsr_bench.runtime.set_memory_format`): channels_last (NHWC, about 1.8x faster on CPU and CUDA) | contiguous.
+#: :func:`wsr_bench.infra.runtime.set_memory_format`): channels_last (NHWC, about 1.8x faster on CPU and CUDA)
+#: | contiguous.
 MEMORY_FORMATS: tuple[str, ...] = ("channels_last", "contiguous")
-#: mixed precision of training (``train.amp``, ``search.amp``; :func:`wsr_bench.runtime.amp_autocast`): none (float32)
-#: | bf16 (bfloat16 autocast of the training forward passes and the training attacks; evaluation stays float32).
+#: mixed precision of training (``train.amp``, ``search.amp``; :func:`wsr_bench.infra.runtime.amp_autocast`): none
+#: (float32) | bf16 (bfloat16 autocast of the training forward passes and the training attacks; evaluation stays
+#: float32).
 AMP_MODES: tuple[str, ...] = ("none", "bf16")
 
 #: forms of the robust search objective (``search.objective_form``; ``wsr_bench.search.objective``).
@@ -68,7 +83,7 @@ VLE_OUTPUTS: tuple[str, ...] = ("bounded", "standardised")
 #: how a genotype is read from the architecture weights (``search.genotype_rule``): raw A or softmax(A) per edge.
 GENOTYPE_RULES: tuple[str, ...] = ("alpha", "softmax")
 
-#: canonical attack names (``eval.attacks``, ``wsr-bench eval --attack``; ``wsr_bench.attacks`` builds them).
+#: canonical attack names (``eval.attacks``, ``wsr-bench eval --attack``; ``wsr_bench.attacks.factory`` builds them).
 ATTACK_NAMES: tuple[str, ...] = (
     "fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "square", "autoattack", "transfer", "minnorm",
 )

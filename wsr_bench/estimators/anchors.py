@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from wsr_bench.attacks import build_pgd
+from wsr_bench.attacks.factory import build_pgd
 from wsr_bench.epsilon import check_eps
 
 logger = logging.getLogger(__name__)
@@ -33,8 +33,8 @@ def pgd_noise(model: nn.Module, x: Tensor, y: Tensor, eps_list: Sequence[float] 
               random_start: bool = True, train_mode: bool = False) -> Tensor:
     """Adversarial noise of ``x`` against ``model`` at each Linf strength, with torchattacks' PGD.
 
-    One PGD run per strength (:func:`~wsr_bench.attacks.build_pgd`), step size
-    :func:`~wsr_bench.attacks.pgd_step_size` (eps * 2.5 / steps, Madry et al.; the paper's setting), random
+    One PGD run per strength (:func:`~wsr_bench.attacks.factory.build_pgd`), step size
+    :func:`~wsr_bench.attacks.factory.pgd_step_size` (eps * 2.5 / steps, Madry et al.; the paper's setting), random
     start drawn from torch's global generator (seed it with ``torch.manual_seed`` for repeatable noise). The model
     is attacked in eval mode and its mode is restored afterwards (torchattacks' default).
 

@@ -2,9 +2,9 @@
 pass counting, RobustBench models and the step from a result to a leaderboard entry."""
 
 from wsr_bench.evaluate.counting import CountingModel, PassCount
+from wsr_bench.evaluate.entry import evaluate_to_entry, result_to_entry
 from wsr_bench.evaluate.model_loading import LoadedModel, load_eval_model
 from wsr_bench.evaluate.options import SpectrumOptions
-from wsr_bench.evaluate.pipeline import evaluate_to_entry, result_to_entry, run_eval
 from wsr_bench.evaluate.robustbench_bridge import load_robustbench_model
 from wsr_bench.evaluate.sanity import SanityCheck, SanityReport, run_sanity_checks
 from wsr_bench.evaluate.spectrum import AdversarialExampleError, SpectrumResult, evaluate_spectrum, verify_adversarial
@@ -12,5 +12,5 @@ from wsr_bench.evaluate.spectrum import AdversarialExampleError, SpectrumResult,
 __all__ = [
     "AdversarialExampleError", "CountingModel", "LoadedModel", "PassCount", "SanityCheck", "SanityReport",
     "SpectrumOptions", "SpectrumResult", "evaluate_spectrum", "evaluate_to_entry", "load_eval_model",
-    "load_robustbench_model", "result_to_entry", "run_eval", "run_sanity_checks", "verify_adversarial",
+    "load_robustbench_model", "result_to_entry", "run_sanity_checks", "verify_adversarial",
 ]

@@ -4,7 +4,7 @@ state and its torchrun sharding.
 Both the upward sweep of :mod:`wsr_bench.evaluate.spectrum` and the chain sweeps ("downward", "bisect") of
 :mod:`wsr_bench.evaluate.sweeps` are sequences of such steps. Keeping the runner here, below both, lets
 ``spectrum`` import ``sweeps`` and ``sweeps`` import the runner without either importing the other: this module
-owns the evaluation's shared state (:class:`Sweep`), what an attack did per sample (:class:`Trace`), the runner
+owns the evaluation's shared state (:class:`EvalContext`), what an attack did per sample (:class:`Trace`), the runner
 (:func:`run_batches`), one attack's upward sweep (:func:`sweep_eps`), the attack of one batch
 (:func:`make_attack`, :func:`attack_batch`, the warm-started PGD) and the check every adversarial example passes
 before it counts (:func:`verify_adversarial`).
@@ -12,7 +12,7 @@ before it counts (:func:`verify_adversarial`).
 Work is done in *batches* fixed by the settings alone: at each (attack, eps) step the samples to attack, in index
 order, cut into chunks of ``batch_size``. Every per-sample result is a function of its batch (PGD's random start is
 drawn per sample; the other attacks reseed with ``seed`` at every batch), so neither a resume nor the number of
-processes changes anything. With ``state_dir`` each finished batch is saved (:mod:`wsr_bench.evaluate.state`) and
+processes changes anything. With ``state_dir`` each finished batch is saved (:mod:`wsr_bench.evaluate.resume`) and
 ``resume=True`` continues a killed evaluation from its finished batches. Under ``torchrun`` (an initialised process
 group) the batches of each step are split over the ranks, each rank saves its own, and the records are exchanged
 after every step, so every rank ends with the same, complete result.
@@ -29,12 +29,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from wsr_bench.attacks import build_attack, build_pgd, perturbation_norm
-from wsr_bench.distributed import all_gather_object
+from wsr_bench.attacks.factory import build_attack, build_pgd, perturbation_norm
 from wsr_bench.epsilon import eps_label
 from wsr_bench.evaluate.counting import CountingModel, PassCount
 from wsr_bench.evaluate.options import SpectrumOptions
-from wsr_bench.evaluate.state import SweepState
+from wsr_bench.evaluate.resume import SweepState
+from wsr_bench.infra.distributed import all_gather_object
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class AdversarialExampleError(RuntimeError):
 
 
 @dataclass
-class Sweep:
+class EvalContext:
     """Shared state of one evaluation (inputs, counting model, options, resume state, this process's rank).
 
     ``passes``/``n_verified`` are totals over every batch of every rank (summed from the batch records), while
@@ -98,9 +98,9 @@ class Trace:
     strategy: str
 
     @classmethod
-    def empty(cls, sweep: Sweep, stage_groups: dict[str, list[str]], strategy: str) -> Trace:
-        n, k = len(sweep.x), len(sweep.eps)
-        return cls(torch.where(sweep.correct, math.inf, 0.0), torch.zeros(n, k, dtype=torch.bool),
+    def empty(cls, ctx: EvalContext, stage_groups: dict[str, list[str]], strategy: str) -> Trace:
+        n, k = len(ctx.x), len(ctx.eps)
+        return cls(torch.where(ctx.correct, math.inf, 0.0), torch.zeros(n, k, dtype=torch.bool),
                    torch.zeros(n, k, dtype=torch.bool), [None] * n, stage_groups, strategy)
 
     def record_hits(self, ids: torch.Tensor, k: int, eps: float, label: str) -> None:
@@ -111,7 +111,7 @@ class Trace:
         self.first[ids] = torch.clamp(self.first[ids], max=eps)
 
 
-def run_batches(sweep: Sweep, stage: str, eps_index: int, idx: torch.Tensor,
+def run_batches(ctx: EvalContext, stage: str, eps_index: int, idx: torch.Tensor,
                 work: Callable[[torch.Tensor], dict[str, Any]]) -> list[dict[str, Any]]:
     """Every batch record of one step (``stage`` at eps number ``eps_index``), in batch order, on every rank.
 
@@ -120,26 +120,26 @@ def run_batches(sweep: Sweep, stage: str, eps_index: int, idx: torch.Tensor,
     given their sample ids, pass count, number of verified examples and rank, saved, and exchanged between the
     ranks. The step's passes and verified examples are added to the totals from the records, whoever ran them.
     """
-    chunks = list(idx.split(sweep.options.batch_size)) if len(idx) else []
-    records = _finished_records(sweep, stage, eps_index, chunks)
+    chunks = list(idx.split(ctx.options.batch_size)) if len(idx) else []
+    records = _finished_records(ctx, stage, eps_index, chunks)
     mine: dict[int, dict[str, Any]] = {}
     failure: Exception | None = None
-    for j in [j for j in range(len(chunks)) if j not in records][sweep.rank::sweep.world]:
-        before, verified = sweep.model.count.copy(), sweep.verified_here
+    for j in [j for j in range(len(chunks)) if j not in records][ctx.rank::ctx.world]:
+        before, verified = ctx.model.count.copy(), ctx.verified_here
         try:
             rec = work(chunks[j])
         except Exception as exc:
-            if sweep.world == 1:
+            if ctx.world == 1:
                 raise
             failure = exc  # tell the other ranks first, so that none waits forever in the exchange below
             break
-        rec.update(ids=chunks[j].clone(), passes=asdict(sweep.model.count - before),
-                   n_verified=sweep.verified_here - verified, rank=sweep.rank)
-        if sweep.state is not None:
-            sweep.state.save(stage, eps_index, j, rec)
+        rec.update(ids=chunks[j].clone(), passes=asdict(ctx.model.count - before),
+                   n_verified=ctx.verified_here - verified, rank=ctx.rank)
+        if ctx.state is not None:
+            ctx.state.save(stage, eps_index, j, rec)
         mine[j] = rec
     error = None if failure is None else (f"{type(failure).__name__}: {failure}", isinstance(failure, ValueError))
-    for rank, (part, err) in enumerate(all_gather_object((mine, error)) if sweep.world > 1 else [(mine, None)]):
+    for rank, (part, err) in enumerate(all_gather_object((mine, error)) if ctx.world > 1 else [(mine, None)]):
         if failure is not None:
             raise failure
         if err is not None:
@@ -147,83 +147,83 @@ def run_batches(sweep: Sweep, stage: str, eps_index: int, idx: torch.Tensor,
         records.update(part)
     ordered = [records[j] for j in range(len(chunks))]
     for rec in ordered:
-        sweep.passes[stage] = sweep.passes.get(stage, PassCount()) + PassCount(**rec["passes"])
-        sweep.n_verified += int(rec["n_verified"])
+        ctx.passes[stage] = ctx.passes.get(stage, PassCount()) + PassCount(**rec["passes"])
+        ctx.n_verified += int(rec["n_verified"])
     return ordered
 
 
-def _finished_records(sweep: Sweep, stage: str, eps_index: int, chunks: list[torch.Tensor]
+def _finished_records(ctx: EvalContext, stage: str, eps_index: int, chunks: list[torch.Tensor]
                       ) -> dict[int, dict[str, Any]]:
     """The records of this step's batches that the resume state holds (checked to cover the same samples)."""
     records: dict[int, dict[str, Any]] = {}
-    for j, ids in enumerate(chunks if sweep.state is not None else ()):
-        rec = sweep.state.load(stage, eps_index, j)
+    for j, ids in enumerate(chunks if ctx.state is not None else ()):
+        rec = ctx.state.load(stage, eps_index, j)
         if rec is not None:
             if not torch.equal(rec["ids"], ids):
-                raise ValueError(f"the resume state {sweep.state.path(stage, eps_index, j)} holds other samples than "
+                raise ValueError(f"the resume state {ctx.state.path(stage, eps_index, j)} holds other samples than "
                                  "this run would attack there; delete the state folder to start over")
             records[j] = rec
     return records
 
 
-def sweep_eps(sweep: Sweep, name: str, skip: torch.Tensor, *, stage: str | None = None, steps: int | None = None,
+def sweep_eps(ctx: EvalContext, name: str, skip: torch.Tensor, *, stage: str | None = None, steps: int | None = None,
               label: str | None = None, build: Callable[[float], Any] | None = None
               ) -> tuple[Trace, dict[float, float] | None]:
     """Sweep one eps-bounded attack upward; returns its trace (per-sample first breaking eps, where it ran) and,
     for attack-all sweeps, the raw curve. ``stage``/``steps``/``label``/``build`` serve a chain's screen (its own
     state folder and pass count, its name in ``break_attack``, and ``build(eps)`` making the attack at each eps,
     e.g. AutoAttack's own APGD-CE as its version configures it)."""
-    o = sweep.options
+    o = ctx.options
     stage = stage or name
-    trace = Trace.empty(sweep, {stage: [stage]}, "attack-all" if o.attack_all else "upward")
+    trace = Trace.empty(ctx, {stage: [stage]}, "attack-all" if o.attack_all else "upward")
     first = trace.first
     raw: dict[float, float] = {}
     warm = o.warm_start_steps if name == "pgd" else None
-    last = torch.full_like(sweep.x, math.nan) if warm else None  # each sample's worst PGD iterate so far
-    margins = torch.full((len(sweep.x),), math.inf) if warm else None  # and its logit margin there
-    for k, e in enumerate(sweep.eps):
-        atk = make_attack(sweep, name, e, steps) if build is None else build(e)
-        standing = sweep.correct & (skip > e)
+    last = torch.full_like(ctx.x, math.nan) if warm else None  # each sample's worst PGD iterate so far
+    margins = torch.full((len(ctx.x),), math.inf) if warm else None  # and its logit margin there
+    for k, e in enumerate(ctx.eps):
+        atk = make_attack(ctx, name, e, steps) if build is None else build(e)
+        standing = ctx.correct & (skip > e)
         targets = standing if o.attack_all else standing & (first > e)
         idx = targets.nonzero().flatten()
         if warm:
-            records = run_batches(sweep, stage, k, idx,
-                                  lambda ids, a=atk: _attack_warm(sweep, a, ids, last, warm, margins))
+            records = run_batches(ctx, stage, k, idx,
+                                  lambda ids, a=atk: _attack_warm(ctx, a, ids, last, warm, margins))
             for rec in records:  # every rank applies every batch's new iterates, so the next eps can start there
                 last[rec["ids"]], margins[rec["ids"]] = rec["last"], rec["margins"]
         else:
-            records = run_batches(sweep, stage, k, idx, lambda ids, a=atk: attack_batch(sweep, a, ids))
+            records = run_batches(ctx, stage, k, idx, lambda ids, a=atk: attack_batch(ctx, a, ids))
         fooled = torch.cat([torch.zeros(0, dtype=torch.bool)] + [rec["fooled"] for rec in records])
-        raw[e] = float((standing.sum() - fooled.sum()).item() / len(sweep.x))
+        raw[e] = float((standing.sum() - fooled.sum()).item() / len(ctx.x))
         trace.ran[idx, k] = True
         trace.record_hits(idx[fooled], k, e, label or name)
-        sweep.bar.update(1)
-        sweep.bar.set_postfix_str(f"{stage} eps={eps_label(e)} acc={(first > e).float().mean():.3f}")
+        ctx.bar.update(1)
+        ctx.bar.set_postfix_str(f"{stage} eps={eps_label(e)} acc={(first > e).float().mean():.3f}")
         logger.debug("%s eps=%s attacked=%d fooled=%d", stage, eps_label(e), len(idx), int(fooled.sum()))
     return trace, (raw if o.attack_all else None)
 
 
-def make_attack(sweep: Sweep, name: str, eps: float, steps: int | None = None):
+def make_attack(ctx: EvalContext, name: str, eps: float, steps: int | None = None):
     """``name`` at ``eps`` with the evaluation's options (``steps`` overrides the iteration count)."""
-    o = sweep.options
-    return build_attack(name, sweep.model, eps, norm=sweep.options.norm, steps=o.steps if steps is None else steps,
+    o = ctx.options
+    return build_attack(name, ctx.model, eps, norm=ctx.options.norm, steps=o.steps if steps is None else steps,
                         seed=o.seed, n_queries=o.n_queries, n_target_classes=o.n_target_classes,
-                        n_classes=sweep.n_classes, surrogate=sweep.surrogate, early_stop=o.early_stop,
+                        n_classes=ctx.n_classes, surrogate=ctx.surrogate, early_stop=o.early_stop,
                         aa_version=o.aa_version)
 
 
-def attack_batch(sweep: Sweep, atk, ids: torch.Tensor) -> dict[str, Any]:
+def attack_batch(ctx: EvalContext, atk, ids: torch.Tensor) -> dict[str, Any]:
     """Attack one batch of samples; the record says which of them the verified adversarial examples fool."""
-    xb, yb = sweep.x[ids].to(sweep.device), sweep.y[ids].to(sweep.device)
+    xb, yb = ctx.x[ids].to(ctx.device), ctx.y[ids].to(ctx.device)
     adv = atk(xb, yb, ids)
-    sweep.model.eval()  # whatever the attack library did to the mode, verify with running BN statistics
-    verify_adversarial(adv, xb, atk.eps, sweep.options.norm, atk.name)
-    sweep.verified_here += len(ids)
+    ctx.model.eval()  # whatever the attack library did to the mode, verify with running BN statistics
+    verify_adversarial(adv, xb, atk.eps, ctx.options.norm, atk.name)
+    ctx.verified_here += len(ids)
     with torch.no_grad():
-        return {"fooled": (sweep.model(adv).argmax(1) != yb).cpu()}
+        return {"fooled": (ctx.model(adv).argmax(1) != yb).cpu()}
 
 
-def _attack_warm(sweep: Sweep, atk, ids: torch.Tensor, last: torch.Tensor, warm_steps: int,
+def _attack_warm(ctx: EvalContext, atk, ids: torch.Tensor, last: torch.Tensor, warm_steps: int,
                  margins: torch.Tensor) -> dict[str, Any]:
     """Warm-started PGD on one batch; the record says which samples are fooled and holds their new worst iterates.
 
@@ -233,10 +233,10 @@ def _attack_warm(sweep: Sweep, atk, ids: torch.Tensor, last: torch.Tensor, warm_
     it gets the cold attack as well (fooled by either counts). ``last``/``margins`` (every sample's worst iterate
     and its margin) are read, not changed: the caller applies the records, on every rank.
     """
-    o = sweep.options
+    o = ctx.options
     best, best_margin = last[ids], margins[ids]  # copies (advanced indexing)
     has_start = ~torch.isnan(best.flatten(1)[:, 0])
-    cont = build_pgd(sweep.model, atk.eps, warm_steps, random_start=False, seed=o.seed,
+    cont = build_pgd(ctx.model, atk.eps, warm_steps, random_start=False, seed=o.seed,
                      early_stop=o.early_stop)
     fooled = torch.zeros(len(ids), dtype=torch.bool)
 
@@ -244,13 +244,13 @@ def _attack_warm(sweep: Sweep, atk, ids: torch.Tensor, last: torch.Tensor, warm_
         sel = group.nonzero().flatten()
         if not len(sel):
             return
-        xb, yb = sweep.x[ids[sel]].to(sweep.device), sweep.y[ids[sel]].to(sweep.device)
+        xb, yb = ctx.x[ids[sel]].to(ctx.device), ctx.y[ids[sel]].to(ctx.device)
         adv = attack(xb, yb, sel)
-        sweep.model.eval()
-        verify_adversarial(adv, xb, atk.eps, sweep.options.norm, f"{atk.name} (warm-started sweep)")
-        sweep.verified_here += len(sel)
+        ctx.model.eval()
+        verify_adversarial(adv, xb, atk.eps, ctx.options.norm, f"{atk.name} (warm-started sweep)")
+        ctx.verified_here += len(sel)
         with torch.no_grad():
-            m = _margin(sweep.model(adv), yb).cpu()
+            m = _margin(ctx.model(adv), yb).cpu()
         fooled[sel] |= m < 0
         worse = m < best_margin[sel]
         best[sel[worse]] = adv.cpu()[worse]

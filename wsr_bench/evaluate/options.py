@@ -1,8 +1,8 @@
 """The settings of a spectrum evaluation as one frozen, validated object: :class:`SpectrumOptions`.
 
 Built once (from keyword arguments, the ``wsr-bench eval`` flags or an experiment config) and passed down to
-:func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum`, :func:`~wsr_bench.evaluate.pipeline.evaluate_to_entry` and
-:func:`~wsr_bench.evaluate.pipeline.run_eval`. Each of them takes ``options`` plus keyword ``fields`` and evaluates
+:func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum`, :func:`~wsr_bench.evaluate.entry.evaluate_to_entry` and
+:func:`~wsr_bench.jobs.eval.run_eval`. Each of them takes ``options`` plus keyword ``fields`` and evaluates
 with ``dataclasses.replace(options or SpectrumOptions(), **fields)``: the fields override the options, a misspelt
 field is a ``TypeError`` naming it, and every combination is validated here, once, before any work starts. The
 names (attacks, norm, sweep) and the warm-start rule are checked by the torch-free :mod:`wsr_bench.rules`, which the

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wsr_bench.attacks import MAX_EPS, build_attack, model_device, normalize_norm, validate_images
+from wsr_bench.attacks.factory import MAX_EPS, build_attack, model_device, normalize_norm, validate_images
 from wsr_bench.epsilon import PAPER_SPECTRUM, eps_label, parse_eps_list
 
 logger = logging.getLogger(__name__)

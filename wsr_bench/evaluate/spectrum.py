@@ -31,12 +31,11 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from wsr_bench.attacks import build_min_norm_attack, validate_images
-from wsr_bench.distributed import broadcast_object, get_rank, get_world_size
-from wsr_bench.epsilon import PAPER_SPECTRUM, eps_label, find_eps
+from wsr_bench.attacks.factory import build_min_norm_attack, validate_images
+from wsr_bench.epsilon import eps_label
 from wsr_bench.evaluate.batches import (
     AdversarialExampleError,  # noqa: F401  (re-exported: the error evaluate_spectrum raises)
-    Sweep,
+    EvalContext,
     Trace,
     run_batches,
     sweep_eps,
@@ -44,10 +43,11 @@ from wsr_bench.evaluate.batches import (
 )
 from wsr_bench.evaluate.counting import CountingModel, PassCount
 from wsr_bench.evaluate.options import SpectrumOptions, resolve_options
-from wsr_bench.evaluate.state import SweepState, model_sha256, open_state, tensor_sha256
+from wsr_bench.evaluate.resume import SweepState, model_sha256, open_state, tensor_sha256
 from wsr_bench.evaluate.sweeps import sweep_chain
-from wsr_bench.runtime import resolve_device, set_memory_format
-from wsr_bench.threads import apply_default_threads
+from wsr_bench.infra.distributed import broadcast_object, get_rank, get_world_size
+from wsr_bench.infra.runtime import resolve_device, set_memory_format
+from wsr_bench.infra.threads import apply_default_threads
 
 
 @dataclass
@@ -108,11 +108,6 @@ class SpectrumResult:
     sanity: Any = None
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def average_robust_accuracy(self, spectrum: Sequence[float] = PAPER_SPECTRUM) -> float | None:
-        """Mean worst-case accuracy over ``spectrum`` (None when some strength was not evaluated)."""
-        values = [_lookup(self.robust_accuracy, e) for e in spectrum]
-        return None if any(v is None for v in values) else float(sum(values) / len(values))
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (numbers as numbers, eps as float plus label, inf breaking eps as null)."""
         return {
@@ -129,12 +124,6 @@ class SpectrumResult:
             "sweep_per_attack": self.sweep_per_attack, "break_attack": self.break_attack, "evidence": self.evidence,
             "sanity": self.sanity.to_dict() if self.sanity is not None else None,
         }
-
-
-def _lookup(curve: dict[float, float], eps: float, tol: float = 1e-4) -> float | None:
-    keys = list(curve)
-    i = find_eps(eps, keys, tol)
-    return None if i is None else curve[keys[i]]
 
 
 def evaluate_spectrum(
@@ -164,13 +153,13 @@ def evaluate_spectrum(
         options: the evaluation's settings (its fields are listed below).
         device: where to run (default CUDA when available); the model is moved there.
         memory_format: ``channels_last`` (default, faster) or ``contiguous``: the layout the model (and the
-            surrogate) are put in, in place (:func:`~wsr_bench.runtime.set_memory_format`); it changes only the
+            surrogate) are put in, in place (:func:`~wsr_bench.infra.runtime.set_memory_format`); it changes only the
             order of float operations, so it is not part of the result's settings or the resume state.
         surrogate: model the transfer attack crafts on.
         sanity: also run :func:`wsr_bench.evaluate.sanity.run_sanity_checks` and attach the report (rank 0 only
             under torchrun).
         progress: show a tqdm bar.
-        state_dir: keep per-batch progress in this folder (see :mod:`wsr_bench.evaluate.state`); the caller
+        state_dir: keep per-batch progress in this folder (see :mod:`wsr_bench.evaluate.resume`); the caller
             removes it once the result is safe.
         state_info: extra identity recorded in (and compared with) the state, e.g. ``{"model": spec}``.
 
@@ -223,7 +212,7 @@ def evaluate_spectrum(
         AdversarialExampleError: an attack produced an invalid adversarial example.
     """
     start = time.perf_counter()
-    apply_default_threads()  # once per process: the package's CPU thread default (wsr_bench.threads)
+    apply_default_threads()  # once per process: the package's CPU thread default (wsr_bench.infra.threads)
     options = resolve_options(options, fields)
     validate_images(x, y)
     device = torch.device(resolve_device(device or "auto"))
@@ -231,38 +220,38 @@ def evaluate_spectrum(
     set_memory_format(model.to(device), memory_format).eval()
     surrogate = set_memory_format(surrogate.to(device), memory_format).eval() if surrogate is not None else None
     try:
-        sweep = Sweep(x.cpu(), y.cpu(), CountingModel(model), device, options, surrogate, rank=get_rank(),
-                      world=get_world_size())
+        ctx = EvalContext(x.cpu(), y.cpu(), CountingModel(model), device, options, surrogate, rank=get_rank(),
+                          world=get_world_size())
         if state_dir is not None:
-            sweep.state = _open_shared_state(sweep, state_dir, state_info)
-        _prepare(sweep, progress)
-        result = _run_attacks(sweep)
+            ctx.state = _open_shared_state(ctx, state_dir, state_info)
+        _prepare(ctx, progress)
+        result = _run_attacks(ctx)
     finally:
         model.train(was_training)
     result.wall_time_s = time.perf_counter() - start
-    if sanity and sweep.rank == 0:
+    if sanity and ctx.rank == 0:
         from wsr_bench.evaluate.sanity import run_sanity_checks
 
-        result.sanity = run_sanity_checks(model, x, y, eps=sweep.eps, result=result, device=device,
+        result.sanity = run_sanity_checks(model, x, y, eps=ctx.eps, result=result, device=device,
                                           seed=options.seed, norm=options.norm, attacks=options.attack,
                                           aa_version=options.aa_version)
     return result
 
 
-def _open_shared_state(sweep: Sweep, folder: str | Path, info: dict[str, Any] | None) -> SweepState:
+def _open_shared_state(ctx: EvalContext, folder: str | Path, info: dict[str, Any] | None) -> SweepState:
     """Rank 0 creates or checks the state folder; every rank gets the same snapshot of its finished batches.
 
     The state's identity: exact hashes of the weights and images, and every argument that changes a result (not
     the device or the number of processes).
     """
     opened: SweepState | str | None = None
-    if sweep.rank == 0:
-        o = sweep.options
-        settings = {"n": len(sweep.x), "data_sha256": tensor_sha256(sweep.x, sweep.y),
-                    "weights_sha256": model_sha256(sweep.model.model), "eps": sweep.eps, "attacks": list(o.attack),
+    if ctx.rank == 0:
+        o = ctx.options
+        settings = {"n": len(ctx.x), "data_sha256": tensor_sha256(ctx.x, ctx.y),
+                    "weights_sha256": model_sha256(ctx.model.model), "eps": ctx.eps, "attacks": list(o.attack),
                     "norm": o.norm, "batch_size": o.batch_size, "chain_attacks": o.chain_attacks,
                     **o.result_settings(),
-                    "surrogate_sha256": None if sweep.surrogate is None else model_sha256(sweep.surrogate),
+                    "surrogate_sha256": None if ctx.surrogate is None else model_sha256(ctx.surrogate),
                     **(info or {})}
         try:
             opened = open_state(folder, settings, o.resume)
@@ -275,14 +264,14 @@ def _open_shared_state(sweep: Sweep, folder: str | Path, info: dict[str, Any] | 
     return SweepState(folder, opened.done)
 
 
-def _prepare(sweep: Sweep, progress: bool) -> None:
+def _prepare(ctx: EvalContext, progress: bool) -> None:
     """Check the surrogate, run the clean pass (in batches, like the attacks), refuse non-finite logits."""
-    if "transfer" in sweep.options.attack and sweep.surrogate is None:
+    if "transfer" in ctx.options.attack and ctx.surrogate is None:
         raise ValueError("the transfer attack needs a surrogate model (surrogate=...)")
 
     def clean(ids: torch.Tensor) -> dict[str, Any]:
         with torch.no_grad():
-            logits = sweep.model(sweep.x[ids].to(sweep.device))
+            logits = ctx.model(ctx.x[ids].to(ctx.device))
         if logits.dim() != 2:
             raise ValueError(f"model must return (B, num_classes) logits, got shape {tuple(logits.shape)}")
         bad = (~torch.isfinite(logits)).any(1).sum().item()
@@ -291,51 +280,51 @@ def _prepare(sweep: Sweep, progress: bool) -> None:
                              "check the model and its checkpoint")
         return {"pred": logits.argmax(1).cpu(), "n_classes": int(logits.shape[1])}
 
-    records = run_batches(sweep, "clean", 0, torch.arange(len(sweep.x)), clean)
-    sweep.correct = torch.cat([r["pred"] for r in records]) == sweep.y
-    sweep.n_classes = int(records[0]["n_classes"])
-    total = len(sweep.options.attack) * len(sweep.eps)
-    sweep.bar = tqdm(total=total, desc="spectrum", unit="eps", disable=not progress or sweep.rank != 0, leave=False)
+    records = run_batches(ctx, "clean", 0, torch.arange(len(ctx.x)), clean)
+    ctx.correct = torch.cat([r["pred"] for r in records]) == ctx.y
+    ctx.n_classes = int(records[0]["n_classes"])
+    total = len(ctx.options.attack) * len(ctx.eps)
+    ctx.bar = tqdm(total=total, desc="spectrum", unit="eps", disable=not progress or ctx.rank != 0, leave=False)
 
 
-def _run_attacks(sweep: Sweep) -> SpectrumResult:
-    o = sweep.options
+def _run_attacks(ctx: EvalContext) -> SpectrumResult:
+    o = ctx.options
     attacks, chain, strategy = list(o.attack), o.chain_attacks, o.sweep_strategy
-    n = len(sweep.x)
-    blocked = torch.where(sweep.correct, math.inf, 0.0)  # worst case so far (used to skip in chained mode)
+    n = len(ctx.x)
+    blocked = torch.where(ctx.correct, math.inf, 0.0)  # worst case so far (used to skip in chained mode)
     per_attack_break: dict[str, torch.Tensor] = {}
     raw: dict[str, dict[float, float]] = {}
     traces: dict[str, Trace] = {}
     min_norm = None
     for label, members in _units(attacks, chain, strategy):
-        skip = blocked if chain else torch.where(sweep.correct, math.inf, 0.0)
+        skip = blocked if chain else torch.where(ctx.correct, math.inf, 0.0)
         if members == ["minnorm"]:
-            trace, min_norm = _sweep_min_norm(sweep, skip)
+            trace, min_norm = _sweep_min_norm(ctx, skip)
         elif strategy != "upward" and (len(members) > 1 or members == ["autoattack"]):
-            trace = sweep_chain(sweep, label, members, skip)
+            trace = sweep_chain(ctx, label, members, skip)
         else:
-            trace, raw_curve = sweep_eps(sweep, label, skip)
+            trace, raw_curve = sweep_eps(ctx, label, skip)
             if raw_curve is not None:
                 raw[label] = raw_curve
         traces[label] = trace
         per_attack_break[label] = torch.minimum(trace.first, skip) if chain else trace.first
         blocked = torch.minimum(blocked, trace.first)
-    sweep.bar.close()
-    passes = {key: sum((sweep.passes.get(s, PassCount()) for s in stages), PassCount())
+    ctx.bar.close()
+    passes = {key: sum((ctx.passes.get(s, PassCount()) for s in stages), PassCount())
               for t in traces.values() for key, stages in t.stage_groups.items()}
     return SpectrumResult(
-        eps=sweep.eps, clean_accuracy=float(sweep.correct.float().mean()),
-        robust_accuracy=_curve(blocked, sweep.eps, n),
-        per_attack={a: _curve(b, sweep.eps, n) for a, b in per_attack_break.items()}, raw_accuracy=raw,
+        eps=ctx.eps, clean_accuracy=float(ctx.correct.float().mean()),
+        robust_accuracy=_curve(blocked, ctx.eps, n),
+        per_attack={a: _curve(b, ctx.eps, n) for a, b in per_attack_break.items()}, raw_accuracy=raw,
         break_eps=blocked, break_eps_per_attack=per_attack_break, min_norm=min_norm,
-        passes=sum(sweep.passes.values(), PassCount()), passes_per_attack={"clean": sweep.passes["clean"], **passes},
+        passes=sum(ctx.passes.values(), PassCount()), passes_per_attack={"clean": ctx.passes["clean"], **passes},
         n_examples=n,
         attacks=attacks, norm=o.norm, steps=o.steps, attack_all=bool(o.attack_all), chain_attacks=chain,
-        seed=o.seed, n_verified=sweep.n_verified, n_classes=sweep.n_classes,
+        seed=o.seed, n_verified=ctx.n_verified, n_classes=ctx.n_classes,
         sweep=strategy if any(t.strategy in ("downward", "bisect") for t in traces.values()) else "upward",
         sweep_per_attack={a: t.strategy for a, t in traces.items()},
-        break_attack=_break_attack(blocked, traces), evidence=_evidence(blocked, traces, sweep.eps),
-        nesting_violations=nesting_violations(blocked, list(traces.values()), sweep.eps),
+        break_attack=_break_attack(blocked, traces), evidence=_evidence(blocked, traces, ctx.eps),
+        nesting_violations=nesting_violations(blocked, list(traces.values()), ctx.eps),
         settings=o.result_settings() | {"batch_size": o.batch_size},
     )
 
@@ -385,32 +374,32 @@ def _curve(break_eps: torch.Tensor, eps: list[float], n: int) -> dict[float, flo
     return {e: float((break_eps > e).sum().item() / n) for e in eps}
 
 
-def _sweep_min_norm(sweep: Sweep, skip: torch.Tensor) -> tuple[Trace, torch.Tensor]:
+def _sweep_min_norm(ctx: EvalContext, skip: torch.Tensor) -> tuple[Trace, torch.Tensor]:
     """One FAB min-norm run gives every sample's breaking radius, hence its first breaking eps on the grid (the
     trace counts it as run at every eps on the samples it attacked); returns the trace and the radii."""
-    o = sweep.options
-    attack = build_min_norm_attack(sweep.model, norm=sweep.options.norm, steps=o.minnorm_steps,
+    o = ctx.options
+    attack = build_min_norm_attack(ctx.model, norm=ctx.options.norm, steps=o.minnorm_steps,
                                    n_target_classes=o.minnorm_targets, seed=o.seed)
 
     def radii(ids: torch.Tensor) -> dict[str, Any]:
-        xb, yb = sweep.x[ids].to(sweep.device), sweep.y[ids].to(sweep.device)
+        xb, yb = ctx.x[ids].to(ctx.device), ctx.y[ids].to(ctx.device)
         r, adv = attack.radii(xb, yb)
         found = torch.isfinite(r)
         if found.any():
-            verify_adversarial(adv[found], xb[found], float(r[found].max()), sweep.options.norm, "minnorm")
-            sweep.verified_here += int(found.sum())
+            verify_adversarial(adv[found], xb[found], float(r[found].max()), ctx.options.norm, "minnorm")
+            ctx.verified_here += int(found.sum())
         return {"radius": r.cpu()}
 
-    radius = torch.where(sweep.correct, math.inf, 0.0)
-    idx = (sweep.correct & (skip > sweep.eps[0])).nonzero().flatten()
-    for rec in run_batches(sweep, "minnorm", 0, idx, radii):
+    radius = torch.where(ctx.correct, math.inf, 0.0)
+    idx = (ctx.correct & (skip > ctx.eps[0])).nonzero().flatten()
+    for rec in run_batches(ctx, "minnorm", 0, idx, radii):
         radius[rec["ids"]] = rec["radius"]
-    trace = Trace.empty(sweep, {"minnorm": ["minnorm"]}, "minnorm")
+    trace = Trace.empty(ctx, {"minnorm": ["minnorm"]}, "minnorm")
     trace.ran[idx] = True
-    for k, e in reversed(list(enumerate(sweep.eps))):
+    for k, e in reversed(list(enumerate(ctx.eps))):
         trace.record_hits(idx[radius[idx] <= e], k, e, "minnorm")
-    trace.hit &= trace.first[:, None] == torch.tensor(sweep.eps, dtype=trace.first.dtype)  # only the first eps
-    sweep.bar.update(len(sweep.eps))
+    trace.hit &= trace.first[:, None] == torch.tensor(ctx.eps, dtype=trace.first.dtype)  # only the first eps
+    ctx.bar.update(len(ctx.eps))
     return trace, radius
 
 

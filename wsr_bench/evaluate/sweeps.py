@@ -25,7 +25,7 @@ fails at eps_k may succeed at a smaller eps on a non-convex loss), and the scree
 keeps it honest. ``SpectrumResult.evidence`` marks those strengths ``r``; ``benchmarks/results/autoattack_sweep*.md``
 measures how often a sample differs from AutoAttack run at each eps.
 
-AutoAttack's random starts are keyed by the image (:mod:`wsr_bench.attack_starts`), so the chain run here on a few
+AutoAttack's random starts are keyed by the image (:mod:`wsr_bench.attacks.starts`), so the chain run here on a few
 survivors does to each of them exactly what AutoAttack run at that eps on all images does, and the screen is the
 chain's own APGD-CE: a chain step therefore leaves APGD-CE out (it would repeat the screen, start and all).
 
@@ -42,18 +42,18 @@ import logging
 
 import torch
 
-from wsr_bench.attacks import autoattack_run, autoattack_screen_run
+from wsr_bench.attacks.factory import autoattack_run, autoattack_screen_run
 from wsr_bench.epsilon import eps_label
-from wsr_bench.evaluate.batches import Sweep, Trace, attack_batch, make_attack, run_batches, sweep_eps
+from wsr_bench.evaluate.batches import EvalContext, Trace, attack_batch, make_attack, run_batches, sweep_eps
 
 logger = logging.getLogger(__name__)
 
 
-def sweep_chain(sweep: Sweep, label: str, members: list[str], skip: torch.Tensor) -> Trace:
-    """Sweep the chain ``members`` (``["autoattack"]`` or an attack list) with ``sweep.options.sweep_strategy``.
+def sweep_chain(ctx: EvalContext, label: str, members: list[str], skip: torch.Tensor) -> Trace:
+    """Sweep the chain ``members`` (``["autoattack"]`` or an attack list) with ``ctx.options.sweep_strategy``.
 
     Args:
-        sweep: the evaluation's shared state (inputs, options, batch runner state).
+        ctx: the evaluation's shared state (inputs, options, batch runner state).
         label: the chain's name in curves and pass counts (``"autoattack"``, ``"apgd-ce+square"``).
         members: ``["autoattack"]``, or the chained attacks in order (the first one screens).
         skip: per sample, the eps from which an earlier attack already broke it (inf: none).
@@ -61,23 +61,23 @@ def sweep_chain(sweep: Sweep, label: str, members: list[str], skip: torch.Tensor
     Returns:
         The chain's trace: its own first breaking eps per sample, where the whole chain ran, where it hit.
     """
-    strategy = sweep.options.sweep_strategy
+    strategy = ctx.options.sweep_strategy
     autoattack = members == ["autoattack"]
     screen_name = "apgd-ce" if autoattack else members[0]
     screen_stage = f"{label}.screen"
-    screen, _ = sweep_eps(sweep, screen_name, skip, stage=screen_stage,
+    screen, _ = sweep_eps(ctx, screen_name, skip, stage=screen_stage,
                           label=f"{label}/{screen_name}" if autoattack else screen_name,
-                          build=(lambda e: _screen_attack(sweep, e)) if autoattack else None)
+                          build=(lambda e: _screen_attack(ctx, e)) if autoattack else None)
     trace = Trace(screen.first.clone(), torch.zeros_like(screen.ran), screen.hit.clone(), list(screen.label),
                   {screen_stage: [screen_stage], label: []}, strategy)
     chain = members if autoattack else members[1:]  # the screen already ran at every eps a chain step visits
-    eps = torch.tensor(sweep.eps, dtype=trace.first.dtype)
+    eps = torch.tensor(ctx.eps, dtype=trace.first.dtype)
     hi = (torch.minimum(screen.first, skip)[:, None] > eps[None, :]).sum(1)  # first eps broken by screen or skip
     if strategy == "downward":
         probe = hi - 1
-        for k in reversed(range(len(sweep.eps))):
+        for k in reversed(range(len(ctx.eps))):
             idx = (probe == k).nonzero().flatten()
-            fooled = _chain_step(sweep, trace, label, chain, "", k, idx)
+            fooled = _chain_step(ctx, trace, label, chain, "", k, idx)
             probe[idx] = torch.where(fooled, k - 1, -1)
     elif strategy == "bisect":
         lo, rnd = torch.zeros_like(hi), 0
@@ -85,7 +85,7 @@ def sweep_chain(sweep: Sweep, label: str, members: list[str], skip: torch.Tensor
             active, mid = lo < hi, (lo + hi) // 2
             for k in sorted(set(mid[active].tolist())):
                 idx = (active & (mid == k)).nonzero().flatten()
-                fooled = _chain_step(sweep, trace, label, chain, f".b{rnd}", k, idx)
+                fooled = _chain_step(ctx, trace, label, chain, f".b{rnd}", k, idx)
                 hi[idx[fooled]], lo[idx[~fooled]] = k, k + 1
             rnd += 1
     else:
@@ -93,32 +93,32 @@ def sweep_chain(sweep: Sweep, label: str, members: list[str], skip: torch.Tensor
     return trace
 
 
-def _screen_attack(sweep: Sweep, eps: float):
+def _screen_attack(ctx: EvalContext, eps: float):
     """AutoAttack's own APGD-CE at ``eps``, as the evaluation's AutoAttack version and norm configure it (restarts,
     L1's large-eps schedule, ``rand``'s EOT), under the name "apgd-ce"."""
-    o = sweep.options
-    atk = make_attack(sweep, "apgd-ce", eps)
-    return dataclasses.replace(atk, run=autoattack_screen_run(sweep.model, eps, norm=o.norm, seed=o.seed,
+    o = ctx.options
+    atk = make_attack(ctx, "apgd-ce", eps)
+    return dataclasses.replace(atk, run=autoattack_screen_run(ctx.model, eps, norm=o.norm, seed=o.seed,
                                                               version=o.aa_version))
 
 
-def _chain_attack(sweep: Sweep, name: str, eps: float):
+def _chain_attack(ctx: EvalContext, name: str, eps: float):
     """``name`` at ``eps`` for a chain step. AutoAttack leaves out its APGD-CE: every chain step attacks samples the
     screen (AutoAttack's own APGD-CE, same iterations, same image-keyed start) has already failed on at this eps,
     so running it again would repeat the screen's computation and its verdict."""
-    atk = make_attack(sweep, name, eps)
+    atk = make_attack(ctx, name, eps)
     if name != "autoattack":
         return atk
-    o = sweep.options
-    return dataclasses.replace(atk, run=autoattack_run(sweep.model, eps, norm=o.norm, seed=o.seed,
+    o = ctx.options
+    return dataclasses.replace(atk, run=autoattack_run(ctx.model, eps, norm=o.norm, seed=o.seed,
                                                        version=o.aa_version, skip=("apgd-ce",)))
 
 
-def _chain_step(sweep: Sweep, trace: Trace, label: str, chain: list[str], suffix: str, k: int,
+def _chain_step(ctx: EvalContext, trace: Trace, label: str, chain: list[str], suffix: str, k: int,
                 idx: torch.Tensor) -> torch.Tensor:
     """Run the chain at eps number ``k`` on samples ``idx`` (each attack on those the earlier ones left standing);
     record it in ``trace`` and return which of ``idx`` it fooled."""
-    e = sweep.eps[k]
+    e = ctx.eps[k]
     fooled = torch.zeros(len(idx), dtype=torch.bool)
     if not len(idx):
         return fooled
@@ -129,8 +129,8 @@ def _chain_step(sweep: Sweep, trace: Trace, label: str, chain: list[str], suffix
         stage = name + suffix
         if stage not in trace.stage_groups[label]:
             trace.stage_groups[label].append(stage)
-        atk = _chain_attack(sweep, name, e)
-        records = run_batches(sweep, stage, k, idx[left], lambda ids, a=atk: attack_batch(sweep, a, ids))
+        atk = _chain_attack(ctx, name, e)
+        records = run_batches(ctx, stage, k, idx[left], lambda ids, a=atk: attack_batch(ctx, a, ids))
         got = torch.cat([torch.zeros(0, dtype=torch.bool)] + [rec["fooled"] for rec in records])
         trace.record_hits(idx[left[got]], k, e, name)
         fooled[left[got]] = True

@@ -1,6 +1,6 @@
 """The wide-spectrum leaderboard as data: entry schema, JSON I/O, tables, HTML page and curves (no torch here)."""
 
-from wsr_bench.leaderboard.io import check_writable, entry_path, load_entries, load_entry, save_entry
+from wsr_bench.leaderboard.entry_files import check_writable, entry_path, load_entries, load_entry, save_entry
 from wsr_bench.leaderboard.reference import ReferenceEntry, load_references
 from wsr_bench.leaderboard.schema import SCHEMA_VERSION, WORST_CASE, Curve, LeaderboardEntry, Samples, SchemaError
 

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wsr_bench import __version__
-from wsr_bench.io import atomic_write_text, atomic_write_with
+from wsr_bench.infra.atomic import atomic_write_text, atomic_write_with
 from wsr_bench.leaderboard.compare import ComparisonError, compare_entries, format_comparison, whole_curve_entries
 from wsr_bench.leaderboard.curves import write_curves
+from wsr_bench.leaderboard.entry_files import load_entries_with_paths
 from wsr_bench.leaderboard.html import render_index
-from wsr_bench.leaderboard.io import load_entries_with_paths
 from wsr_bench.leaderboard.reference import load_references, provenance
 from wsr_bench.leaderboard.schema import LeaderboardEntry
 from wsr_bench.leaderboard.seeds import SeedNoise, load_seed_noise

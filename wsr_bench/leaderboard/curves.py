@@ -16,7 +16,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from wsr_bench.io import atomic_write_with
+from wsr_bench.infra.atomic import atomic_write_with
 from wsr_bench.leaderboard.marks import row_band, row_interval
 from wsr_bench.leaderboard.reference import SOURCE_LABEL, ReferenceEntry
 from wsr_bench.leaderboard.schema import LeaderboardEntry

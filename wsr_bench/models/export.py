@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 from torch import nn
 
-from wsr_bench.io import atomic_write_json, atomic_write_with
+from wsr_bench.infra.atomic import atomic_write_json, atomic_write_with
 from wsr_bench.models.weights import WeightsFileError, load_error_reason, load_state_dict_file  # noqa: F401
 
 CONFIG_NAME = "config.json"

@@ -39,12 +39,14 @@ leaderboard entry), so that::
     timm.list_pretrained("*fmnist*")
     timm.create_model("wsrnet_basic.fmnist_pgd", pretrained=True)   # offline: the manifest's model_args, the file
 
-work with no overlay. The architectures' modules (``wsrnet.py``, ``preact_resnet.py``) put the tags in their
-``generate_default_cfgs`` dicts through :func:`generate_cfgs` (the ``untrained`` tag stays each architecture's
-default, so a plain name keeps its behaviour); :func:`register_published` re-registers every tag from another
-folder's manifest later (tests, a zoo build that just published one). Before a tag's weights are loaded, the file is
-checked against the manifest: a missing file is a ``FileNotFoundError``, a damaged one (sha256 mismatch or unreadable)
-a :class:`~wsr_bench.models.weights.WeightsFileError`, each one line naming the file and the tag.
+work with no overlay. Publishing a tag (writing its weights and manifest record) is a job's stage,
+:func:`wsr_bench.jobs.publishing.publish_weights`; this module reads, checks and registers. The architectures'
+modules (``wsrnet.py``, ``preact_resnet.py``) put the tags in their ``generate_default_cfgs`` dicts through
+:func:`generate_cfgs` (the ``untrained`` tag stays each architecture's default, so a plain name keeps its
+behaviour); :func:`register_published` re-registers every tag from another folder's manifest later (tests, a zoo
+build that just published one). Before a tag's weights are loaded, the file is checked against the manifest: a
+missing file is a ``FileNotFoundError``, a damaged one (sha256 mismatch or unreadable) a
+:class:`~wsr_bench.models.weights.WeightsFileError`, each one line naming the file and the tag.
 """
 
 from __future__ import annotations
@@ -60,14 +62,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from wsr_bench.io import atomic_write_json, atomic_write_with
+from wsr_bench.infra.atomic import atomic_write_json
 from wsr_bench.models.weights import WeightsFileError
-from wsr_bench.rules import GENOTYPE_OF
 
-__all__ = ["DEFAULT_TAG", "ENV_VAR", "FORMAT", "MANIFEST_NAME", "active_weights_dir", "check_name",
+__all__ = ["DEFAULT_TAG", "ENV_VAR", "FORMAT", "MANIFEST_NAME", "NOT_RECORDED", "active_weights_dir", "check_name",
            "default_weights_dir", "file_sha256", "generate_cfgs", "is_published", "package_weights_dir",
-           "publish_weights", "published_image_size", "published_tags", "read_manifest", "register_published",
-           "resolve_create", "split_name", "verify_weights", "weights_path", "weights_size"]
+           "published_image_size", "published_tags", "read_manifest", "register_published",
+           "registered_architectures", "resolve_create", "split_name", "valid_tag", "verify_weights", "weights_path",
+           "weights_size", "write_manifest"]
 
 FORMAT = "wsr-bench-weights/1"
 MANIFEST_NAME = "manifest.json"
@@ -80,7 +82,7 @@ _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _REQUIRED = ("architecture", "tag", "file", "sha256", "model_args", "num_classes", "input_size")
 #: model arguments that are not recorded in a manifest (create_model's num_classes/in_chans come from the cfg; the
 #: training-only ones do not change the weights).
-_NOT_RECORDED = ("num_classes", "in_chans", "drop_path_rate", "auxiliary")
+NOT_RECORDED = ("num_classes", "in_chans", "drop_path_rate", "auxiliary")
 
 _state: dict[str, Any] = {"dir": None, "tags": None}
 #: architecture -> its default (untrained) cfg dict, filled by :func:`generate_cfgs` as the modules register.
@@ -375,104 +377,18 @@ def register_published(manifest_dir: str | Path | None = None) -> list[str]:
     return sorted(names)
 
 
-# ------------------------------------------------------------------------------------------------ publishing
-def _model_args(model: Any, architecture: str) -> dict[str, Any]:
-    args = getattr(model, "model_args", None)
-    if not isinstance(args, dict):
-        raise ValueError("publish_weights needs a wsr-bench model (one with model_args, made by timm.create_model)")
-    out = {k: v for k, v in args.items() if k not in _NOT_RECORDED}
-    genotype = getattr(model, "genotype", None)
-    if architecture == "wsrnet":
-        if genotype is None:
-            raise ValueError("architecture wsrnet needs a model with a genotype")
-        out["genotype"] = genotype.to_dict()
-    elif architecture.removesuffix("_imagenet") in GENOTYPE_OF:
-        from wsr_bench.search_space.genotype import known_genotypes
-
-        known = known_genotypes()[GENOTYPE_OF[architecture.removesuffix("_imagenet")]].genotype
-        if genotype is None or {**genotype.to_dict(), "name": ""} != {**known.to_dict(), "name": ""}:
-            raise ValueError(f"the model's genotype is not {architecture}'s; publish a found cell as architecture "
-                             "'wsrnet'")
-    elif genotype is not None:
-        raise ValueError(f"{architecture} takes no genotype, but the model has one")
-    return json.loads(json.dumps(out))
+# ------------------------------------------------------------------------------------------------ for publishers
+def valid_tag(tag: str) -> bool:
+    """Whether ``tag`` may name a published tag (letters, digits, ``_``, ``-``; not ``untrained``)."""
+    return bool(_TAG_RE.match(str(tag))) and tag != DEFAULT_TAG
 
 
-def _repo_relative(entry: str | Path | None) -> str | None:
-    if entry is None:
-        return None
-    path = Path(entry)
-    if path.is_absolute():
-        root = package_weights_dir().parents[1]
-        try:
-            path = path.resolve().relative_to(root.resolve())
-        except ValueError:
-            pass
-    return path.as_posix()
+def registered_architectures() -> list[str]:
+    """The architectures whose modules registered with timm through :func:`generate_cfgs` (those a tag may name)."""
+    return sorted(_BASE_CFGS)
 
 
-def publish_weights(model: Any, architecture: str, tag: str, *, dataset: str, recipe: str,
-                    entry: str | Path | None = None, clean_accuracy: float | None = None,
-                    avg_robust_accuracy: float | None = None, evaluation: str | None = None,
-                    weights_dir: str | Path | None = None, license: str = "mit",
-                    image_size: int | None = None) -> Path:
-    """Write ``model``'s weights as ``weights_dir/<architecture>.<tag>.safetensors`` and add (or replace) the tag in
-    ``weights_dir/manifest.json``; returns the weights file. Both writes are atomic.
-
-    Args:
-        model: a wsr-bench model made by ``timm.create_model`` (its ``model_args`` are recorded, and the genotype for
-            the generic ``wsrnet``); its state dict must load into ``timm.create_model(architecture, **model_args)``.
-        architecture: a registered architecture (``wsrnet_basic``, ``preact_resnet18``, ...) or ``wsrnet``.
-        tag: the pretrained tag (letters, digits, ``_``, ``-``; not ``untrained``).
-        dataset, recipe, entry, clean_accuracy, avg_robust_accuracy, evaluation, license: manifest fields (``entry``
-            is stored relative to the repository root when it lies inside it; the accuracies may come later, in a
-            second call; ``evaluation`` says which evaluation of ``entry`` they come from, e.g. "AutoAttack, first
-            1,000 test images").
-        weights_dir: the folder (default: the active one, whose tags are then re-registered with timm).
-        image_size: the side of the training images (default: the dataset's, ``wsr_bench.data.DEFAULT_SIZE``).
-    """
-    import timm
-    from safetensors.torch import save_file
-
-    if not _TAG_RE.match(str(tag)) or tag == DEFAULT_TAG:
-        raise ValueError(f"pretrained tag must be letters, digits, '_' or '-' (and not {DEFAULT_TAG!r}), got {tag!r}")
-    if not timm.is_model(architecture) or architecture not in _BASE_CFGS:
-        raise ValueError(f"unknown architecture {architecture!r}: expected a wsr-bench timm model "
-                         f"({', '.join(sorted(_BASE_CFGS))})")
-    args = _model_args(model, architecture)
-    num_classes, in_chans = int(model.model_args["num_classes"]), int(model.model_args["in_chans"])
-    # DARTS' auxiliary head serves training only (auxiliary is not recorded): its weights are not published
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-             if not k.startswith("auxiliary_head.")}
-    check_args = dict(args)
-    for key in ("mean", "std"):
-        if key in check_args:
-            check_args[key] = tuple(check_args[key])
-    try:  # the tag must rebuild from what the manifest records
-        rebuilt = timm.create_model(architecture, num_classes=num_classes, in_chans=in_chans, **check_args)
-        rebuilt.load_state_dict(state)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"the model does not rebuild as {architecture} from its model_args: "
-                         f"{str(exc).strip().splitlines()[0][:200]}") from None
-    if image_size is None:
-        from wsr_bench.data import DEFAULT_SIZE
-
-        image_size = DEFAULT_SIZE.get(dataset, 32)
-    folder = Path(weights_dir) if weights_dir is not None else active_weights_dir()
-    name = f"{architecture}.{tag}"
-    path = folder / f"{name}.safetensors"
-    atomic_write_with(path, lambda tmp: save_file(state, str(tmp)))
-    manifest = _load_manifest(folder)
-    manifest["tags"][name] = {
-        "architecture": architecture, "tag": tag, "file": path.name, "sha256": file_sha256(path),
-        "model_args": args, "num_classes": num_classes, "input_size": [in_chans, int(image_size), int(image_size)],
-        "dataset": dataset, "recipe": recipe, "license": license, "entry": _repo_relative(entry),
-        "clean_accuracy": None if clean_accuracy is None else float(clean_accuracy),
-        "avg_robust_accuracy": None if avg_robust_accuracy is None else float(avg_robust_accuracy),
-        "evaluation": evaluation,
-        "params": int(sum(p.numel() for p in rebuilt.parameters())),
-    }
-    atomic_write_json(folder / MANIFEST_NAME, {"format": FORMAT, "tags": manifest["tags"]})
-    if folder.resolve() == active_weights_dir().resolve():
-        register_published(folder)
-    return path
+def write_manifest(folder: str | Path, tags: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write ``folder/manifest.json`` with ``tags`` atomically (the publisher, :mod:`wsr_bench.jobs.publishing`,
+    builds the records; :func:`read_manifest` checks them on the way back in)."""
+    atomic_write_json(Path(folder) / MANIFEST_NAME, {"format": FORMAT, "tags": dict(tags)})

@@ -1,8 +1,10 @@
 """WsrNets and the paper's DARTS-space baselines as timm models.
 
 Registered timm's way (``_cfg``, ``generate_default_cfgs``, ``_create_*`` through ``build_model_with_cfg``,
-three-line ``@register_model`` functions). Each entry defaults to the official width/depth of its genotype
-(``init_channels``/``layers`` from the official retraining scripts) and accepts overrides::
+``register_model``), one entry point per published architecture of ``data_files/genotypes.json`` (its ``models``
+list, beside the genotypes: adding an architecture is adding it there, nowhere else). Each entry defaults to the
+official width/depth of its genotype (``init_channels``/``layers`` from the official retraining scripts) and accepts
+overrides::
 
     timm.create_model("wsrnet_basic", init_channels=8, layers=5, num_classes=10)
     timm.create_model("wsrnet_basic", pretrained=True, pretrained_cfg_overlay=dict(file="model.safetensors"))
@@ -27,7 +29,11 @@ from timm.models import build_model_with_cfg, register_model
 
 from wsr_bench.models import pretrained as _pretrained
 from wsr_bench.models.network import DartsNetwork
-from wsr_bench.rules import GENOTYPE_OF, IMAGENET_MODELS  # the names, torch-free so that configs can check them
+from wsr_bench.rules import (  # the names, torch-free so that configs can check them
+    GENOTYPE_OF,
+    IMAGENET_MODELS,
+    published_architectures,
+)
 from wsr_bench.search_space.genotype import Genotype, known_genotypes, load_genotype
 from wsr_bench.search_space.supernet import CIFAR_MEAN, CIFAR_STD
 
@@ -85,76 +91,23 @@ def _create_known(variant: str, pretrained: bool, imagenet: bool = False, **kwar
     return _create_darts_network(variant, GENOTYPE_OF[name], pretrained, **{**_official(name, imagenet), **kwargs})
 
 
-@register_model
-def wsrnet_basic(pretrained: bool = False, **kwargs: Any) -> DartsNetwork:
-    """WsrNet-Basic (Wsr-NAS, N1=3, N2=3; official name ``cna_r``), C=45, 20 cells, 4.5M params on CIFAR-10."""
-    return _create_known("wsrnet_basic", pretrained, **kwargs)
+def _register(variant: str, description: str, imagenet: bool = False) -> None:
+    """Register ``variant`` (a published architecture of ``data_files/genotypes.json``) as a timm model: a
+    ``(pretrained=False, **kwargs)`` entry point named ``variant`` in this module, as ``@register_model`` would."""
+
+    def entry(pretrained: bool = False, **kwargs: Any) -> DartsNetwork:
+        return _create_known(variant, pretrained, imagenet=imagenet, **kwargs)
+
+    entry.__name__ = entry.__qualname__ = variant
+    entry.__doc__ = description
+    globals()[variant] = register_model(entry)
 
 
-@register_model
-def wsrnet_robust(pretrained: bool = False, **kwargs: Any) -> DartsNetwork:
-    """WsrNet-Robust: the WsrNet-Basic genotype, retrained with other hyper-parameters in the paper."""
-    return _create_known("wsrnet_robust", pretrained, **kwargs)
-
-
-@register_model
-def wsrnet_plus(pretrained: bool = False, **kwargs: Any) -> DartsNetwork:
-    """WsrNet-Plus (Wsr-NAS, N1=3, N2=8), C=46, 20 cells, 4.7M params on CIFAR-10."""
-    return _create_known("wsrnet_plus", pretrained, **kwargs)
-
-
-@register_model
-def wsrnet_m(pretrained: bool = False, **kwargs: Any) -> DartsNetwork:
-    """WsrNet-M (official name ``cna_m``), C=45, 20 cells."""
-    return _create_known("wsrnet_m", pretrained, **kwargs)
-
-
-@register_model
-def wsrnet_n(pretrained: bool = False, **kwargs: Any) -> DartsNetwork:
-    """WsrNet-N (official name ``cna_n``), C=50, 20 cells."""
-    return _create_known("wsrnet_n", pretrained, **kwargs)
-
-
-@register_model
-def racl(pretrained: bool = False, **kwargs: Any) -> DartsNetwork:
-    """RACL (Dong et al. 2020), C=36, 20 cells, 3.6M params on CIFAR-10."""
-    return _create_known("racl", pretrained, **kwargs)
-
-
-@register_model
-def advrush(pretrained: bool = False, **kwargs: Any) -> DartsNetwork:
-    """AdvRush (Mok et al. 2021), C=36, 20 cells, 4.2M params on CIFAR-10."""
-    return _create_known("advrush", pretrained, **kwargs)
-
-
-@register_model
-def darts_v2(pretrained: bool = False, **kwargs: Any) -> DartsNetwork:
-    """DARTS-V2 (Liu et al. 2018), C=36, 20 cells, 3.3M params on CIFAR-10."""
-    return _create_known("darts_v2", pretrained, **kwargs)
-
-
-@register_model
-def pc_darts(pretrained: bool = False, **kwargs: Any) -> DartsNetwork:
-    """PC-DARTS (Xu et al. 2020), C=36, 20 cells, 3.6M params on CIFAR-10."""
-    return _create_known("pc_darts", pretrained, **kwargs)
-
-
-@register_model
-def wsrnet_basic_imagenet(pretrained: bool = False, **kwargs: Any) -> DartsNetwork:
-    """WsrNet-Basic in DARTS' ImageNet shape (paper Table 4), C=74, 20 cells, 1000 classes."""
-    return _create_known("wsrnet_basic_imagenet", pretrained, imagenet=True, **kwargs)
-
-
-@register_model
-def racl_imagenet(pretrained: bool = False, **kwargs: Any) -> DartsNetwork:
-    """RACL in DARTS' ImageNet shape (paper Table 4), C=64, 20 cells, 1000 classes."""
-    return _create_known("racl_imagenet", pretrained, imagenet=True, **kwargs)
-
-
-@register_model
-def advrush_imagenet(pretrained: bool = False, **kwargs: Any) -> DartsNetwork:
-    """AdvRush in DARTS' ImageNet shape (paper Table 4), C=60, 20 cells, 1000 classes."""
-    return _create_known("advrush_imagenet", pretrained, imagenet=True, **kwargs)
+# every published architecture of the DARTS space, from its one place (rules.published_architectures)
+for _arch in published_architectures():
+    _register(_arch["name"], _arch["description"])
+    if "imagenet_description" in _arch:
+        _register(f"{_arch['name']}_imagenet", _arch["imagenet_description"], imagenet=True)
 
 
 @register_model

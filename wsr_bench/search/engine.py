@@ -25,11 +25,11 @@ import torch
 from torch.utils.data import Subset
 from tqdm.auto import tqdm
 
-from wsr_bench.checkpoint import get_rng_state, set_rng_state
 from wsr_bench.config import ExperimentConfig, config_to_dict, dump_config
-from wsr_bench.data import as_tensors, load_splits
-from wsr_bench.distributed import barrier, is_distributed, is_main_process, set_epoch, shard_loader, wrap_ddp
-from wsr_bench.runtime import check_amp, resolve_device, seed_everything, set_memory_format
+from wsr_bench.data.datasets import as_tensors, load_splits
+from wsr_bench.infra.checkpoint import get_rng_state, set_rng_state
+from wsr_bench.infra.distributed import barrier, is_distributed, is_main_process, set_epoch, shard_loader, wrap_ddp
+from wsr_bench.infra.runtime import check_amp, resolve_device, seed_everything, set_memory_format
 from wsr_bench.search.diagnostics import search_report
 from wsr_bench.search.objective import RobustObjective
 from wsr_bench.search.state import SearchCheckpointError, SearchFolder

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from wsr_bench.checkpoint import load_checkpoint, save_checkpoint
-from wsr_bench.io import atomic_write_text, atomic_write_with
-from wsr_bench.run_folder import RunFolder
+from wsr_bench.infra.atomic import atomic_write_text, atomic_write_with
+from wsr_bench.infra.checkpoint import load_checkpoint, save_checkpoint
+from wsr_bench.infra.run_folder import RunFolder
 from wsr_bench.search_space.genotype import Genotype
 from wsr_bench.search_space.ops import PRIMITIVES
 
@@ -50,7 +50,7 @@ class SearchFolder(RunFolder):
     def __init__(self, root: str | Path):
         super().__init__(root)
         self.genotype = self.root / "genotype.json"
-        self.arch_weights = self.root / "alpha.safetensors"  # A, under the file name DARTS users know
+        self.arch_weights_file = self.root / "alpha.safetensors"  # A, under the file name DARTS users know
         self.plot = self.root / "arch_weights.png"
         self.report = self.root / "search_report.json"
         self.cells_plot = self.root / "genotype.png"
@@ -89,7 +89,7 @@ class SearchFolder(RunFolder):
         atomic_write_text(self.genotype, genotype.to_json() + "\n")
         tensors = {"alpha": arch_weights.detach().float().cpu().contiguous(),
                    "probabilities": torch.softmax(arch_weights.detach().float().cpu(), -1).contiguous()}
-        atomic_write_with(self.arch_weights, lambda tmp: save_file(tensors, str(tmp), metadata={
+        atomic_write_with(self.arch_weights_file, lambda tmp: save_file(tensors, str(tmp), metadata={
             "primitives": ",".join(PRIMITIVES), "layout": "(cell: normal|reduce, edge, primitive)"}))
         atomic_write_with(self.plot, lambda tmp: plot_arch_weights(history, tmp))
         atomic_write_with(self.cells_plot, lambda tmp: plot_genotype(genotype, tmp))

@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 
 from wsr_bench.config import ExperimentConfig
-from wsr_bench.distributed import joined_process_group
 from wsr_bench.estimators.noise import NoiseMemory, build_estimator, pgd_noise, train_estimator
 from wsr_bench.estimators.val_loss import LossMemory, build_vle, fit_vle
+from wsr_bench.infra.distributed import joined_process_group
+from wsr_bench.infra.runtime import resolve_device
 from wsr_bench.rules import SEARCH_METHODS
-from wsr_bench.runtime import resolve_device
 from wsr_bench.search.engine import ArchSample, SearchEngine, Task, TaskCallback
 from wsr_bench.search.objective import arch_step, ewss_query_points
 from wsr_bench.search_space.genotype import Genotype

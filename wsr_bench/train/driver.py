@@ -28,10 +28,10 @@ from torch import nn
 from torch.utils.data import ConcatDataset, Subset
 from tqdm.auto import tqdm
 
-from wsr_bench.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from wsr_bench.config import ExperimentConfig, TrainConfig, config_to_dict, dump_config
-from wsr_bench.data import DataSplits, load_splits
-from wsr_bench.distributed import (
+from wsr_bench.data.datasets import DataSplits, load_splits
+from wsr_bench.infra.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
+from wsr_bench.infra.distributed import (
     all_gather_object,
     barrier,
     get_rank,
@@ -43,9 +43,9 @@ from wsr_bench.distributed import (
     unwrap_model,
     wrap_ddp,
 )
-from wsr_bench.run_folder import RunFolder
-from wsr_bench.runtime import check_amp, resolve_device, seed_everything, set_memory_format
-from wsr_bench.threads import apply_default_threads
+from wsr_bench.infra.run_folder import RunFolder
+from wsr_bench.infra.runtime import check_amp, resolve_device, seed_everything, set_memory_format
+from wsr_bench.infra.threads import apply_default_threads
 from wsr_bench.train.augment import make_augment
 from wsr_bench.train.loop import LoopOptions, NonFiniteLossError, eval_epoch, train_epoch
 from wsr_bench.train.recipes import TrainRecipe
@@ -305,7 +305,7 @@ def _export(run: _Run, history: list[dict[str, Any]]) -> Path:
     """Write ``model/`` (timm-loadable export; bare safetensors weights for models outside the registry)."""
     from safetensors.torch import save_file
 
-    from wsr_bench.io import atomic_write_with
+    from wsr_bench.infra.atomic import atomic_write_with
     from wsr_bench.models import export_model
 
     folder = run.folder.model
@@ -351,7 +351,7 @@ def train_model(cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out
             loss (``TrainingDivergedError``; the last good checkpoint is kept).
         FileExistsError: ``out_dir`` holds a checkpoint and ``resume`` is false.
     """
-    apply_default_threads()  # once per process: the package's CPU thread default (wsr_bench.threads)
+    apply_default_threads()  # once per process: the package's CPU thread default (wsr_bench.infra.threads)
     out = Path(out_dir)
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
@@ -382,11 +382,12 @@ def train_model(cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out
 
 
 # ------------------------------------------------------------------------------------------------ CLI entry
-def build_model(name: str, cfg: ExperimentConfig, splits: DataSplits) -> nn.Module:
-    """A registered model (or ``wsrnet`` from a genotype.json) sized by ``cfg.model`` for ``splits``' data."""
+def build_model(name: str, cfg: ExperimentConfig, splits: DataSplits, width: int | None = None) -> nn.Module:
+    """A registered model (or ``wsrnet`` from a genotype.json) sized by ``cfg.model`` (or by ``width``, for the
+    networks outside the DARTS space) for ``splits``' data."""
     from wsr_bench.models.catalog import create
 
-    return create(name, init_channels=cfg.model.init_channels, layers=cfg.model.layers,
+    return create(name, init_channels=cfg.model.init_channels, layers=cfg.model.layers, width=width,
                   num_classes=splits.num_classes, in_chans=splits.in_chans, auxiliary=cfg.model.auxiliary,
                   drop_path_rate=cfg.model.drop_path_rate, mean=tuple(splits.mean), std=tuple(splits.std))
 

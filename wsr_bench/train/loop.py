@@ -1,6 +1,6 @@
 """One ``train_epoch`` and one ``eval_epoch``, used by retraining, the search and the benchmarks.
 
-Both work unchanged under DDP: pass a model wrapped by ``wsr_bench.distributed.wrap_ddp`` and a loader from
+Both work unchanged under DDP: pass a model wrapped by ``wsr_bench.infra.distributed.wrap_ddp`` and a loader from
 ``shard_loader``; attacks run on the bare network, the training forward goes through the wrapper (so gradients
 are averaged), and the returned statistics are reduced over ranks (``n``-weighted means, summed counts).
 """
@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from wsr_bench.distributed import TrainView, all_reduce_stats, any_rank, is_main_process, unwrap_model
-from wsr_bench.runtime import amp_autocast
+from wsr_bench.infra.distributed import TrainView, all_reduce_stats, any_rank, is_main_process, unwrap_model
+from wsr_bench.infra.runtime import amp_autocast
 from wsr_bench.train.recipes import TrainRecipe, adversarial_examples, attack_batch, recipe_loss
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ def _forward_fn(model: nn.Module, bare: nn.Module) -> Callable[[torch.Tensor, bo
     if ddp and not isinstance(model.module, TrainView):
         def plain_ddp(x: torch.Tensor, aux: bool) -> tuple[torch.Tensor, Any]:
             if aux:
-                raise ValueError("auxiliary loss under DDP needs the model wrapped by wsr_bench.distributed.wrap_ddp")
+                raise ValueError("auxiliary loss under DDP needs the model wrapped by "
+                                 "wsr_bench.infra.distributed.wrap_ddp")
             return model(x), None
         return plain_ddp
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import torchattacks
 from torch import nn
 
-from wsr_bench.attacks import build_pgd, pgd_step_size
+from wsr_bench.attacks.factory import build_pgd, pgd_step_size
 from wsr_bench.config import TrainConfig
 from wsr_bench.epsilon import check_eps
 from wsr_bench.rules import RECIPES, check_recipe  # noqa: F401  (RECIPES re-exported with the recipes)
@@ -41,7 +41,7 @@ class TrainRecipe:
         name: ``pgd`` | ``trades`` | ``fgsm_rs`` | ``multi`` | ``clean``.
         eps: Linf strength on the [0,1] scale (0.031 = 8/255); ignored by ``clean`` and ``multi``.
         steps: attack steps (PGD-k, TRADES' KL-PGD, and each strength of ``multi``); FGSM-RS takes one.
-        step_size: attack step; ``None`` = :func:`~wsr_bench.attacks.pgd_step_size` (eps*2.5/steps), or
+        step_size: attack step; ``None`` = :func:`~wsr_bench.attacks.factory.pgd_step_size` (eps*2.5/steps), or
             ``FGSM_RS_STEP * eps`` for ``fgsm_rs``.
         trades_beta: TRADES trade-off beta.
         multi_eps: strengths of the ``multi`` recipe.
@@ -68,7 +68,8 @@ class TrainRecipe:
 
     def attack_step_size(self, eps: float | None = None) -> float:
         """Attack step size for strength ``eps`` (default: the recipe's): ``step_size`` if set, else the recipe's
-        rule (``FGSM_RS_STEP * eps`` for ``fgsm_rs``, PGD's :func:`~wsr_bench.attacks.pgd_step_size` otherwise)."""
+        rule (``FGSM_RS_STEP * eps`` for ``fgsm_rs``, PGD's :func:`~wsr_bench.attacks.factory.pgd_step_size`
+        otherwise)."""
         eps = self.eps if eps is None else eps
         if self.step_size is not None:
             return self.step_size
@@ -92,7 +93,8 @@ class TrainRecipe:
 
 def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int,
                          step_size: float | None = None, random_start: bool = True) -> torch.Tensor:
-    """Linf PGD examples (the package's :func:`~wsr_bench.attacks.build_pgd`, i.e. torchattacks ``PGD``; CE loss).
+    """Linf PGD examples (the package's :func:`~wsr_bench.attacks.factory.build_pgd`, i.e. torchattacks ``PGD``; CE
+    loss).
 
     The attack runs with the model in eval mode (torchattacks' default) and puts it back into its previous
     train/eval mode. ``eps == 0`` returns a copy of ``x``.
@@ -101,7 +103,7 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps
         model: any ``nn.Module`` mapping [0,1] images to logits (e.g. a ``FixedArchitecture`` view).
         x: images in [0,1], shape (B,C,H,W); y: int64 labels (B,).
         eps: Linf radius on the [0,1] scale; steps: PGD iterations (>= 1).
-        step_size: PGD step; ``None`` = :func:`~wsr_bench.attacks.pgd_step_size` (eps*2.5/steps).
+        step_size: PGD step; ``None`` = :func:`~wsr_bench.attacks.factory.pgd_step_size` (eps*2.5/steps).
         random_start: uniform start in the eps ball (Madry et al.).
     """
     check_eps(eps, "PGD eps", allow_zero=True)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from wsr_bench.io import append_jsonl, atomic_write_text
+from wsr_bench.infra.atomic import append_jsonl, atomic_write_text
 
 __all__ = ["RunFolder"]
 

@@ -1,6 +1,6 @@
 """Datasets as tensors in [0,1]: the embedded default (scikit-learn digits), synthetic data for tests,
 CIFAR-10/100 and SVHN read from a local folder (torchvision formats; no download unless asked), and Fashion-MNIST
-from a local folder or Debian's ``dataset-fashion-mnist`` (:mod:`wsr_bench.fashion_mnist`; never downloaded).
+from a local folder or Debian's ``dataset-fashion-mnist`` (:mod:`wsr_bench.data.fashion_mnist`; never downloaded).
 
 ``load_dataset`` returns the paper's splits: ``train_t`` and ``train_v`` are the two halves of the training set
 (seeded), ``test`` the test split. Normalisation is the model's job; the dataset only reports its mean/std.
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-from wsr_bench.errors import DataError  # also re-exported: callers catch wsr_bench.data.DataError
+from wsr_bench.data.errors import DataError  # also re-exported: callers catch wsr_bench.data.DataError
 from wsr_bench.rules import DATASETS, check_dataset  # noqa: F401  (DATASETS re-exported: the names loaded here)
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ def load_dataset(name: str = "digits", root: str | Path = "data", image_size: in
     elif name == "synthetic":
         splits = _tensor_splits(name, *get_synthetic(synthetic_size, image_size, 10, seed), test_fraction, seed, 10)
     elif name == "fashion_mnist":
-        from wsr_bench.fashion_mnist import fashion_sets
+        from wsr_bench.data.fashion_mnist import fashion_sets
 
         train, test, side = fashion_sets(root, image_size)
         mean, std = STATS[name]

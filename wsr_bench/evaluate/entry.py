@@ -1,5 +1,6 @@
-"""Evaluation -> leaderboard entry, as one call for the pipeline (``evaluate_to_entry``) and for the CLI
-(``run_eval``: resolve the model spec, load the dataset, refuse to overwrite, evaluate, write the entry atomically).
+"""Evaluation -> leaderboard entry: :func:`evaluate_to_entry` evaluates a network over the spectrum and returns its
+entry, :func:`result_to_entry` turns a finished :class:`SpectrumResult` into one (with the package versions that shaped
+it). The jobs' evaluation stage (:mod:`wsr_bench.jobs.evaluating`) writes the entries.
 """
 
 from __future__ import annotations
@@ -15,16 +16,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from wsr_bench.attacks import RANDOM_STARTS
-from wsr_bench.distributed import is_main_process, joined_process_group
-from wsr_bench.evaluate.model_loading import check_model_spec, exported_image_size, load_eval_model
-from wsr_bench.evaluate.options import SpectrumOptions, resolve_options
+from wsr_bench.attacks.factory import RANDOM_STARTS
+from wsr_bench.evaluate.options import SpectrumOptions
 from wsr_bench.evaluate.samples import sample_record
 from wsr_bench.evaluate.spectrum import SpectrumResult, evaluate_spectrum
-from wsr_bench.evaluate.state import check_no_stale_state, remove_state, state_dir_for
-from wsr_bench.leaderboard.io import check_writable, save_entry
 from wsr_bench.leaderboard.schema import WORST_CASE, Curve, LeaderboardEntry, Samples
-from wsr_bench.rules import MEMORY_FORMATS, check_choice
 
 logger = logging.getLogger(__name__)
 
@@ -126,93 +122,10 @@ def load_eval_data(dataset: str, n_examples: int | None, *, data_root: str | Pat
                    image_size: int | None = None, seed: int = 0):
     """The first ``n_examples`` test images of ``dataset`` (via :mod:`wsr_bench.data`) and the dataset splits, at
     ``image_size`` (None: the dataset's default, ``wsr_bench.data.DEFAULT_SIZE``: digits 16, Fashion-MNIST 28)."""
-    from wsr_bench.data import as_tensors, load_dataset
+    from wsr_bench.data.datasets import as_tensors, load_dataset
 
     if n_examples is not None and int(n_examples) < 1:
         raise ValueError(f"--n-examples must be >= 1, got {n_examples}")
     splits = load_dataset(dataset, root=data_root, image_size=image_size, seed=seed)
     x, y = as_tensors(splits.test, n_examples)
     return x, y, splits
-
-
-def run_eval(
-    model: str,
-    options: SpectrumOptions | None = None,
-    *,
-    dataset: str = "digits",
-    n_examples: int | None = 256,
-    image_size: int | None = None,
-    data_root: str | Path = "data",
-    checkpoint: str | Path | None = None,
-    model_dir: str | Path = "models",
-    name: str | None = None,
-    recipe: str = "",
-    out: str | Path | None = None,
-    force: bool = False,
-    keep_state: bool = False,
-    device: str | None = None,
-    memory_format: str = "channels_last",
-    sanity: bool = True,
-    progress: bool = True,
-    **fields: Any,
-) -> LeaderboardEntry:
-    """``wsr-bench eval``: load ``model`` (timm name, ``robustbench:<Name>`` or exported folder) and ``dataset``,
-    evaluate the spectrum and write the entry to ``out`` (refused if it exists, unless ``force``).
-
-    ``options`` and the keyword ``fields`` say what to compute, as for
-    :func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum`; its seed also picks the dataset's splits. The first
-    ``n_examples`` test images are loaded at ``image_size``; None means the size an exported model folder records
-    it was trained at, else the dataset's default size. ``checkpoint``/``model_dir`` locate the weights, ``name``
-    and ``recipe`` label the entry; ``device`` and ``memory_format`` say where and in which layout it runs.
-
-    With ``out``, progress is kept per batch in ``out.state/`` (:mod:`wsr_bench.evaluate.state`): ``resume``
-    continues from it (an existing state without ``resume`` is refused), and it is removed once the entry is
-    written unless ``keep_state``. Under ``torchrun`` every rank evaluates its share of the batches and rank 0
-    writes the entry. Every argument is validated before the (long) evaluation starts.
-    """
-    options = resolve_options(options, fields)
-    state_dir = None
-    if out is not None:
-        check_writable(out, force)
-        state_dir = state_dir_for(out)
-        check_no_stale_state(state_dir, options.resume)
-    elif options.resume or keep_state:
-        raise ValueError("--resume and --keep-state need --out (the state folder lives beside the entry)")
-    check_choice(memory_format, MEMORY_FORMATS, "--memory-format")
-    if image_size is not None and int(image_size) < 1:
-        raise ValueError(f"--image-size must be >= 1, got {image_size}")
-    check_model_spec(model, model_dir=model_dir, dataset=dataset, threat_model=options.norm)
-    image_size = image_size or exported_image_size(model)
-    if checkpoint is not None and Path(checkpoint).is_dir():
-        raise ValueError(f"checkpoint {checkpoint} is a directory; expected a weights file (.safetensors or torch)")
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} not found")
-    x, y, splits = load_eval_data(dataset, n_examples, data_root=data_root, image_size=image_size,
-                                  seed=options.seed)
-    with joined_process_group(device) as info:  # one process unless launched by torchrun
-        return _eval_and_save(model, x, y, splits, options, out=out, state_dir=state_dir, keep_state=keep_state,
-                              force=force, checkpoint=checkpoint, model_dir=model_dir, dataset=dataset, name=name,
-                              recipe=recipe, device=info.device, memory_format=memory_format, sanity=sanity,
-                              progress=progress)
-
-
-def _eval_and_save(model: str, x, y, splits, options: SpectrumOptions, *, out, state_dir, keep_state: bool,
-                   force: bool, checkpoint, model_dir, dataset: str, name, recipe: str, device: str,
-                   memory_format: str, sanity: bool, progress: bool) -> LeaderboardEntry:
-    """Load the model, evaluate (sharded under torchrun), and on rank 0 write the entry and drop the state."""
-    loaded = load_eval_model(model, checkpoint=checkpoint, model_dir=model_dir, dataset=dataset,
-                             threat_model=options.norm, num_classes=splits.num_classes, in_chans=splits.in_chans,
-                             mean=splits.mean, std=splits.std, device=device)
-    entry = evaluate_to_entry(loaded.model, x, y, options, model_name=name or loaded.name,
-                              architecture=loaded.architecture, dataset=dataset, recipe=recipe, device=device,
-                              memory_format=memory_format, sanity=sanity, progress=progress, state_dir=state_dir,
-                              state_info={"model": str(model)})
-    entry.evaluation["model_spec"] = str(model)
-    entry.evaluation["image_size"] = int(splits.image_size)
-    if checkpoint is not None:
-        entry.evaluation["checkpoint"] = str(checkpoint)
-    if out is not None and is_main_process():
-        save_entry(entry, out, force=force)
-        if not keep_state:
-            remove_state(state_dir)
-    return entry

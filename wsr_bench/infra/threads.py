@@ -202,7 +202,7 @@ def apply_default_threads() -> int | None:
         return None  # the caller's own torch.set_num_threads
     if torch.get_num_threads() != count:
         torch.set_num_threads(count)
-        logger.info("using %d CPU thread(s) for torch (%s; see wsr_bench.threads)", count,
+        logger.info("using %d CPU thread(s) for torch (%s; see wsr_bench.infra.threads)", count,
                     "the package default" if source == "default" else source)
     if source != "default":
         warning = oversubscription_warning(count)

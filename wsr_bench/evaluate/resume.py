@@ -14,8 +14,8 @@ An evaluation that writes the entry ``E.json`` keeps its progress in ``E.json.st
         autoattack.screen/, autoattack/, autoattack.b0/ ...   a chain swept downward or by bisection: its screen
                              (APGD-CE) at each eps, the whole chain at each eps, the chain in bisection round 0
 
-Each batch file is written atomically (temporary sibling + rename, :mod:`wsr_bench.io`) by the process that ran
-the batch, so a SIGKILL at any moment leaves only whole files: a batch is either done or redone. The batches are
+Each batch file is written atomically (temporary sibling + rename, :mod:`wsr_bench.infra.atomic`) by the process that
+ran the batch, so a SIGKILL at any moment leaves only whole files: a batch is either done or redone. The batches are
 fixed by the settings (chunks of the samples still to attack, in index order), never by the number of processes,
 so a state written by 4 processes resumes in 1 and vice versa (on one machine or a shared file system).
 Writes are not fsync'ed: they survive a killed process, not a power cut.
@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from wsr_bench.io import atomic_write_json, atomic_write_with
+from wsr_bench.infra.atomic import atomic_write_json, atomic_write_with
 
 logger = logging.getLogger(__name__)
 

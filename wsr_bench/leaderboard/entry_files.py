@@ -7,7 +7,7 @@ import logging
 import re
 from pathlib import Path
 
-from wsr_bench.io import atomic_write_text
+from wsr_bench.infra.atomic import atomic_write_text
 from wsr_bench.leaderboard.schema import LeaderboardEntry, SchemaError
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ torch-free :mod:`wsr_bench.rules`, which the config checks too, and are re-expor
 Randomness is explicit: every attack takes a ``seed``; pyautoattack's and torchattacks' global-RNG draws run
 inside a forked RNG so the caller's stream is untouched. A sample's result does not depend on which other samples
 share its batch: our PGD draws each sample's random start from ``(seed, eps, sample_id)``, and pyautoattack's APGD,
-APGD-T and Square (alone or inside AutoAttack) draw theirs from the image itself (:mod:`wsr_bench.attack_starts`).
+APGD-T and Square (alone or inside AutoAttack) draw theirs from the image itself (:mod:`wsr_bench.attacks.starts`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 WHITE_BOX: frozenset[str] = frozenset({"fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "autoattack", "minnorm"})
 #: Where each attack's random start comes from, recorded in every leaderboard entry's ``evaluation``.
 RANDOM_STARTS = ("pgd: keyed by (seed, eps, sample id); apgd-ce, apgd-t, square and autoattack: keyed by "
-                 "(seed, attack, the image's bytes), wsr_bench.attack_starts; an image's result does not depend on "
+                 "(seed, attack, the image's bytes), wsr_bench.attacks.starts; an image's result does not depend on "
                  "its batch")
 
 
@@ -374,7 +374,7 @@ def _targets(model, x, n_target_classes, n_classes):
 
 
 def _apgd(model, eps, *, norm, steps, seed, n_target_classes, n_classes, targeted, **_):
-    from wsr_bench.attack_starts import KeyedAPGD, KeyedAPGDTargeted
+    from wsr_bench.attacks.starts import KeyedAPGD, KeyedAPGDTargeted
 
     def run(x, y, ids):
         device = model_device(model)
@@ -404,7 +404,7 @@ def _fab_t(model, eps, *, norm, steps, seed, n_target_classes, n_classes, **_):
 
 
 def _square(model, eps, *, norm, seed, n_queries, **_):
-    from wsr_bench.attack_starts import KeyedSquare
+    from wsr_bench.attacks.starts import KeyedSquare
 
     def run(x, y, ids):
         device = model_device(model)
@@ -423,10 +423,10 @@ def _autoattack(model, eps, *, norm, seed, aa_version, **_):
 def build_autoattack(model: nn.Module, eps: float, *, norm: str, seed: int, version: str = "standard"):
     """pyautoattack's ``AutoAttack`` at ``eps`` as ``version`` configures it (attacks, restarts, target classes,
     Square's queries, L1's APGD schedule, ``rand``'s EOT over 20 passes), with image-keyed random starts
-    (:func:`~wsr_bench.attack_starts.key_autoattack_starts`)."""
+    (:func:`~wsr_bench.attacks.starts.key_autoattack_starts`)."""
     from pyautoattack import AutoAttack
 
-    from wsr_bench.attack_starts import key_autoattack_starts
+    from wsr_bench.attacks.starts import key_autoattack_starts
 
     adversary = AutoAttack(model, device=model_device(model), eps=eps, norm=norm, seed=seed,
                            version=normalize_aa_version(version))
@@ -438,7 +438,7 @@ def autoattack_run(model: nn.Module, eps: float, *, norm: str, seed: int, versio
     """AutoAttack (pyautoattack, ``version`` = "standard", "plus" or "rand") with image-keyed random starts, as a
     run function.
 
-    Every attack, budget and the order are pyautoattack's; :mod:`wsr_bench.attack_starts` only keys each image's
+    Every attack, budget and the order are pyautoattack's; :mod:`wsr_bench.attacks.starts` only keys each image's
     random starts by the image itself, so the verdict on an image does not depend on the batch it is attacked in.
 
     Args:

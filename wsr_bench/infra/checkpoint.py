@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wsr_bench.io import atomic_write_with
+from wsr_bench.infra.atomic import atomic_write_with
 
 logger = logging.getLogger(__name__)
 

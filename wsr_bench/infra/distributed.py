@@ -31,8 +31,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from wsr_bench.runtime import resolve_device
-from wsr_bench.threads import apply_default_threads
+from wsr_bench.infra.runtime import resolve_device
+from wsr_bench.infra.threads import apply_default_threads
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def joined_process_group(device: str | None = None) -> Iterator[DistInfo]:
 
     Every run of the Python API (search, training, evaluation, pipeline, zoo) enters here first, so this is also
     where the process gets the package's default CPU thread count, once
-    (:func:`wsr_bench.threads.apply_default_threads`).
+    (:func:`wsr_bench.infra.threads.apply_default_threads`).
     """
     apply_default_threads()
     owns_group = not (dist.is_available() and dist.is_initialized())
