@@ -142,7 +142,7 @@ def train(x, y, mean, std, cfg: Config, adversarial: bool, seed: int) -> nn.Modu
         for idx in torch.randperm(len(x), generator=gen).split(64):
             xb, yb = x[idx], y[idx]
             if adversarial:  # eval mode, uniform start drawn from gen
-                xb = build_pgd(model, eps, cfg.adv_steps, generator=gen)(xb, yb)
+                xb = build_pgd(model, eps, cfg.adv_steps, seed=gen)(xb, yb)
             model.train()
             opt.zero_grad()
             F.cross_entropy(model(xb), yb).backward()
@@ -422,7 +422,8 @@ def menu_sweep(model, x, y, cfg: Config, variant: MenuVariant, baseline: dict[st
     """The variant's downward sweep (``evaluate_spectrum``), timed and compared with the per-eps baseline."""
     wall, cpu = time.perf_counter(), time.process_time()
     res = evaluate_spectrum(model, x, y, eps=list(variant.eps), attack="autoattack", aa_version=variant.version,
-                            norm=variant.norm, sweep="downward", device="cpu", batch_size=cfg.batch_size, seed=0)
+                            threat_model=variant.norm, sweep="downward", device="cpu", batch_size=cfg.batch_size,
+                            seed=0)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     correct = res.break_eps[:, None] > torch.tensor(variant.eps, dtype=res.break_eps.dtype)[None, :]
     return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "passes": res.passes.total,
@@ -617,7 +618,7 @@ def menu_markdown(menu: dict[str, Any]) -> list[str]:
              "L1: APGD with 5 restarts and the 3-2-1x eps schedule; rand: APGD-CE and APGD-DLR with EOT 20). "
              "Per-eps = pyautoattack's `run_standard_evaluation` of that version and norm at each eps on all "
              "images, with the image-keyed starts; the sweep = `evaluate_spectrum(attack='autoattack', "
-             "aa_version=..., norm=..., sweep='downward')`.", "",
+             "aa_version=..., threat_model=..., sweep='downward')`.", "",
              "| variant | eps | clean % | (image, eps) pairs | verdicts differ (higher / lower) | McNemar p (all / "
              "min per eps) | CPU x per-eps | passes x per-eps | per-eps CPU s | sweep CPU s |",
              "|---|---|---:|---:|---|---|---:|---:|---:|---:|"]

@@ -98,7 +98,7 @@ def train(cfg: Config, splits) -> torch.nn.Module:
     for _ in range(cfg.train_epochs):
         for idx in torch.randperm(len(x), generator=gen).split(64):
             xb, yb = x[idx], y[idx]
-            adv = build_pgd(model, cfg.train_eps, 1, step_size=fgsm_rs_step, generator=gen)(xb, yb)  # eval mode
+            adv = build_pgd(model, cfg.train_eps, 1, step_size=fgsm_rs_step, seed=gen)(xb, yb)  # eval mode
             model.train()
             opt.zero_grad()
             F.cross_entropy(model(adv), yb).backward()

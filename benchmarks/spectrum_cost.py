@@ -136,7 +136,7 @@ def train(x, y, mean, std, cfg: Config, arch: str, adv: bool) -> nn.Module:
         for idx in torch.randperm(len(x), generator=gen).split(64):
             xb, yb = x[idx], y[idx]
             if adv:  # PGD-k examples (eval mode, uniform start drawn from gen, step eps*2.5/k)
-                xb = build_pgd(model, cfg.adv_eps, cfg.adv_steps, generator=gen)(xb, yb)
+                xb = build_pgd(model, cfg.adv_eps, cfg.adv_steps, seed=gen)(xb, yb)
             model.train()
             opt.zero_grad()
             F.cross_entropy(model(xb), yb).backward()

@@ -205,7 +205,7 @@ def _eval_problems(args: argparse.Namespace) -> list[str]:
     from wsr_bench.evaluate import SpectrumOptions
 
     try:
-        SpectrumOptions(eps=args.eps, attack=args.attack, norm=args.threat_model, steps=args.steps,
+        SpectrumOptions(eps=args.eps, attack=args.attack, threat_model=args.threat_model, steps=args.steps,
                         batch_size=args.batch_size, seed=args.seed, attack_all=args.attack_all, sweep=args.sweep,
                         warm_start_steps=args.warm_start_steps, resume=args.resume, flag_names=True)
     except ValueError as exc:

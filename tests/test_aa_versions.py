@@ -78,12 +78,12 @@ def _correct(result, eps) -> torch.Tensor:
 ])
 def test_new_versions_and_l1_give_per_eps_autoattack_image_by_image(setup, version, norm, eps):
     model, x, y = setup
-    result = evaluate_spectrum(model, x, y, eps=eps, attack="autoattack", aa_version=version, norm=norm,
+    result = evaluate_spectrum(model, x, y, eps=eps, attack="autoattack", aa_version=version, threat_model=norm,
                                device="cpu", batch_size=len(x))
     baseline = _per_eps(model, x, y, eps, norm, version)
     assert baseline[:, 0].sum() > baseline[:, -1].sum()  # a curve that falls: verdicts of both kinds to compare
     assert torch.equal(_correct(result, eps), baseline)
-    assert result.norm == norm and result.settings["aa_version"] == version
+    assert result.threat_model == norm and result.settings["aa_version"] == version
     assert result.sweep == "downward" and "autoattack.screen" in result.passes_per_attack
 
 
@@ -125,16 +125,16 @@ def test_rand_breaks_what_single_sample_autoattack_leaves_standing(randomised):
 def test_randomised_model_is_named_and_rand_accepts_it(randomised):
     model, x, y = randomised
     kw = dict(eps=[0.1], n_examples=8, steps=2, square_queries=5)
-    check = {v: next(c for c in run_sanity_checks(model, x, y, attacks=("autoattack",), aa_version=v, **kw).checks
+    check = {v: next(c for c in run_sanity_checks(model, x, y, attack=("autoattack",), aa_version=v, **kw).checks
                      if c.name == "deterministic_forward") for v in ("standard", "plus", "rand")}
     for version in ("standard", "plus"):
         assert not check[version].passed and "\n" not in check[version].message
         assert "randomised" in check[version].message and "--aa-version rand" in check[version].message
     assert check["rand"].passed and "EOT" in check["rand"].message
-    pgd = next(c for c in run_sanity_checks(model, x, y, attacks=("pgd",), **kw).checks
+    pgd = next(c for c in run_sanity_checks(model, x, y, attack=("pgd",), **kw).checks
                if c.name == "deterministic_forward")
     assert not pgd.passed and "--attack autoattack --aa-version rand" in pgd.message
-    det = next(c for c in run_sanity_checks(_own(trained_model()), x, y, attacks=("autoattack",), **kw).checks
+    det = next(c for c in run_sanity_checks(_own(trained_model()), x, y, attack=("autoattack",), **kw).checks
                if c.name == "deterministic_forward")
     assert det.passed
 
@@ -142,13 +142,14 @@ def test_randomised_model_is_named_and_rand_accepts_it(randomised):
 def test_l1_attacks_stay_in_the_l1_ball_and_pgd_refuses_l1(setup):
     model, x, y = setup
     for name in ("apgd-ce", "apgd-t", "fab-t", "square"):
-        adv = build_attack(name, model, 2.0, norm="L1", steps=5, n_queries=20, n_target_classes=1)(x, y)
+        adv = build_attack(name, model, 2.0, threat_model="L1", steps=5, n_queries=20, n_target_classes=1)(x, y)
         assert float(perturbation_norm(adv - x, "L1").max()) <= 2.0 + 1e-4, name
     assert torch.allclose(perturbation_norm(torch.ones(2, 1, 3, 3), "L1"), torch.full((2,), 9.0))
     for name in ("pgd", "fgsm"):
         with pytest.raises(ValueError, match=f"attack '{name}' has no L1 version.*apgd-ce"):
-            build_attack(name, model, 2.0, norm="L1")
-    report = run_sanity_checks(model, x, y, eps=[2.0], norm="L1", n_examples=8, steps=2, square_queries=5)
+            build_attack(name, model, 2.0, threat_model="L1")
+    report = run_sanity_checks(model, x, y, eps=[2.0], threat_model="L1", attack="apgd-ce", n_examples=8, steps=2,
+                               square_queries=5)
     fgsm = next(c for c in report.checks if c.name == "fgsm_not_stronger_than_pgd")
     assert report.probe["white_box"] == "apgd-ce" and fgsm.passed and "no L1 FGSM" in fgsm.message
     assert report.probe["chance_eps"] == 0.5 * x[0].numel()  # every value moved by 0.5
@@ -157,17 +158,17 @@ def test_l1_attacks_stay_in_the_l1_ball_and_pgd_refuses_l1(setup):
 def test_l2_pgd_and_fgm_run_on_a_channels_last_model(setup):
     """evaluate_spectrum puts models in channels_last; torchattacks' L2 PGD used to fail on their gradients."""
     model, x, y = setup
-    result = evaluate_spectrum(_own(model), x[:6], y[:6], eps=[0.5, 1.0], attack=["pgd", "fgsm"], norm="L2", steps=3,
-                               device="cpu", memory_format="channels_last")
-    assert result.n_verified > 0 and result.norm == "L2"
+    result = evaluate_spectrum(_own(model), x[:6], y[:6], eps=[0.5, 1.0], attack=["pgd", "fgsm"], threat_model="L2",
+                               steps=3, device="cpu", memory_format="channels_last")
+    assert result.n_verified > 0 and result.threat_model == "L2"
 
 
 @pytest.mark.parametrize("fields, message", [
     (dict(attack="autoattack", aa_version="bogus"), "aa_version must be one of standard, plus, rand, got 'bogus'"),
     (dict(attack="autoattack", aa_version="custom"), "'custom' is an attack list here"),
     (dict(attack="pgd", aa_version="rand"), "aa_version 'rand' configures AutoAttack, but attack is ['pgd']"),
-    (dict(attack="autoattack", norm="L1", eps="8/255"), "is on another scale than norm 'L1'"),
-    (dict(attack="pgd", norm="L1", eps="4"), "attack 'pgd' has no L1 version"),
+    (dict(attack="autoattack", threat_model="L1", eps="8/255"), "is on another scale than threat_model 'L1'"),
+    (dict(attack="pgd", threat_model="L1", eps="4"), "attack 'pgd' has no L1 version"),
 ])
 def test_bad_options_are_one_line_errors(fields, message):
     with pytest.raises(ValueError) as err:
@@ -194,19 +195,20 @@ def test_bad_eval_flags_are_one_line_errors_and_write_nothing(tmp_path, capsys, 
 
 
 def test_config_round_trip_and_bad_config_values():
-    cfg = load_config(None, ["eval.attacks=[AA]", "eval.aa_version=PLUS", "eval.threat_model=l1",
+    cfg = load_config(None, ["eval.attack=[AA]", "eval.aa_version=PLUS", "eval.threat_model=l1",
                              "eval.eps=[2, 4, 12]"])
     assert (cfg.eval.aa_version, cfg.eval.threat_model, cfg.eval.eps) == ("plus", "L1", [2, 4, 12])
     again = config_from_dict(json.loads(json.dumps(config_to_dict(cfg))))
     assert config_to_dict(again) == config_to_dict(cfg)
     opts = SpectrumOptions.from_config(again)
-    assert (opts.aa_version, opts.norm, opts.eps, opts.attack) == ("plus", "L1", (2.0, 4.0, 12.0), ("autoattack",))
+    assert (opts.aa_version, opts.threat_model, opts.eps, opts.attack) == ("plus", "L1", (2.0, 4.0, 12.0),
+                                                                        ("autoattack",))
     assert SpectrumOptions.from_config(again, attack=("apgd-ce",)).aa_version == "standard"  # no AutoAttack: no version
     for overrides, message in [
-        (["eval.attacks=[autoattack]", "eval.aa_version=rnd"], "eval.aa_version must be one of standard, plus, rand"),
-        (["eval.aa_version=rand"], "eval.aa_version 'rand' configures AutoAttack, but eval.attacks is ['pgd']"),
-        (["eval.attacks=[autoattack]", "eval.threat_model=L1"], "eval.eps 0.03, 0.1, 0.17, 0.25 is on another scale"),
-        (["eval.threat_model=L1", "eval.eps=[4]"], "eval.attacks 'pgd' has no L1 version"),
+        (["eval.attack=[autoattack]", "eval.aa_version=rnd"], "eval.aa_version must be one of standard, plus, rand"),
+        (["eval.aa_version=rand"], "eval.aa_version 'rand' configures AutoAttack, but eval.attack is ['pgd']"),
+        (["eval.attack=[autoattack]", "eval.threat_model=L1"], "eval.eps 0.03, 0.1, 0.17, 0.25 is on another scale"),
+        (["eval.threat_model=L1", "eval.eps=[4]"], "eval.attack 'pgd' has no L1 version"),
     ]:
         with pytest.raises(ConfigError, match=None) as err:
             load_config(None, overrides)

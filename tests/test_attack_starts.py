@@ -7,7 +7,7 @@ import pytest
 import torch
 from _wsr_eval_fixtures import digits, trained_model
 
-from wsr_bench import attack_starts
+from wsr_bench.attacks import starts as attack_starts
 from wsr_bench.attacks.factory import build_attack, seeded_rng
 from wsr_bench.attacks.starts import image_keyed_noise, key_autoattack_starts
 

@@ -58,6 +58,31 @@ def test_parse_eps_list_sorts_dedupes_and_labels():
         parse_eps_list("")
 
 
+def test_one_eps_tolerance_decides_equality_everywhere():
+    """dedupe, labels, lookup in a grid, a curve's value and a sample's correctness use the one EPS_TOL."""
+    from wsr_bench.epsilon import EPS_TOL, find_eps, max_eps, same_eps
+    from wsr_bench.leaderboard.schema import Curve
+    from wsr_bench.leaderboard.stats import correct_at
+
+    grid = [0.03, 8 / 255, 0.1]
+    near, far = 8 / 255 + EPS_TOL / 2, 8 / 255 + 2 * EPS_TOL
+    assert same_eps(near, 8 / 255) and not same_eps(far, 8 / 255) and not same_eps(0.03, 8 / 255)
+    assert find_eps(near, grid) == 1 and find_eps(far, grid) is None
+    assert parse_eps_list([0.1, 0.1 + EPS_TOL / 2, 0.1 + 2 * EPS_TOL]) == [0.1, 0.1 + 2 * EPS_TOL]
+    curve = Curve("worst_case", grid, [0.9, 0.8, 0.5])
+    assert curve.at(near) == 0.8 and curve.at(far) is None
+    assert correct_at([near, far, None, 0.0], 8 / 255) == [False, True, True, False]
+    assert same_eps(float(torch.tensor(123.4, dtype=torch.float32)), 123.4)  # float32 copies of large L1 budgets
+    assert (max_eps("Linf"), max_eps("L2"), max_eps("L1"), max_eps(None)) == (1.0, 1e3, 1e5, 1e5)
+
+
+def test_numbers_stay_numbers_and_keep_the_255_hint():
+    assert parse_eps(0.1 + 1e-17) == 0.1 + 1e-17 and parse_eps(8 / 255) == 8 / 255
+    with pytest.raises(ValueError, match="did you mean 8/255"):
+        parse_eps(8.0)
+    assert parse_eps("300", threat_model="L2") == 300.0 and parse_eps(5e4, threat_model=None) == 5e4
+
+
 # ------------------------------------------------------------------------------------------------- validation
 def test_images_in_0_255_are_refused_with_a_hint(batch):
     x, y = batch
@@ -81,8 +106,8 @@ def test_unknown_attack_is_refused(model):
     assert normalize_attack_name("APGD_CE") == "apgd-ce" and normalize_attack_name("AA") == "autoattack"
     with pytest.raises(ValueError, match="surrogate"):
         build_attack("transfer", model, 0.1)
-    with pytest.raises(ValueError, match="norm"):
-        build_attack("pgd", model, 0.1, norm="L7")
+    with pytest.raises(ValueError, match="threat model"):
+        build_attack("pgd", model, 0.1, threat_model="L7")
 
 
 # ------------------------------------------------------------------------------------------------- attacks
@@ -115,10 +140,10 @@ def test_autoattack_standard_runs(model, batch):
 
 def test_l2_pgd_respects_the_l2_ball(model, batch):
     x, y = batch
-    adv = build_attack("pgd", model, 1.0, norm="L2", steps=10)(x, y)
+    adv = build_attack("pgd", model, 1.0, threat_model="L2", steps=10)(x, y)
     assert perturbation_norm(adv - x, "L2").max() <= 1.0 + 1e-5
     assert _fooled(model, adv, y) > 0
-    fgm = build_attack("fgsm", model, 1.0, norm="L2")(x, y)
+    fgm = build_attack("fgsm", model, 1.0, threat_model="L2")(x, y)
     assert perturbation_norm(fgm - x, "L2").max() <= 1.0 + 1e-5
 
 

@@ -49,6 +49,27 @@ def test_eval_writes_an_entry_and_the_leaderboard_builds(exported, tmp_path, cap
     assert "| tiny |" in (tmp_path / "lb" / "README.md").read_text()
 
 
+def test_eps_stay_floats_from_the_command_line_to_the_attack(exported, tmp_path, capsys, monkeypatch):
+    """``--eps`` is parsed once, in the CLI; the options, the sanity probe and every attack get floats."""
+    import wsr_bench.attacks.factory as factory
+    import wsr_bench.epsilon as epsilon
+
+    seen: list[object] = []
+    real = epsilon.parse_eps
+
+    def spy(value, **kw):
+        seen.append(value)
+        return real(value, **kw)
+
+    monkeypatch.setattr(epsilon, "parse_eps", spy)
+    monkeypatch.setattr(factory, "parse_eps", spy)
+    code, _, err = _run(capsys, "eval", "--model", str(exported), "--eps", "8/255,0.1", "--attack", "pgd", "--steps",
+                        "1", "--n-examples", "4", "--no-progress")
+    assert code == 0, err
+    assert seen[:2] == ["8/255", "0.1"]  # the command line's text, parsed once
+    assert all(type(v) is float for v in seen[2:]) and len(seen) > 4  # then floats: options, probe, attacks
+
+
 def test_existing_output_is_refused_without_force(exported, tmp_path, capsys):
     out = tmp_path / "entry.json"
     out.write_text("{}")
@@ -71,7 +92,7 @@ def test_existing_output_is_refused_without_force(exported, tmp_path, capsys):
     (["--n-examples", "0"], "--n-examples must be >= 1"),
     (["--dataset", "mnist"], "unknown dataset 'mnist'"),
     (["--warm-start-steps", "0"], "--warm-start-steps must be >= 1"),
-    (["--warm-start-steps", "2", "--attack-all"], "without --attack-all"),
+    (["--warm-start-steps", "2", "--attack-all"], "and --attack-all off"),
     (["--sweep", "sideways"], "unknown sweep 'sideways'"),
     (["--sweep", "downward", "--attack-all"], "cannot be combined with --attack-all"),
     (["--image-size", "0"], "--image-size must be >= 1"),

@@ -59,8 +59,8 @@ def test_config_yaml_overrides_and_dump(tmp_path):
     (["model.layers=abc"], "must be int"),
     (["data.name=imagenet22k"], "data.name must be one of"),
     (["model.layers"], "not of the form"),
-    (["eval.warm_start_steps=0"], "eval.warm_start_steps must be null or >= 1"),
-    (["eval.warm_start_steps=5", "eval.attacks=[fgsm]"], "pgd among eval.attacks"),
+    (["eval.warm_start_steps=0"], "eval.warm_start_steps must be >= 1"),
+    (["eval.warm_start_steps=5", "eval.attack=[fgsm]"], "pgd among eval.attack"),
     (["eval.sweep=sideways"], "eval.sweep must be one of upward, downward, bisect"),
 ])
 def test_bad_configs_are_clear_errors(overrides, message):

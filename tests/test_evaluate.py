@@ -166,9 +166,9 @@ def test_warm_started_sweep_is_no_weaker_than_an_independent_pgd20():
 @pytest.mark.parametrize("kwargs, match", [
     ({"warm_start_steps": 0}, ">= 1"),
     ({"warm_start_steps": 3, "warm_restart_ratio": 1.5}, r"in \[0, 1\]"),
-    ({"warm_start_steps": 3, "attack_all": True}, "attack_all=False"),
-    ({"warm_start_steps": 3, "norm": "L2", "eps": [0.5]}, "norm 'Linf'"),
-    ({"warm_start_steps": 3, "attack": "fgsm"}, "attack 'pgd'"),
+    ({"warm_start_steps": 3, "attack_all": True}, "attack_all off"),
+    ({"warm_start_steps": 3, "threat_model": "L2", "eps": [0.5]}, "threat_model 'Linf'"),
+    ({"warm_start_steps": 3, "attack": "fgsm"}, "pgd among attack"),
 ])
 def test_warm_start_needs_a_survivors_linf_pgd_sweep(model, data, kwargs, match):
     x, y = data

@@ -152,7 +152,24 @@ def test_evaluation_stays_float32_and_both_layouts_give_the_same_verdicts(splits
         h.remove()
     assert set(seen) == {torch.float32}
     torch.testing.assert_close(results[0].break_eps, results[1].break_eps)
-    assert memory_format_of(model) == "channels_last"
+    assert memory_format_of(model) == "contiguous"  # the caller's model is given back as it was
+
+
+def test_evaluation_gives_the_callers_models_back_in_their_layout_and_mode(splits, device):
+    """evaluate_spectrum runs in channels_last (its default) but changes neither the layout nor the training mode of
+    the model (or the surrogate) it was given: they come back as they went in, only on ``device``."""
+    x, y = as_tensors(splits.test, 8)
+    model, surrogate = tiny(seed=0).train(), set_memory_format(tiny(seed=1), "channels_last").eval()
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.shape[1] > 1)
+    layouts: list[bool] = []
+    conv.register_forward_pre_hook(lambda m, a: layouts.append(a[0].is_contiguous(memory_format=torch.channels_last)))
+    evaluate_spectrum(model, x, y, device=device, eps=[0.03], attack="pgd,transfer", steps=2, surrogate=surrogate)
+    assert layouts and all(layouts)  # it ran in channels_last ...
+    assert memory_format_of(model) == "contiguous" and conv.weight.is_contiguous() and model.training  # ... and back
+    assert memory_format_of(surrogate) == "channels_last" and not surrogate.training
+    layouts.clear()
+    evaluate_spectrum(model, x, y, device=device, eps=[0.03], steps=2, memory_format="contiguous")
+    assert layouts and not any(layouts) and memory_format_of(model) == "contiguous"
 
 
 def test_search_bf16_trains_in_bf16_and_measures_in_float32(tmp_path, device, monkeypatch):

@@ -37,15 +37,15 @@ def test_search_and_evaluation_name_lists_exist_once():
 
 
 @pytest.mark.parametrize(("overrides", "kwargs", "config_message", "options_message"), [
-    (["eval.warm_start_steps=0"], {"warm_start_steps": 0}, "eval.warm_start_steps must be null or >= 1",
+    (["eval.warm_start_steps=0"], {"warm_start_steps": 0}, "eval.warm_start_steps must be >= 1",
      "warm_start_steps must be >= 1"),
-    (["eval.warm_start_steps=2", "eval.threat_model=L2"], {"warm_start_steps": 2, "norm": "L2", "eps": [0.5]},
-     "it needs pgd among eval.attacks and eval.threat_model 'Linf'",
-     "it needs attack 'pgd' and norm 'Linf', attack_all=False"),
-    (["eval.attacks=[pgdd]"], {"attack": "pgdd"}, "eval.attacks entry must be one of fgsm, pgd",
+    (["eval.warm_start_steps=2", "eval.threat_model=L2"], {"warm_start_steps": 2, "threat_model": "L2", "eps": [0.5]},
+     "it needs pgd among eval.attack, eval.threat_model 'Linf'",
+     "it needs pgd among attack, threat_model 'Linf' and attack_all off"),
+    (["eval.attack=[pgdd]"], {"attack": "pgdd"}, "eval.attack entry must be one of fgsm, pgd",
      "unknown attack 'pgdd': expected one of fgsm, pgd"),
-    (["eval.threat_model=L3"], {"norm": "L3"}, "eval.threat_model must be one of Linf, L2, L1, got 'L3'",
-     "unknown threat model / norm 'L3'"),
+    (["eval.threat_model=L3"], {"threat_model": "L3"}, "eval.threat_model must be one of Linf, L2, L1, got 'L3'",
+     "unknown threat model 'L3'"),
 ])
 def test_config_and_spectrum_options_share_the_evaluation_rules(overrides, kwargs, config_message, options_message):
     from wsr_bench.evaluate.options import SpectrumOptions
@@ -59,10 +59,35 @@ def test_config_and_spectrum_options_share_the_evaluation_rules(overrides, kwarg
 def test_the_config_spells_evaluation_names_as_the_options_do():
     from wsr_bench.evaluate.options import SpectrumOptions
 
-    cfg = load_config(None, ["eval.attacks=[PGD, AA, pgd]", "eval.threat_model=linf", "eval.sweep=Bisect"])
-    assert (cfg.eval.attacks, cfg.eval.threat_model, cfg.eval.sweep) == (["pgd", "autoattack"], "Linf", "bisect")
+    cfg = load_config(None, ["eval.attack=[PGD, AA, pgd]", "eval.threat_model=linf", "eval.sweep=Bisect"])
+    assert (cfg.eval.attack, cfg.eval.threat_model, cfg.eval.sweep) == (["pgd", "autoattack"], "Linf", "bisect")
     options = SpectrumOptions.from_config(cfg)
-    assert (list(options.attack), options.norm, options.sweep) == (cfg.eval.attacks, "Linf", "bisect")
+    assert (list(options.attack), options.threat_model, options.sweep) == (cfg.eval.attack, "Linf", "bisect")
+
+
+def test_one_spelling_per_evaluation_setting_in_the_cli_the_config_and_the_api():
+    """Every ``wsr-bench eval`` setting flag is ``--`` plus a SpectrumOptions field (dashes for underscores), the
+    ``eval`` section's keys are fields too, and an old config key is a one-line error naming its new one."""
+    import argparse
+    import dataclasses
+
+    from wsr_bench.cli import build_parser
+    from wsr_bench.config import EvalConfig
+    from wsr_bench.evaluate.options import SpectrumOptions
+
+    fields = {f.name for f in dataclasses.fields(SpectrumOptions)}
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {o for a in sub.choices["eval"]._actions for o in a.option_strings if o.startswith("--")}
+    for name in ("eps", "attack", "threat_model", "aa_version", "steps", "batch_size", "seed", "attack_all", "sweep",
+                 "warm_start_steps", "resume"):
+        assert name in fields and "--" + name.replace("_", "-") in flags, name
+    assert {f.name for f in dataclasses.fields(EvalConfig)} - {"n_examples"} <= fields
+    for old, new in (("attacks", "attack"),):
+        with pytest.raises(ConfigError) as err:
+            load_config(None, [f"eval.{old}=[pgd]"])
+        assert str(err.value) == f"config key 'eval.{old}' was renamed 'eval.{new}'"
+    assert not hasattr(rules, "Wording")
 
 
 def test_check_eps_range_and_hint():

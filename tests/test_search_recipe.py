@@ -78,9 +78,9 @@ def test_mv_entries_are_where_the_ewss_queries(tiny_yaml, tmp_path, monkeypatch)
     seen = []
     original = wsr_module.arch_step
 
-    def spy(arch_param, H, vle, objective, optimizer, maximize=False):
-        seen.append((arch_param.detach().clone(), H.detach().clone()))
-        return original(arch_param, H, vle, objective, optimizer, maximize=maximize)
+    def spy(arch_weights, H, vle, objective, optimizer, maximize=False):
+        seen.append((arch_weights.detach().clone(), H.detach().clone()))
+        return original(arch_weights, H, vle, objective, optimizer, maximize=maximize)
 
     monkeypatch.setattr(wsr_module, "arch_step", spy)
     engines = []

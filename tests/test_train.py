@@ -251,7 +251,7 @@ def test_bad_resumes_and_nan_keep_the_checkpoint(tmp_path, splits):
         _train(cfg, poisoned, out, resume=True)
     assert (out / "checkpoint.pt").read_bytes() == ckpt
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.jsonl", "train.log"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.yaml", "metrics.jsonl", "train.log"]
 
 
 def test_resume_with_a_new_lr_scales_the_rest_of_the_schedule(tmp_path, splits):

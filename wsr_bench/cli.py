@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wsr_bench import __version__
-from wsr_bench.epsilon import PAPER_SPECTRUM
+from wsr_bench.epsilon import PAPER_SPECTRUM, parse_eps_list
 from wsr_bench.infra.threads import configure_cli
 from wsr_bench.rules import MEMORY_FORMATS
 
@@ -355,20 +355,22 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from wsr_bench.evaluate import SpectrumOptions
-    from wsr_bench.jobs.eval import run_eval
+    from wsr_bench.evaluate import EvalRuntime, SpectrumOptions
+    from wsr_bench.jobs.eval import EvalTarget, run_eval
 
-    options = SpectrumOptions(eps=args.eps, attack=args.attack, norm=args.threat_model, aa_version=args.aa_version,
+    eps = parse_eps_list(args.eps, threat_model=None)  # floats from here to the attack; the bound: the options'
+    options = SpectrumOptions(eps=eps, attack=args.attack, threat_model=args.threat_model, aa_version=args.aa_version,
                               steps=args.steps,
                               batch_size=args.batch_size, seed=args.seed, attack_all=args.attack_all,
                               sweep=args.sweep, warm_start_steps=args.warm_start_steps, resume=args.resume,
                               flag_names=True)
-    entry = run_eval(args.model, options, dataset=args.dataset, n_examples=args.n_examples,
-                     image_size=args.image_size, data_root=args.data_root, checkpoint=args.checkpoint,
-                     model_dir=args.model_dir, name=args.name, recipe=args.recipe, out=args.out, force=args.force,
-                     keep_state=args.keep_state, device=args.device,
-                     memory_format=args.memory_format or "channels_last", sanity=not args.no_sanity,
-                     progress=not args.no_progress)
+    target = EvalTarget(model=args.model, dataset=args.dataset, n_examples=args.n_examples,
+                        image_size=args.image_size, data_root=args.data_root, checkpoint=args.checkpoint,
+                        model_dir=args.model_dir, name=args.name, recipe=args.recipe, out=args.out, force=args.force,
+                        keep_state=args.keep_state)
+    runtime = EvalRuntime(device=args.device, memory_format=args.memory_format or "channels_last",
+                          sanity=not args.no_sanity, progress=not args.no_progress)
+    entry = run_eval(target, options, runtime=runtime)
     if os.environ.get("RANK", "0") != "0":  # under torchrun every rank evaluated its share; rank 0 wrote and reports
         return 0
     _print_curves(entry)

@@ -31,13 +31,13 @@ from wsr_bench.rules import (
     SEARCH_METHODS,
     STRENGTH_FEEDS,
     VLE_OUTPUTS,
-    Wording,
     check_choice,
     check_dataset,
     check_objective,
     check_recipe,
     check_threat_model,
     check_warm_start,
+    config_key,
     normalize_aa_version,
     normalize_attacks,
     normalize_norm,
@@ -370,7 +370,8 @@ def nest_search_keys(search: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class EvalConfig:
     eps: list[float] = field(default_factory=lambda: list(PAPER_SPECTRUM))  # Linf strengths on the [0,1] scale
-    attacks: list[str] = field(default_factory=lambda: ["pgd"])  # fgsm | pgd | apgd-ce | autoattack | minnorm ...
+    attack: list[str] = field(default_factory=lambda: ["pgd"])  # fgsm | pgd | apgd-ce | autoattack | minnorm ...; a
+                                                                # list: the worst case per sample
     steps: int = 20                 # PGD steps (step size eps * 2.5 / steps)
     n_examples: int = 200           # test images evaluated
     threat_model: str = "Linf"      # Linf | L2 | L1 (L1 eps sum |delta| over all pixels: e.g. 12 on CIFAR-10)
@@ -391,18 +392,13 @@ class EvalConfig:
             else:
                 _check(math.isfinite(e) and e > 0, f"eval.eps {e:g} must be a finite number > 0")
         _check(self.steps >= 1 and self.n_examples >= 1, "eval.steps and eval.n_examples must be >= 1")
-        self.attacks = list(normalize_attacks(self.attacks, key="eval.attacks", error=ConfigError))
+        self.attack = list(normalize_attacks(self.attack, key="eval.attack", error=ConfigError))
         self.aa_version = normalize_aa_version(self.aa_version, key="eval.aa_version", error=ConfigError)
-        check_threat_model(self.attacks, self.threat_model, [float(e) for e in self.eps], aa_version=self.aa_version,
-                           wording=_EVAL_KEYS, error=ConfigError)
+        check_threat_model(self.attack, self.threat_model, [float(e) for e in self.eps], aa_version=self.aa_version,
+                           name=config_key("eval"), error=ConfigError)
         if self.warm_start_steps is not None:
-            check_warm_start(self.warm_start_steps, attacks=self.attacks, norm=self.threat_model, wording=_EVAL_KEYS,
-                             error=ConfigError)
-
-
-#: how the shared evaluation checks name this section's settings in their messages.
-_EVAL_KEYS = Wording(prefix="eval.", names={"attack": "eval.attacks", "norm": "eval.threat_model"}, null="null",
-                     member_form="{value} among {name}")
+            check_warm_start(self.warm_start_steps, attacks=self.attack, threat_model=self.threat_model,
+                             name=config_key("eval"), error=ConfigError)
 
 
 @dataclass
@@ -534,8 +530,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
 
 
 #: Keys renamed since configs were first written: old dotted key -> new name (an old key gets a pointed error).
-RENAMED_KEYS = {"search.steps": "search.search_steps", "search.alpha": "search.nat_weight",
-                "search.beta": "search.robust_weight",
+RENAMED_KEYS = {"eval.attacks": "eval.attack", "search.steps": "search.search_steps",
+                "search.alpha": "search.nat_weight", "search.beta": "search.robust_weight",
                 **{f"search.{old}": f"search.{section}.{name}" for old, (section, name) in SEARCH_SECTION_KEYS.items()}}
 
 

@@ -11,26 +11,26 @@ the leaderboard tools, must load without it. The eps range rule is :func:`wsr_be
 
 The evaluation's names (attacks, threat models, sweeps) are normalised here too: ``normalize_*`` fold case and
 aliases into the canonical name, for ``EvalConfig`` and ``SpectrumOptions`` (and ``wsr_bench.attacks.factory``)
-alike, and :func:`check_warm_start` holds the rule both apply to a warm-started sweep. Their messages name the
-settings the way the caller's user wrote them, through a :class:`Wording` (Python keywords, config keys or
-``wsr-bench eval`` flags).
+alike, and :func:`check_warm_start` holds the rule both apply to a warm-started sweep. A setting has one name in the
+CLI, the config and the Python API (``attack``, ``threat_model``, ``attack_all``, ...); the messages write it as the
+caller's user does (:data:`Naming`: ``threat_model``, ``eval.threat_model`` or ``--threat-model``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
-from wsr_bench.epsilon import check_eps
+from wsr_bench.epsilon import MAX_EPS, check_eps
 
 __all__ = ["AA_VERSIONS", "AMP_MODES", "ATTACK_NAMES", "DATASETS", "DEFAULT_SWEEP", "ESTIMATORS", "GENOTYPE_OF",
-           "GENOTYPE_RULES", "IMAGENET_MODELS", "KEYWORDS", "L1_ATTACKS", "L1_MIN_EPS", "MAX_EPS", "MEMORY_FORMATS",
+           "GENOTYPE_RULES", "IMAGENET_MODELS", "L1_ATTACKS", "L1_MIN_EPS", "MAX_EPS", "MEMORY_FORMATS",
            "NON_DARTS_MODELS", "NORMS", "OBJECTIVE_FORMS", "PUBLISHED_ARCHITECTURES_FILE", "RECIPES", "SEARCH_METHODS",
-           "STRENGTH_FEEDS", "SWEEPS", "VLE_OUTPUTS", "Wording", "check_choice", "check_dataset", "check_objective",
+           "STRENGTH_FEEDS", "SWEEPS", "VLE_OUTPUTS", "check_choice", "check_dataset", "check_objective",
            "check_recipe", "check_threat_model", "check_warm_start", "normalize_aa_version", "normalize_attack_name",
-           "normalize_attacks", "normalize_norm", "normalize_sweep", "published_architectures"]
+           "normalize_attacks", "normalize_norm", "normalize_sweep", "published_architectures", "Naming", "config_key",
+           "flag", "keyword"]
 
 #: Datasets ``wsr_bench.data.load_dataset`` can load (``data.name``).
 DATASETS: tuple[str, ...] = ("digits", "synthetic", "cifar10", "cifar100", "svhn", "fashion_mnist")
@@ -83,7 +83,7 @@ VLE_OUTPUTS: tuple[str, ...] = ("bounded", "standardised")
 #: how a genotype is read from the architecture weights (``search.genotype_rule``): raw A or softmax(A) per edge.
 GENOTYPE_RULES: tuple[str, ...] = ("alpha", "softmax")
 
-#: canonical attack names (``eval.attacks``, ``wsr-bench eval --attack``; ``wsr_bench.attacks.factory`` builds them).
+#: canonical attack names (``eval.attack``, ``wsr-bench eval --attack``; ``wsr_bench.attacks.factory`` builds them).
 ATTACK_NAMES: tuple[str, ...] = (
     "fgsm", "pgd", "apgd-ce", "apgd-t", "fab-t", "square", "autoattack", "transfer", "minnorm",
 )
@@ -98,8 +98,7 @@ _NORM_ALIASES = {"linf": "Linf", "inf": "Linf", "l-inf": "Linf", "l2": "L2", "2"
 #: attacks with an L1 version (pyautoattack's APGD, APGD-T, FAB and Square, hence AutoAttack); torchattacks has no
 #: eps-bounded L1 PGD or FGSM, so ``pgd``, ``fgsm`` and ``transfer`` (PGD on a surrogate) refuse L1.
 L1_ATTACKS: tuple[str, ...] = ("apgd-ce", "apgd-t", "fab-t", "square", "autoattack", "minnorm")
-#: the largest strength each threat model accepts: Linf on the [0,1] scale, L2 and L1 norms of the whole image.
-MAX_EPS: dict[str, float] = {"Linf": 1.0, "L2": 1e3, "L1": 1e5}
+#: (MAX_EPS, the largest strength each threat model accepts, is wsr_bench.epsilon's, re-exported here.)
 #: an L1 spectrum whose largest strength is below this is on another scale (a Linf one such as 8/255, most likely):
 #: an L1 budget sums |delta| over every pixel and channel (L1-APGD, Croce & Hein 2021, uses 12 on CIFAR-10).
 L1_MIN_EPS = 1.0
@@ -121,42 +120,25 @@ _OBJECTIVE_KEYS = {"weights": "objective_weights", "form": "objective_form"}
 Error = type[ValueError]
 
 
-@dataclass(frozen=True)
-class Wording:
-    """How a shared check's messages name the settings it checks, so that each user reads the names they wrote.
-
-    The default (:data:`KEYWORDS`) uses the Python field names (``attack_all=False``); the config uses its keys
-    (``pgd among eval.attacks``) and ``wsr-bench eval`` its flags (``without --attack-all``).
-    """
-
-    names: Mapping[str, str] = field(default_factory=dict)  # field -> name, where it is not prefix + field
-    prefix: str = ""                      # put before the other fields' names: "eval." (config keys), "--" (flags)
-    dashes: bool = False                  # write "_" as "-" in those names (flags)
-    null: str = ""                        # the word for "no value" where it is written ("null" in YAML), else ""
-    off_form: str = "{}=False"            # a boolean that must be off ("without {}" for a flag)
-    member_form: str = "{name} {value!r}"  # a list that must hold a value ("attack 'pgd'", "pgd among eval.attacks")
-
-    def __call__(self, setting: str) -> str:
-        """The name of ``setting`` (a Python field name)."""
-        if setting in self.names:
-            return self.names[setting]
-        return self.prefix + (setting.replace("_", "-") if self.dashes else setting)
-
-    def off(self, setting: str) -> str:
-        """``setting`` (a boolean) switched off: ``attack_all=False`` / ``without --attack-all``."""
-        return self.off_form.format(self(setting))
-
-    def member(self, setting: str, value: str) -> str:
-        """``setting`` (a list) holding ``value``: ``attack 'pgd'`` / ``pgd among eval.attacks``."""
-        return self.member_form.format(name=self(setting), value=value)
-
-    def nullable(self, rule: str) -> str:
-        """``rule`` for a setting that may also be unset: ``null or >= 1`` where "no value" is written."""
-        return f"{self.null} or {rule}" if self.null else rule
+#: How a shared check's message names a setting: the setting's one name (``threat_model``), as a Python keyword
+#: (:func:`keyword`), a config key (:func:`config_key`, ``eval.threat_model``) or a ``wsr-bench eval`` flag
+#: (:func:`flag`, ``--threat-model``). The name is the same in all three; only its punctuation differs.
+Naming = Callable[[str], str]
 
 
-#: messages that name the settings by their Python field names.
-KEYWORDS = Wording()
+def keyword(setting: str) -> str:
+    """``setting`` as a Python keyword (the field name itself)."""
+    return setting
+
+
+def flag(setting: str) -> str:
+    """``setting`` as a command-line flag: ``attack_all`` -> ``--attack-all``."""
+    return "--" + setting.replace("_", "-")
+
+
+def config_key(section: str) -> Naming:
+    """Name settings as keys of the config section ``section``: ``config_key("eval")("attack")`` -> ``eval.attack``."""
+    return lambda setting: f"{section}.{setting}"
 
 
 def check_choice(value: str, choices: Sequence[str], key: str, *, error: Error = ValueError) -> str:
@@ -236,7 +218,7 @@ def check_objective(nat_weight: float, robust_weight: float, weights: Sequence[f
 
 def normalize_attack_name(name: str, *, key: str | None = None, error: Error = ValueError) -> str:
     """Canonical attack name (case, ``_`` and common aliases folded); an unknown name raises ``error``, naming the
-    setting ``key`` when given (``"eval.attacks entry must be one of ..."``)."""
+    setting ``key`` when given (``"eval.attack entry must be one of ..."``)."""
     folded = str(name).strip().lower().replace("_", "-")
     return _canonical(name, _ATTACK_ALIASES.get(folded, folded), ATTACK_NAMES, "attack", key, error)
 
@@ -257,7 +239,7 @@ def normalize_norm(norm: str, *, key: str | None = None, error: Error = ValueErr
     """``"linf"``/``"Linf"``/``"inf"`` -> ``"Linf"``, ``"l2"``/``"2"`` -> ``"L2"``, ``"l1"``/``"1"`` -> ``"L1"``;
     anything else raises ``error``."""
     folded = str(norm).strip().lower()
-    return _canonical(norm, _NORM_ALIASES.get(folded, folded), NORMS, "threat model / norm", key, error)
+    return _canonical(norm, _NORM_ALIASES.get(folded, folded), NORMS, "threat model", key, error)
 
 
 def normalize_aa_version(version: str, *, key: str | None = None, error: Error = ValueError) -> str:
@@ -271,29 +253,28 @@ def normalize_aa_version(version: str, *, key: str | None = None, error: Error =
     return _canonical(version, folded, AA_VERSIONS, "AutoAttack version", key, error)
 
 
-def check_threat_model(attacks: Sequence[str], norm: str, eps: Sequence[float], *, aa_version: str = "standard",
-                       wording: Wording = KEYWORDS, error: Error = ValueError) -> None:
+def check_threat_model(attacks: Sequence[str], threat_model: str, eps: Sequence[float], *,
+                       aa_version: str = "standard", name: Naming = keyword, error: Error = ValueError) -> None:
     """The rules that tie the attacks, the threat model and the AutoAttack version together, for ``EvalConfig`` and
-    ``SpectrumOptions`` alike (canonical names expected).
+    ``SpectrumOptions`` alike (canonical names expected); ``name`` says how the messages name the settings.
 
     * L1 only with attacks that have an L1 version (:data:`L1_ATTACKS`), and with strengths on the L1 scale: a
       spectrum whose largest eps is below :data:`L1_MIN_EPS` is refused as a Linf one given by mistake.
     * An ``aa_version`` other than ``standard`` configures AutoAttack, so it needs ``autoattack`` among the attacks.
     """
-    w = wording
-    if norm == "L1":
+    if threat_model == "L1":
         bad = [a for a in attacks if a not in L1_ATTACKS]
         if bad:
-            raise error(f"{w('attack')} {bad[0]!r} has no L1 version (torchattacks has no L1 PGD or FGSM): with "
-                        f"{w('norm')} 'L1' use {', '.join(L1_ATTACKS)}")
+            raise error(f"{name('attack')} {bad[0]!r} has no L1 version (torchattacks has no L1 PGD or FGSM): with "
+                        f"{name('threat_model')} 'L1' use {', '.join(L1_ATTACKS)}")
         if eps and max(eps) < L1_MIN_EPS:
-            raise error(f"{w('eps')} {', '.join(f'{e:g}' for e in eps)} is on another scale than {w('norm')} 'L1': "
-                        f"an L1 budget sums |delta| over every pixel and channel (L1-APGD uses 12 on CIFAR-10); "
-                        f"strengths like 8/255 = 0.031 are Linf budgets: give L1 budgets (e.g. 2,4,8,12) or "
-                        f"{w('norm')} 'Linf'")
+            raise error(f"{name('eps')} {', '.join(f'{e:g}' for e in eps)} is on another scale than "
+                        f"{name('threat_model')} 'L1': an L1 budget sums |delta| over every pixel and channel (L1-APGD "
+                        f"uses 12 on CIFAR-10); strengths like 8/255 = 0.031 are Linf budgets: give L1 budgets (e.g. "
+                        f"2,4,8,12) or {name('threat_model')} 'Linf'")
     if aa_version != "standard" and "autoattack" not in attacks:
-        raise error(f"{w('aa_version')} {aa_version!r} configures AutoAttack, but {w('attack')} is {list(attacks)}: "
-                    f"add autoattack to {w('attack')} (or drop {w('aa_version')})")
+        raise error(f"{name('aa_version')} {aa_version!r} configures AutoAttack, but {name('attack')} is "
+                    f"{list(attacks)}: add autoattack to {name('attack')} (or drop {name('aa_version')})")
 
 
 def normalize_sweep(name: str, *, key: str | None = None, error: Error = ValueError) -> str:
@@ -312,30 +293,27 @@ def _canonical(value: str, name: str, choices: Sequence[str], noun: str, key: st
     raise error(f"unknown {noun} {value!r}: expected one of {', '.join(choices)}")
 
 
-def check_warm_start(steps: int, *, attacks: Sequence[str], norm: str, attack_all: bool | None = None,
-                     restart_ratio: float | None = None, wording: Wording = KEYWORDS,
-                     error: Error = ValueError) -> None:
+def check_warm_start(steps: int, *, attacks: Sequence[str], threat_model: str, attack_all: bool | None = None,
+                     restart_ratio: float | None = None, name: Naming = keyword, error: Error = ValueError) -> None:
     """The rules of a warm-started PGD sweep, for ``EvalConfig`` and ``SpectrumOptions`` alike.
 
     The survivors of each eps continue Linf PGD from their previous iterate for ``steps`` >= 1 iterations
     (``warm_start_steps``; unset means cold starts and is not checked here) and restart cold when their margin fell
-    below ``restart_ratio`` in [0, 1]; so it needs "pgd" among the canonical ``attacks``, norm "Linf" and
+    below ``restart_ratio`` in [0, 1]; so it needs "pgd" among the canonical ``attacks``, threat model "Linf" and
     ``attack_all`` off.
 
     Args:
         attack_all, restart_ratio: ``None`` where the caller has no such setting (the config).
-        wording: how the messages name the settings.
+        name: how the messages name the settings.
         error: the ``ValueError`` subclass to raise.
     """
-    w = wording
     if steps < 1:
-        raise error(f"{w('warm_start_steps')} must be {w.nullable('>= 1')} (leave it unset for cold starts), "
-                    f"got {steps}")
+        raise error(f"{name('warm_start_steps')} must be >= 1 (leave it unset for cold starts), got {steps}")
     if restart_ratio is not None and not 0 <= restart_ratio <= 1:
-        raise error(f"{w('warm_restart_ratio')} must be in [0, 1] (0: never restart cold), got {restart_ratio}")
-    if norm != "Linf" or attack_all or "pgd" not in attacks:
-        off = "" if attack_all is None else f", {w.off('attack_all')}"
-        got = "" if attack_all is None else f", {w('attack_all')}={attack_all}"
-        raise error(f"{w('warm_start_steps')} continues Linf PGD from each survivor's previous iterate: it needs "
-                    f"{w.member('attack', 'pgd')} and {w('norm')} 'Linf'{off} (got {w('attack')}={list(attacks)}, "
-                    f"{w('norm')}={norm!r}{got})")
+        raise error(f"{name('warm_restart_ratio')} must be in [0, 1] (0: never restart cold), got {restart_ratio}")
+    if threat_model != "Linf" or attack_all or "pgd" not in attacks:
+        off = "" if attack_all is None else f" and {name('attack_all')} off"
+        got = "" if attack_all is None else f", {name('attack_all')}={attack_all}"
+        raise error(f"{name('warm_start_steps')} continues Linf PGD from each survivor's previous iterate: it needs "
+                    f"pgd among {name('attack')}, {name('threat_model')} 'Linf'{off} (got {name('attack')}="
+                    f"{list(attacks)}, {name('threat_model')}={threat_model!r}{got})")

@@ -20,10 +20,12 @@ APGD-T and Square (alone or inside AutoAttack) draw theirs from the image itself
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -201,8 +203,7 @@ class PGD(torchattacks.PGD):
 
 
 def build_pgd(model: nn.Module, eps: float, steps: int, *, step_size: float | None = None, random_start: bool = True,
-              seed: int | None = None, generator: torch.Generator | None = None, early_stop: bool = False,
-              train_mode: bool = False) -> PGD:
+              seed: int | torch.Generator | None = None, early_stop: bool = False, train_mode: bool = False) -> PGD:
     """The package's Linf PGD: training, the search's anchors, evaluation sweeps and the benchmarks all build it here.
 
     With the defaults it is torchattacks' PGD as it is (random start from torch's global RNG, model in eval mode).
@@ -213,9 +214,9 @@ def build_pgd(model: nn.Module, eps: float, steps: int, *, step_size: float | No
         steps: iterations.
         step_size: step; ``None`` = :func:`pgd_step_size` (eps * 2.5 / steps).
         random_start: start from a uniform point of the eps ball (else from the clean image).
-        seed: draw each sample's random start from ``(seed, eps, sample_id)``, so a sample's result does not depend
-            on its batch (evaluation); ``None`` = one draw for the batch.
-        generator: CPU generator of that one draw (``None``: torch's global RNG); only with ``seed=None``.
+        seed: an int: draw each sample's random start from ``(seed, eps, sample_id)``, so a sample's result does not
+            depend on its batch (evaluation); a CPU ``torch.Generator``: one draw for the batch from it; ``None``: one
+            draw for the batch from torch's global RNG.
         early_stop: stop a sample once an iterate is misclassified (keeping that iterate).
         train_mode: attack the model in training mode with BatchNorm on batch statistics (their running estimates
             are updated too), e.g. where the loss that uses the examples is taken in training mode; the model's
@@ -223,12 +224,10 @@ def build_pgd(model: nn.Module, eps: float, steps: int, *, step_size: float | No
 
     Returns:
         A :class:`PGD`; call it as ``attack(x, y)``, ``attack(x, y, sample_ids)`` or ``attack(x, y, ids, start=...)``.
-
-    Raises:
-        ValueError: both ``seed`` and ``generator`` given.
     """
-    attack = PGD(model, eps=eps, step_size=step_size, steps=steps, random_start=random_start, seed=seed,
-                 early_stop=early_stop, generator=generator)
+    generator = seed if isinstance(seed, torch.Generator) else None
+    attack = PGD(model, eps=eps, step_size=step_size, steps=steps, random_start=random_start,
+                 seed=None if generator is not None else seed, early_stop=early_stop, generator=generator)
     if train_mode:
         attack.set_model_training_mode(model_training=True, batchnorm_training=True)
     return attack
@@ -260,20 +259,28 @@ class Attack:
             return self.run(x, y, sample_ids).detach().to(x.device)
 
 
+@dataclass(frozen=True)
+class AttackSettings:
+    """How :func:`build_attack` builds an attack beside its name, model and strength."""
+
+    threat_model: str = "Linf"      # "Linf", "L2" or "L1" (APGD-CE, APGD-T, FAB-T, Square and AutoAttack only)
+    steps: int = 20                 # iterations of PGD / APGD / FAB (FGSM is one step; PGD's step: pgd_step_size)
+    seed: int = 0                   # seed of the attack's randomness
+    n_queries: int = 1000           # Square's query budget
+    n_target_classes: int = 9       # target classes of APGD-T / FAB-T (capped at n_classes - 1)
+    n_classes: int | None = None    # number of classes (the targeted attacks; inferred from one forward when None)
+    early_stop: bool = False        # PGD only: stop a sample once misclassified
+    aa_version: str = "standard"    # AutoAttack only: pyautoattack's version, "standard", "plus" or "rand"
+
+
 def build_attack(
     name: str,
     model: nn.Module,
     eps: float | str,
+    settings: AttackSettings | None = None,
     *,
-    norm: str = "Linf",
-    steps: int = 20,
-    seed: int = 0,
-    n_queries: int = 1000,
-    n_target_classes: int = 9,
-    n_classes: int | None = None,
     surrogate: nn.Module | None = None,
-    early_stop: bool = False,
-    aa_version: str = "standard",
+    **fields: Any,
 ) -> Attack:
     """Build one eps-bounded attack on ``model``.
 
@@ -281,15 +288,10 @@ def build_attack(
         name: one of :data:`ATTACK_NAMES` except ``"minnorm"`` (see :func:`build_min_norm_attack`).
         model: target model, in eval mode, taking [0,1] images (normalization inside) and returning logits.
         eps: budget (float or ``"8/255"``); Linf eps above 1 is refused with a hint.
-        norm: "Linf" (default), "L2" or "L1" (APGD-CE, APGD-T, FAB-T, Square and AutoAttack only).
-        steps: iterations of PGD / APGD / FAB (FGSM is one step; PGD's step is :func:`pgd_step_size`).
-        seed: seed of the attack's randomness.
-        n_queries: Square's query budget.
-        n_target_classes: target classes of APGD-T / FAB-T (capped at ``n_classes - 1``).
-        n_classes: number of classes (needed by the targeted attacks; inferred from one forward when None).
+        settings: threat model, steps, seed, query and target budgets, early stop, AutoAttack's version
+            (:class:`AttackSettings`); keyword ``fields`` replace its fields (``build_attack("pgd", m, 0.03,
+            steps=10)``).
         surrogate: model the transfer attack crafts its PGD on (required for ``"transfer"``).
-        early_stop: PGD only: stop a sample once misclassified.
-        aa_version: AutoAttack only: pyautoattack's ``version``, "standard", "plus" or "rand".
 
     Returns:
         An :class:`Attack`.
@@ -297,11 +299,14 @@ def build_attack(
     Raises:
         ValueError: unknown attack, norm or AutoAttack version, bad eps or steps, an attack without an L1 version
             under L1, ``transfer`` without a surrogate.
+        TypeError: a keyword that is no field of :class:`AttackSettings`.
     """
+    st = dataclasses.replace(settings, **fields) if settings is not None else AttackSettings(**fields)
+    norm, steps = st.threat_model, st.steps
     key = normalize_attack_name(name)
     norm = normalize_norm(norm)
-    aa_version = normalize_aa_version(aa_version)
-    eps = parse_eps(eps, max_eps=MAX_EPS[norm])
+    aa_version = normalize_aa_version(st.aa_version)
+    eps = parse_eps(eps, threat_model=norm)
     if norm == "L1" and key not in L1_ATTACKS:
         raise ValueError(f"attack {key!r} has no L1 version (torchattacks has no L1 PGD or FGSM): under L1 use "
                          f"{', '.join(L1_ATTACKS)}")
@@ -309,8 +314,8 @@ def build_attack(
         raise ValueError("'minnorm' returns per-sample radii, not an eps-bounded attack: use build_min_norm_attack")
     if int(steps) < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    opts = dict(norm=norm, steps=int(steps), seed=int(seed), n_queries=int(n_queries),
-                n_target_classes=int(n_target_classes), n_classes=n_classes, early_stop=early_stop,
+    opts = dict(norm=norm, steps=int(steps), seed=int(st.seed), n_queries=int(st.n_queries),
+                n_target_classes=int(st.n_target_classes), n_classes=st.n_classes, early_stop=st.early_stop,
                 aa_version=aa_version)
     if key == "transfer":
         if surrogate is None:

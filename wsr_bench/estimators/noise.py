@@ -238,6 +238,14 @@ def _zero_last(module: nn.Sequential) -> nn.Sequential:
     return module
 
 
+def _options(cls: type, given: dict[str, Any]) -> dict[str, Any]:
+    """``cls.OPTIONS`` with ``given`` replacing them; a name it lacks is a ``TypeError`` naming it."""
+    unknown = sorted(set(given) - set(cls.OPTIONS))
+    if unknown:
+        raise TypeError(f"{cls.__name__} got an unexpected keyword argument {unknown[0]!r}")
+    return {**cls.OPTIONS, **given}
+
+
 class _RecurrentEstimator(NoiseEstimator):
     """Shared part of A-ANE and E-ANE: the bi-directional RNN over the anchor sequence (Fig. 2).
 
@@ -293,10 +301,17 @@ class AttentionEstimator(_RecurrentEstimator):
     estimated noise on 3x16x16 images with 4 anchors and 3 targets; the full-resolution value convs dominate.
     """
 
+    #: the sizes and switches (keyword arguments of the constructor) and their defaults
+    OPTIONS: dict[str, Any] = {"hidden": 32, "enc_channels": 8, "pool": 4, "norm_dim": 16, "value_channels": 8,
+                               "value_with_image": False, "value_kernel": 3, "gate": True}
+
     def __init__(self, in_chans: int = 3, image_size: int | tuple[int, int] = 32, strength: str = "linf",
-                 hidden: int = 32, enc_channels: int = 8, pool: int = 4, norm_dim: int = 16, value_channels: int = 8,
-                 value_with_image: bool = False, value_kernel: int = 3, gate: bool = True):
+                 **options: Any):
         super().__init__(in_chans, image_size, strength)
+        o = _options(type(self), options)
+        hidden, enc_channels, pool, norm_dim = o["hidden"], o["enc_channels"], o["pool"], o["norm_dim"]
+        value_channels, value_with_image, value_kernel, gate = (o["value_channels"], o["value_with_image"],
+                                                                o["value_kernel"], o["gate"])
         enc = enc_channels * pool * pool
         self.x_enc = nn.Sequential(_cpr(in_chans, enc_channels, pool), nn.Linear(enc, hidden), nn.Tanh())
         self.noise_enc = _cpr(in_chans, enc_channels, pool)
@@ -355,10 +370,16 @@ class EncodingEstimator(_RecurrentEstimator):
         gate: as for :class:`AttentionEstimator` (with attention only; E-ANE⁻ has no query vector).
     """
 
+    #: the sizes and switches (keyword arguments of the constructor) and their defaults
+    OPTIONS: dict[str, Any] = {"hidden": 8, "enc_channels": 8, "norm_dim": 4, "key_dim": 32, "pool": 2,
+                               "dec_channels": 8, "attention": True, "gate": True}
+
     def __init__(self, in_chans: int = 3, image_size: int | tuple[int, int] = 32, strength: str = "linf",
-                 hidden: int = 8, enc_channels: int = 8, norm_dim: int = 4, key_dim: int = 32, pool: int = 2,
-                 dec_channels: int = 8, attention: bool = True, gate: bool = True):
+                 **options: Any):
         super().__init__(in_chans, image_size, strength)
+        o = _options(type(self), options)
+        hidden, enc_channels, norm_dim, key_dim = o["hidden"], o["enc_channels"], o["norm_dim"], o["key_dim"]
+        pool, dec_channels, attention, gate = o["pool"], o["dec_channels"], o["attention"], o["gate"]
         self.attention = attention
         self.x_enc = nn.Sequential(nn.Conv2d(in_chans, hidden, 3, stride=2, padding=1), nn.Tanh())
         self.noise_enc = nn.Sequential(nn.Conv2d(in_chans, enc_channels, 3, stride=2, padding=1), nn.ReLU())

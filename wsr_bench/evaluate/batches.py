@@ -206,7 +206,7 @@ def sweep_eps(ctx: EvalContext, name: str, skip: torch.Tensor, *, stage: str | N
 def make_attack(ctx: EvalContext, name: str, eps: float, steps: int | None = None):
     """``name`` at ``eps`` with the evaluation's options (``steps`` overrides the iteration count)."""
     o = ctx.options
-    return build_attack(name, ctx.model, eps, norm=ctx.options.norm, steps=o.steps if steps is None else steps,
+    return build_attack(name, ctx.model, eps, threat_model=o.threat_model, steps=o.steps if steps is None else steps,
                         seed=o.seed, n_queries=o.n_queries, n_target_classes=o.n_target_classes,
                         n_classes=ctx.n_classes, surrogate=ctx.surrogate, early_stop=o.early_stop,
                         aa_version=o.aa_version)
@@ -217,7 +217,7 @@ def attack_batch(ctx: EvalContext, atk, ids: torch.Tensor) -> dict[str, Any]:
     xb, yb = ctx.x[ids].to(ctx.device), ctx.y[ids].to(ctx.device)
     adv = atk(xb, yb, ids)
     ctx.model.eval()  # whatever the attack library did to the mode, verify with running BN statistics
-    verify_adversarial(adv, xb, atk.eps, ctx.options.norm, atk.name)
+    verify_adversarial(adv, xb, atk.eps, ctx.options.threat_model, atk.name)
     ctx.verified_here += len(ids)
     with torch.no_grad():
         return {"fooled": (ctx.model(adv).argmax(1) != yb).cpu()}
@@ -247,7 +247,7 @@ def _attack_warm(ctx: EvalContext, atk, ids: torch.Tensor, last: torch.Tensor, w
         xb, yb = ctx.x[ids[sel]].to(ctx.device), ctx.y[ids[sel]].to(ctx.device)
         adv = attack(xb, yb, sel)
         ctx.model.eval()
-        verify_adversarial(adv, xb, atk.eps, ctx.options.norm, f"{atk.name} (warm-started sweep)")
+        verify_adversarial(adv, xb, atk.eps, ctx.options.threat_model, f"{atk.name} (warm-started sweep)")
         ctx.verified_here += len(sel)
         with torch.no_grad():
             m = _margin(ctx.model(adv), yb).cpu()

@@ -5,6 +5,7 @@ it). The jobs' evaluation stage (:mod:`wsr_bench.jobs.evaluating`) writes the en
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import platform
@@ -17,7 +18,14 @@ import torch
 import torch.nn as nn
 
 from wsr_bench.attacks.factory import RANDOM_STARTS
-from wsr_bench.evaluate.options import SpectrumOptions
+from wsr_bench.evaluate.options import (
+    EntryLabels,
+    EvalRuntime,
+    SpectrumOptions,
+    resolve_options,
+    resolve_runtime,
+    split_fields,
+)
 from wsr_bench.evaluate.samples import sample_record
 from wsr_bench.evaluate.spectrum import SpectrumResult, evaluate_spectrum
 from wsr_bench.leaderboard.schema import WORST_CASE, Curve, LeaderboardEntry, Samples
@@ -38,12 +46,14 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def result_to_entry(result: SpectrumResult, *, model_name: str, architecture: str, dataset: str,
-                    recipe: str = "", params: int | None = None, date: str | None = None,
-                    notes: str = "", samples: Samples | None = None) -> LeaderboardEntry:
+def result_to_entry(result: SpectrumResult, labels: EntryLabels | None = None, *, params: int | None = None,
+                    samples: Samples | None = None, **fields: Any) -> LeaderboardEntry:
     """Turn a :class:`SpectrumResult` into a :class:`LeaderboardEntry` (curves per attack plus worst case; the 95%
-    intervals follow from the accuracies and n). ``samples`` (see :func:`~wsr_bench.evaluate.samples.sample_record`)
-    records the evaluated images and per-sample results, for paired comparisons."""
+    intervals follow from the accuracies and n). ``labels`` (:class:`~wsr_bench.evaluate.options.EntryLabels`, or its
+    fields as keywords: ``model_name``, ``architecture``, ``dataset``, ``recipe``, ``date``, ``notes``) say what the
+    entry is about. ``samples`` (see :func:`~wsr_bench.evaluate.samples.sample_record`) records the evaluated images
+    and per-sample results, for paired comparisons."""
+    labels = dataclasses.replace(labels, **fields) if labels is not None else EntryLabels(**fields)
     curves = {name: Curve(name, result.eps, [c[e] for e in result.eps]) for name, c in result.per_attack.items()}
     curves[WORST_CASE] = Curve(WORST_CASE, result.eps, [result.robust_accuracy[e] for e in result.eps])
     evaluation = {
@@ -61,11 +71,11 @@ def result_to_entry(result: SpectrumResult, *, model_name: str, architecture: st
     sanity = result.sanity.as_flags() if result.sanity is not None else {}
     sanity["nested_verdicts"] = result.nesting_violations == 0  # see wsr_bench.leaderboard.consistency
     return LeaderboardEntry(
-        model=model_name, architecture=architecture, dataset=dataset, threat_model=result.norm,
-        clean_accuracy=result.clean_accuracy, curves=curves, n_examples=result.n_examples, seed=result.seed,
-        params=params, training=recipe, sanity=sanity,
-        versions=package_versions(), date=date or _dt.date.today().isoformat(), evaluation=evaluation, notes=notes,
-        samples=samples)
+        model=labels.model_name, architecture=labels.architecture, dataset=labels.dataset,
+        threat_model=result.threat_model, clean_accuracy=result.clean_accuracy, curves=curves,
+        n_examples=result.n_examples, seed=result.seed, params=params, training=labels.recipe, sanity=sanity,
+        versions=package_versions(), date=labels.date or _dt.date.today().isoformat(), evaluation=evaluation,
+        notes=labels.notes, samples=samples)
 
 
 def _inferred_counts(evidence: Sequence[str]) -> dict[str, int]:
@@ -81,40 +91,31 @@ def evaluate_to_entry(
     y: torch.Tensor,
     options: SpectrumOptions | None = None,
     *,
-    model_name: str,
-    architecture: str,
-    dataset: str,
-    recipe: str = "",
-    date: str | None = None,
-    notes: str = "",
+    labels: EntryLabels | None = None,
+    runtime: EvalRuntime | None = None,
     sample_indices: Sequence[int] | None = None,
-    device: str | torch.device | None = None,
-    memory_format: str = "channels_last",
-    surrogate: nn.Module | None = None,
-    sanity: bool = True,
-    progress: bool = False,
-    state_dir: str | Path | None = None,
-    state_info: dict[str, Any] | None = None,
     **fields: Any,
 ) -> LeaderboardEntry:
     """Evaluate ``model`` over the spectrum (with sanity checks) and return its leaderboard entry.
 
-    ``options`` and the keyword ``fields`` (``eps``, ``attack``, ``steps``, ``norm``...) say what to compute, and
-    ``device`` ... ``state_info`` how, exactly as for :func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum`
-    (sanity checks on by default here). ``model_name`` ... ``notes`` label the entry. ``sample_indices`` are the
-    positions of ``x`` in the test split, recorded in the entry with a hash of ``x``/``y`` (default ``0..N-1``: the
-    first N test images, which is what ``wsr-bench eval`` and ``run`` use). The pipeline (``wsr-bench run``) calls
-    this after training.
+    ``options`` says what to compute and ``runtime`` how (:class:`~wsr_bench.evaluate.options.EvalRuntime`; sanity
+    checks on by default here), exactly as for :func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum`; ``labels``
+    (:class:`~wsr_bench.evaluate.options.EntryLabels`: ``model_name``, ``architecture``, ``dataset``, ``recipe``,
+    ``date``, ``notes``) label the entry. The keyword ``fields`` replace fields of any of the three, e.g.
+    ``evaluate_to_entry(model, x, y, eps=[0.03], model_name="m", architecture="cnn", dataset="digits",
+    device="cpu")``. ``sample_indices`` are the positions of ``x`` in the test split, recorded in the entry with a
+    hash of ``x``/``y`` (default ``0..N-1``: the first N test images, which is what ``wsr-bench eval`` and ``run``
+    use). The jobs' evaluation stage calls this.
     """
-    result = evaluate_spectrum(model, x, y, options, device=device, memory_format=memory_format,
-                               surrogate=surrogate, sanity=sanity, progress=progress, state_dir=state_dir,
-                               state_info=state_info, **fields)
+    option_fields, runtime_fields, label_fields = split_fields(fields, SpectrumOptions, EvalRuntime, EntryLabels)
+    runtime = resolve_runtime(runtime, runtime_fields, default=EvalRuntime(sanity=True))
+    labels = dataclasses.replace(labels, **label_fields) if labels is not None else EntryLabels(**label_fields)
+    result = evaluate_spectrum(model, x, y, resolve_options(options, option_fields), runtime=runtime)
     params = sum(p.numel() for p in model.parameters())
     samples = sample_record(result.break_eps, result.eps, x, y, sample_indices, break_attack=result.break_attack,
                             evidence=result.evidence)
-    entry = result_to_entry(result, model_name=model_name, architecture=architecture, dataset=dataset,
-                            recipe=recipe, params=params, date=date, notes=notes, samples=samples)
-    entry.evaluation["memory_format"] = memory_format
+    entry = result_to_entry(result, labels, params=params, samples=samples)
+    entry.evaluation["memory_format"] = runtime.memory_format
     return entry
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,16 @@ class LoadedModel:
     params: int
 
 
+@dataclass(frozen=True)
+class InputShape:
+    """What a timm model is built for: the dataset's classes, channels and normalisation (None: timm's own)."""
+
+    num_classes: int = 10
+    in_chans: int = 3
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
 class _Normalized(nn.Module):
     """Wraps a plain timm model (which expects normalised inputs) so it takes [0,1] images like ours do."""
 
@@ -56,11 +66,9 @@ def load_eval_model(
     model_dir: str | Path = "models",
     dataset: str = "digits",
     threat_model: str = "Linf",
-    num_classes: int = 10,
-    in_chans: int = 3,
-    mean: tuple[float, ...] | None = None,
-    std: tuple[float, ...] | None = None,
+    shape: InputShape | None = None,
     device: str | torch.device = "cpu",
+    **fields: Any,
 ) -> LoadedModel:
     """Load the model named by ``spec`` in eval mode on ``device``.
 
@@ -70,8 +78,9 @@ def load_eval_model(
             must match it).
         checkpoint: optional weights (.safetensors, or a torch file read with ``weights_only=True``) loaded on top.
         model_dir: RobustBench checkpoint root (``<model_dir>/<dataset>/<threat_model>/<Name>.pt``).
-        dataset, threat_model: select the RobustBench zoo; ``num_classes``/``in_chans``/``mean``/``std`` size a
-            timm model for the dataset.
+        dataset, threat_model: select the RobustBench zoo.
+        shape: what a timm model is built for (:class:`InputShape`: ``num_classes``, ``in_chans``, ``mean``,
+            ``std``, the dataset's); keyword ``fields`` replace its fields (``num_classes=100``).
         device: target device.
 
     Raises:
@@ -80,6 +89,7 @@ def load_eval_model(
             safetensors/torch, or a pickle that ``weights_only`` refuses).
         FileNotFoundError: missing folder files, checkpoint or RobustBench checkpoint.
     """
+    shape = replace(shape, **fields) if shape is not None else InputShape(**fields)
     spec = check_model_spec(spec, model_dir=model_dir, dataset=dataset, threat_model=threat_model)
     if is_robustbench_spec(spec):
         name = spec.removeprefix(PREFIX)
@@ -88,7 +98,7 @@ def load_eval_model(
     elif Path(spec).is_dir():
         loaded = _load_folder(Path(spec))
     else:
-        loaded = _load_timm(spec, num_classes, in_chans, mean, std)
+        loaded = _load_timm(spec, shape.num_classes, shape.in_chans, shape.mean, shape.std)
     if checkpoint is not None:
         _load_weights(loaded.model, checkpoint)
     loaded.model = loaded.model.to(device).eval()

@@ -5,22 +5,22 @@ Built once (from keyword arguments, the ``wsr-bench eval`` flags or an experimen
 :func:`~wsr_bench.jobs.eval.run_eval`. Each of them takes ``options`` plus keyword ``fields`` and evaluates
 with ``dataclasses.replace(options or SpectrumOptions(), **fields)``: the fields override the options, a misspelt
 field is a ``TypeError`` naming it, and every combination is validated here, once, before any work starts. The
-names (attacks, norm, sweep) and the warm-start rule are checked by the torch-free :mod:`wsr_bench.rules`, which the
-config's ``eval`` section applies too.
+names (attacks, threat model, sweep) and the warm-start rule are checked by the torch-free :mod:`wsr_bench.rules`,
+which the config's ``eval`` section applies too.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import InitVar, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wsr_bench.epsilon import PAPER_SPECTRUM, parse_eps_list
 from wsr_bench.rules import (
     DEFAULT_SWEEP,
-    KEYWORDS,
-    MAX_EPS,
-    Wording,
+    Naming,
     check_threat_model,
     check_warm_start,
     normalize_aa_version,
@@ -28,13 +28,11 @@ from wsr_bench.rules import (
     normalize_norm,
     normalize_sweep,
 )
+from wsr_bench.rules import flag as flag_name
+from wsr_bench.rules import keyword as keyword_name
 
 if TYPE_CHECKING:
     from wsr_bench.config import ExperimentConfig
-
-#: error messages in terms of the ``wsr-bench eval`` flags: ``--`` plus the field with dashes, but ``--threat-model``.
-_FLAGS = Wording(prefix="--", dashes=True, names={"norm": "--threat-model"}, off_form="without {}")
-
 
 @dataclass(frozen=True)
 class SpectrumOptions:
@@ -43,18 +41,20 @@ class SpectrumOptions:
     Every field here changes the result or how it is reached (so the resume state records them); the data and
     the run-time choices that do not (model, images, labels, device, surrogate model, progress bar, state folder,
     sanity checks) are arguments of the evaluation functions instead. Inputs are normalized on construction:
-    ``eps`` becomes a sorted tuple of floats, ``attack`` a tuple of canonical names, ``norm`` "Linf" or "L2".
+    ``eps`` becomes a sorted tuple of floats, ``attack`` a tuple of canonical names, ``threat_model`` "Linf", "L2"
+    or "L1". Each field has the name its ``wsr-bench eval`` flag and its config key (``eval.<field>``) have.
     The fields are documented in full in :func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum`.
 
     Raises:
-        ValueError: a bad eps, attack, norm or sweep name, or a combination that cannot run (checked once, here).
+        ValueError: a bad eps, attack, threat model or sweep name, or a combination that cannot run (checked once,
+            here).
     """
 
     eps: tuple[float, ...] = PAPER_SPECTRUM  # strengths: floats, "8/255" strings or one "0.03,8/255" string
     attack: tuple[str, ...] = ("pgd",)       # a name or names (comma lists too); worst case per sample
     steps: int = 20                          # PGD/APGD/FAB-T iterations (PGD step eps*2.5/steps)
     batch_size: int = 128                    # attack batch size; fixes the batches, hence resume and sharding
-    norm: str = "Linf"                       # threat model: Linf | L2 | L1
+    threat_model: str = "Linf"               # Linf | L2 | L1 (RobustBench's name; AutoAttack calls it norm)
     aa_version: str = "standard"             # AutoAttack's version (pyautoattack's names): standard | plus | rand
     attack_all: bool = False                 # attack every clean-correct sample at every eps (the naive sweep)
     chain_attacks: bool = False              # later attacks skip samples an earlier one broke (AutoAttack-style)
@@ -71,13 +71,13 @@ class SpectrumOptions:
     flag_names: InitVar[bool] = False        # name the options by their `wsr-bench eval` flags in error messages
 
     def __post_init__(self, flag_names: bool) -> None:
-        name = _FLAGS if flag_names else KEYWORDS
-        norm = normalize_norm(self.norm)
-        eps = parse_eps_list(self.eps, max_eps=MAX_EPS[norm])
+        name: Naming = flag_name if flag_names else keyword_name
+        threat_model = normalize_norm(self.threat_model)
+        eps = parse_eps_list(self.eps, threat_model=threat_model)
         sweep = None if self.sweep is None else normalize_sweep(self.sweep)
-        self._set(norm=norm, eps=tuple(eps), attack=normalize_attacks(self.attack), sweep=sweep,
+        self._set(threat_model=threat_model, eps=tuple(eps), attack=normalize_attacks(self.attack), sweep=sweep,
                   aa_version=normalize_aa_version(self.aa_version, key=name("aa_version")))
-        check_threat_model(self.attack, norm, eps, aa_version=self.aa_version, wording=name)
+        check_threat_model(self.attack, threat_model, eps, aa_version=self.aa_version, name=name)
         if int(self.batch_size) < 1 or int(self.steps) < 1:
             raise ValueError(f"{name('batch_size')} and {name('steps')} must be >= 1, "
                              f"got batch_size={self.batch_size}, steps={self.steps}")
@@ -85,8 +85,8 @@ class SpectrumOptions:
                   warm_restart_ratio=float(self.warm_restart_ratio))
         if self.warm_start_steps is not None:
             self._set(warm_start_steps=int(self.warm_start_steps))
-            check_warm_start(self.warm_start_steps, attacks=self.attack, norm=self.norm, attack_all=self.attack_all,
-                             restart_ratio=self.warm_restart_ratio, wording=name)
+            check_warm_start(self.warm_start_steps, attacks=self.attack, threat_model=self.threat_model,
+                             attack_all=self.attack_all, restart_ratio=self.warm_restart_ratio, name=name)
         self._check_sweep(name)
 
     def _set(self, **values: Any) -> None:
@@ -94,7 +94,7 @@ class SpectrumOptions:
         for key, value in values.items():
             object.__setattr__(self, key, value)
 
-    def _check_sweep(self, name: Wording) -> None:
+    def _check_sweep(self, name: Naming) -> None:
         """A named sweep must apply: not with ``attack_all``, and not ``downward``/``bisect`` for a chain holding
         ``minnorm`` (which has no eps to screen at)."""
         if self.sweep is None or self.sweep == "upward":
@@ -120,8 +120,8 @@ class SpectrumOptions:
 
     def result_settings(self) -> dict[str, Any]:
         """The settings recorded in a result (and an entry's ``evaluation.settings``) and in the resume state's
-        identity, beside eps, attacks, norm, batch size and chaining, which those record on their own; AutoAttack's
-        version where AutoAttack runs."""
+        identity, beside eps, attacks, threat model, batch size and chaining, which those record on their own;
+        AutoAttack's version where AutoAttack runs."""
         aa = {"aa_version": self.aa_version} if "autoattack" in self.attack else {}
         return {"steps": self.steps, **aa, "seed": self.seed, "n_queries": self.n_queries,
                 "n_target_classes": self.n_target_classes, "minnorm_steps": self.minnorm_steps,
@@ -134,8 +134,8 @@ class SpectrumOptions:
         """The options an experiment config asks for: its ``eval`` section, the data section's evaluation batch
         size and the master seed; ``fields`` add or override (e.g. ``resume=True``)."""
         ev = cfg.eval
-        attack = normalize_attacks(fields.get("attack", ev.attacks))  # the version applies where AutoAttack runs
-        return cls(**{"eps": ev.eps, "attack": ev.attacks, "norm": ev.threat_model, "steps": ev.steps,
+        attack = normalize_attacks(fields.get("attack", ev.attack))  # the version applies where AutoAttack runs
+        return cls(**{"eps": ev.eps, "attack": ev.attack, "threat_model": ev.threat_model, "steps": ev.steps,
                       "aa_version": ev.aa_version if "autoattack" in attack else "standard",
                       "warm_start_steps": ev.warm_start_steps, "sweep": ev.sweep,
                       "batch_size": cfg.data.eval_batch_size, "seed": cfg.seed, **fields})
@@ -147,3 +147,55 @@ def resolve_options(options: SpectrumOptions | None, fields: dict[str, Any]) -> 
     if options is not None and not fields:
         return options
     return dataclasses.replace(options or SpectrumOptions(), **fields)
+
+
+@dataclass(frozen=True)
+class EvalRuntime:
+    """How an evaluation runs, beside what it computes (:class:`SpectrumOptions`): one small object that every
+    evaluation entry point takes as ``runtime`` (or as keywords, e.g. ``evaluate_spectrum(..., device="cpu")``).
+
+    None of these is recorded in the resume state's identity except through ``state_info`` (and the surrogate's
+    weights hash); the device and the memory layout change only the order of float operations.
+    """
+
+    device: Any = None                          # where to run (None: CUDA when available); a str or torch.device
+    memory_format: str = "channels_last"        # the layout the model runs in during the evaluation (restored after)
+    surrogate: Any = None                       # the nn.Module the transfer attack crafts on
+    sanity: bool = False                        # also run the sanity checks and attach their report
+    progress: bool = False                      # show a tqdm bar
+    state_dir: str | Path | None = None         # keep per-batch progress here (wsr_bench.evaluate.resume)
+    state_info: Mapping[str, Any] | None = None  # extra identity recorded in (and compared with) the state
+
+
+@dataclass(frozen=True, kw_only=True)
+class EntryLabels:
+    """What a leaderboard entry says about the model beside its numbers (``model_name``/``architecture`` None in a
+    job's evaluation stage: the loaded model's own; ``date`` None: today)."""
+
+    dataset: str
+    recipe: str = ""
+    notes: str = ""
+    model_name: str | None = None
+    architecture: str | None = None
+    date: str | None = None
+
+
+def split_fields(fields: Mapping[str, Any], *classes: type) -> list[dict[str, Any]]:
+    """Sort keyword ``fields`` by the dataclass (of ``classes``) that has a field of that name: one dict per class,
+    in order. A name none of them has is a ``TypeError`` naming it, as a misspelt keyword argument is."""
+    out: list[dict[str, Any]] = [{} for _ in classes]
+    names = [{f.name for f in dataclasses.fields(c)} | ({"flag_names"} if c is SpectrumOptions else set())
+             for c in classes]
+    for key, value in fields.items():
+        index = next((i for i, n in enumerate(names) if key in n), None)
+        if index is None:
+            raise TypeError(f"unexpected keyword argument {key!r}")
+        out[index][key] = value
+    return out
+
+
+def resolve_runtime(runtime: EvalRuntime | None, fields: Mapping[str, Any], *,
+                    default: EvalRuntime | None = None) -> EvalRuntime:
+    """``runtime`` (else ``default``, else the defaults) with ``fields`` replaced."""
+    base = runtime if runtime is not None else (default or EvalRuntime())
+    return dataclasses.replace(base, **fields) if fields else base

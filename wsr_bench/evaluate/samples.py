@@ -48,7 +48,7 @@ def snap_break_eps(break_eps: torch.Tensor, eps: Sequence[float]) -> list[float 
         elif v == 0.0:
             out.append(0.0)
         else:
-            i = find_eps(v, eps, tol=1e-5)
+            i = find_eps(v, eps)
             if i is None:
                 raise ValueError(f"breaking eps {v} is not on the evaluated grid {list(eps)}")
             out.append(float(eps[i]))

@@ -10,6 +10,7 @@ randomised forward pass all make gradient attacks unreliable. The checks run on 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -20,8 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wsr_bench.attacks.factory import MAX_EPS, build_attack, model_device, normalize_norm, validate_images
-from wsr_bench.epsilon import PAPER_SPECTRUM, eps_label, parse_eps_list
+from wsr_bench.attacks.factory import build_attack, model_device, validate_images
+from wsr_bench.epsilon import eps_label
+from wsr_bench.evaluate.options import SpectrumOptions, resolve_options, split_fields
 
 logger = logging.getLogger(__name__)
 
@@ -69,63 +71,72 @@ class SanityReport:
                 "probe": self.probe}
 
 
+@dataclass(frozen=True)
+class SanityProbe:
+    """How hard the sanity checks probe: their own small, independent attack run and the slack of each check."""
+
+    n_examples: int = 64         # the probe uses the first n_examples images (those the model gets right)
+    steps: int = 10              # PGD steps of the probe
+    square_queries: int = 150    # Square's query budget
+    chance_eps: float = 0.5      # the "unbounded-looking" strength (Linf; scaled by sqrt(d) for L2, d for L1)
+    tolerance: float = 0.03      # slack (fraction of samples) of the monotone, chance and FGSM checks
+    square_margin: float = 0.002  # Square may beat the white-box attacks by at most this (0.2 points, as AutoAttack)
+
+
 def run_sanity_checks(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
+    options: SpectrumOptions | None = None,
     *,
-    eps: Sequence[float | str] = PAPER_SPECTRUM,
     result: Any = None,
-    n_examples: int = 64,
-    steps: int = 10,
-    square_queries: int = 150,
-    chance_eps: float = 0.5,
-    tolerance: float = 0.03,
-    square_margin: float = 0.002,
-    norm: str = "Linf",
     device: str | torch.device | None = None,
-    seed: int = 0,
-    attacks: Sequence[str] = (),
-    aa_version: str = "standard",
+    probe: SanityProbe | None = None,
+    **fields: Any,
 ) -> SanityReport:
-    """Run every check on the first ``n_examples`` samples (the attack probes on those the model gets right).
+    """Run every check on the first ``probe.n_examples`` samples (the attack probes on those the model gets right).
 
     Args:
         model: the evaluated classifier ([0,1] inputs, logits out).
         x, y: evaluation data; only the first ``n_examples`` are used.
-        eps: the spectrum; the probe attacks each strength independently (plus ``chance_eps``).
+        options: what the evaluation computes (:class:`~wsr_bench.evaluate.options.SpectrumOptions`): the probe
+            attacks each of its strengths ``eps`` independently (plus ``chance_eps``) under its ``threat_model``
+            with its ``seed`` (under L1, which torchattacks' PGD and FGSM lack, the probe's white-box attack is
+            APGD-CE and the FGSM check is not run); its ``attack`` and ``aa_version`` say what the evaluation ran:
+            a randomised forward pass is expected (and passes) under AutoAttack ``rand``, and is otherwise reported
+            in one line that names ``--aa-version rand``.
         result: an optional :class:`~wsr_bench.evaluate.spectrum.SpectrumResult` whose raw (attack-all) curves
             are also checked for monotonicity.
-        steps: PGD steps of the probe; square_queries: Square's budget.
-        tolerance: slack (fraction of samples) for the monotone, chance and FGSM checks.
-        square_margin: Square may beat the white-box attacks by at most this (0.002 = 0.2 points, as AutoAttack).
-        norm, device, seed: threat model, device and seed of the probe attacks (under L1, which torchattacks' PGD
-            and FGSM lack, the probe's white-box attack is APGD-CE and the FGSM check is not run).
-        attacks, aa_version: what the evaluation ran; a randomised forward pass is expected (and passes) under
-            AutoAttack ``rand``, and is otherwise reported in one line that names ``--aa-version rand``.
+        device: where the probe runs (default: the model's device).
+        probe: the probe's size and the checks' slack (:class:`SanityProbe`).
+        fields: fields of ``probe`` or ``options`` as keywords (``eps=[0.03], n_examples=32``); ``steps``, a field
+            of both, is the probe's.
 
     Returns:
         A :class:`SanityReport`.
     """
+    probe_fields, option_fields = split_fields(fields, SanityProbe, SpectrumOptions)  # steps: the probe's
+    options = resolve_options(options, option_fields)
+    probe = dataclasses.replace(probe or SanityProbe(), **probe_fields)
     validate_images(x, y)
-    norm = normalize_norm(norm)
-    eps_list = parse_eps_list(list(eps), max_eps=MAX_EPS[norm])
     device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.to(device).eval()
-    xs, ys = x[:n_examples].to(device), y[:n_examples].to(device)
+    xs, ys = x[:probe.n_examples].to(device), y[:probe.n_examples].to(device)
     try:
         report = SanityReport()
-        rand = "autoattack" in attacks and aa_version == "rand"
+        attacks = options.attack
+        rand = "autoattack" in attacks and options.aa_version == "rand"
         report.checks += [_check_probabilities(model, xs), _check_deterministic(model, xs, rand, attacks),
                           _check_gradients(model, xs, ys)]
         with torch.no_grad():
             keep = model(xs).argmax(1) == ys
         xp, yp = (xs[keep], ys[keep]) if keep.any() else (xs, ys)
-        probe = _probe(model, xp, yp, eps_list, chance_eps, steps, square_queries, norm, seed)
-        report.probe = _probe_json(probe)
-        report.checks += [_check_monotone(probe, result, tolerance), _check_chance(probe, yp, tolerance),
-                          _check_fgsm(probe, tolerance), _check_square(probe, square_margin)]
+        measured = _probe(model, xp, yp, list(options.eps), probe, options)
+        report.probe = _probe_json(measured)
+        report.checks += [_check_monotone(measured, result, probe.tolerance),
+                          _check_chance(measured, yp, probe.tolerance), _check_fgsm(measured, probe.tolerance),
+                          _check_square(measured, probe.square_margin)]
     finally:
         model.train(was_training)
     for c in report.checks:
@@ -179,11 +190,12 @@ def _check_gradients(model, x, y) -> SanityCheck:
     return SanityCheck("nonzero_gradients", frac == 0, msg, frac)
 
 
-def _probe(model, x, y, eps, chance_eps, steps, queries, norm, seed) -> dict[str, Any]:
+def _probe(model, x, y, eps: list[float], probe: SanityProbe, options: SpectrumOptions) -> dict[str, Any]:
     """Independent per-eps PGD and FGSM accuracies, PGD at ``chance_eps``, and Square at the largest eps where the
     white-box attacks still leave samples standing (where a masked gradient shows most)."""
+    norm, seed, steps, chance_eps = options.threat_model, options.seed, probe.steps, probe.chance_eps
     def acc(name: str, e: float, **kw) -> tuple[float, torch.Tensor]:
-        atk = build_attack(name, model, e, norm=norm, steps=steps, seed=seed, **kw)
+        atk = build_attack(name, model, e, threat_model=norm, steps=steps, seed=seed, **kw)
         adv = atk(x, y, torch.arange(len(x)))
         with torch.no_grad():
             ok = model(adv).argmax(1) == y
@@ -198,7 +210,7 @@ def _probe(model, x, y, eps, chance_eps, steps, queries, norm, seed) -> dict[str
         clean = float((model(x).argmax(1) == y).float().mean())
     standing = [e for e in eps if pgd[e][0] > 0 and (fgsm is None or fgsm[e][0] > 0)]
     mid = standing[-1] if standing else eps[0]  # largest eps where the white box leaves something to break
-    square_ok = acc("square", mid, n_queries=queries)[1]
+    square_ok = acc("square", mid, n_queries=probe.square_queries)[1]
     white_ok = pgd[mid][1] & fgsm[mid][1] if fgsm is not None else pgd[mid][1]
     return {"eps": eps, "clean": clean, "white_box": white, "pgd": {e: v[0] for e, v in pgd.items()},
             "fgsm": None if fgsm is None else {e: v[0] for e, v in fgsm.items()},

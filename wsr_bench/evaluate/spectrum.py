@@ -42,11 +42,11 @@ from wsr_bench.evaluate.batches import (
     verify_adversarial,
 )
 from wsr_bench.evaluate.counting import CountingModel, PassCount
-from wsr_bench.evaluate.options import SpectrumOptions, resolve_options
+from wsr_bench.evaluate.options import EvalRuntime, SpectrumOptions, resolve_options, resolve_runtime, split_fields
 from wsr_bench.evaluate.resume import SweepState, model_sha256, open_state, tensor_sha256
 from wsr_bench.evaluate.sweeps import sweep_chain
 from wsr_bench.infra.distributed import broadcast_object, get_rank, get_world_size
-from wsr_bench.infra.runtime import resolve_device, set_memory_format
+from wsr_bench.infra.runtime import memory_format_of, resolve_device, set_memory_format
 from wsr_bench.infra.threads import apply_default_threads
 
 
@@ -92,7 +92,7 @@ class SpectrumResult:
     passes_per_attack: dict[str, PassCount]
     n_examples: int
     attacks: list[str]
-    norm: str
+    threat_model: str
     steps: int
     attack_all: bool
     chain_attacks: bool
@@ -118,8 +118,9 @@ class SpectrumResult:
             "break_eps": [None if math.isinf(v) else v for v in self.break_eps.tolist()],
             "passes": self.passes.to_dict(),
             "passes_per_attack": {a: p.to_dict() for a, p in self.passes_per_attack.items()},
-            "attacks": self.attacks, "norm": self.norm, "steps": self.steps, "attack_all": self.attack_all,
-            "chain_attacks": self.chain_attacks, "seed": self.seed, "n_verified": self.n_verified,
+            "attacks": self.attacks, "threat_model": self.threat_model, "steps": self.steps,
+            "attack_all": self.attack_all, "chain_attacks": self.chain_attacks, "seed": self.seed,
+            "n_verified": self.n_verified,
             "wall_time_s": self.wall_time_s, "settings": self.settings, "sweep": self.sweep,
             "sweep_per_attack": self.sweep_per_attack, "break_attack": self.break_attack, "evidence": self.evidence,
             "sanity": self.sanity.to_dict() if self.sanity is not None else None,
@@ -132,29 +133,33 @@ def evaluate_spectrum(
     y: torch.Tensor,
     options: SpectrumOptions | None = None,
     *,
-    device: str | torch.device | None = None,
-    memory_format: str = "channels_last",
-    surrogate: nn.Module | None = None,
-    sanity: bool = False,
-    progress: bool = False,
-    state_dir: str | Path | None = None,
-    state_info: dict[str, Any] | None = None,
+    runtime: EvalRuntime | None = None,
     **fields: Any,
 ) -> SpectrumResult:
     """Robust accuracy of ``model`` on ``(x, y)`` at every strength in ``eps``.
 
-    What is computed is a :class:`~wsr_bench.evaluate.options.SpectrumOptions`: ``options`` (default: the
-    defaults) with the keyword ``fields`` replacing its fields, e.g.
-    ``evaluate_spectrum(model, x, y, eps=[0.03, 0.1], attack="pgd", steps=5)``; a misspelt field is a ``TypeError``.
+    What is computed is a :class:`~wsr_bench.evaluate.options.SpectrumOptions` and how it runs an
+    :class:`~wsr_bench.evaluate.options.EvalRuntime`: ``options`` and ``runtime`` (default: the defaults) with the
+    keyword ``fields`` replacing the fields of either, e.g.
+    ``evaluate_spectrum(model, x, y, eps=[0.03, 0.1], attack="pgd", steps=5, device="cpu")``; a misspelt field is a
+    ``TypeError``.
+
+    The caller's model is left as it was found, except for its device: it is moved to ``device`` (as torchattacks and
+    AutoAttack expect the model to sit where the attack runs), and put back in its training mode and its memory
+    layout after the evaluation (the evaluation runs in ``memory_format``).
 
     Args:
         model: classifier on [0,1] images (normalization inside) returning logits.
         x: images, float (B,C,H,W) in [0,1]; y: int64 labels (B,).
         options: the evaluation's settings (its fields are listed below).
+        runtime: how it runs (its fields are listed below).
+
+    Run-time fields (of ``runtime``, or as keywords):
         device: where to run (default CUDA when available); the model is moved there.
         memory_format: ``channels_last`` (default, faster) or ``contiguous``: the layout the model (and the
-            surrogate) are put in, in place (:func:`~wsr_bench.infra.runtime.set_memory_format`); it changes only the
-            order of float operations, so it is not part of the result's settings or the resume state.
+            surrogate) run in during the evaluation (:func:`~wsr_bench.infra.runtime.set_memory_format`); each is
+            given back in the layout it had. It changes only the order of float operations, so it is not part of the
+            result's settings or the resume state.
         surrogate: model the transfer attack crafts on.
         sanity: also run :func:`wsr_bench.evaluate.sanity.run_sanity_checks` and attach the report (rank 0 only
             under torchrun).
@@ -213,28 +218,31 @@ def evaluate_spectrum(
     """
     start = time.perf_counter()
     apply_default_threads()  # once per process: the package's CPU thread default (wsr_bench.infra.threads)
-    options = resolve_options(options, fields)
+    option_fields, runtime_fields = split_fields(fields, SpectrumOptions, EvalRuntime)
+    options = resolve_options(options, option_fields)
+    runtime = resolve_runtime(runtime, runtime_fields)
     validate_images(x, y)
-    device = torch.device(resolve_device(device or "auto"))
-    was_training = model.training
-    set_memory_format(model.to(device), memory_format).eval()
-    surrogate = set_memory_format(surrogate.to(device), memory_format).eval() if surrogate is not None else None
+    device = torch.device(resolve_device(runtime.device or "auto"))
+    surrogate = runtime.surrogate
+    layouts = [(m, memory_format_of(m), m.training) for m in (model, surrogate) if m is not None]
+    set_memory_format(model.to(device), runtime.memory_format).eval()
+    if surrogate is not None:
+        set_memory_format(surrogate.to(device), runtime.memory_format).eval()
     try:
         ctx = EvalContext(x.cpu(), y.cpu(), CountingModel(model), device, options, surrogate, rank=get_rank(),
                           world=get_world_size())
-        if state_dir is not None:
-            ctx.state = _open_shared_state(ctx, state_dir, state_info)
-        _prepare(ctx, progress)
+        if runtime.state_dir is not None:
+            ctx.state = _open_shared_state(ctx, runtime.state_dir, runtime.state_info)
+        _prepare(ctx, runtime.progress)
         result = _run_attacks(ctx)
-    finally:
-        model.train(was_training)
-    result.wall_time_s = time.perf_counter() - start
-    if sanity and ctx.rank == 0:
-        from wsr_bench.evaluate.sanity import run_sanity_checks
+        result.wall_time_s = time.perf_counter() - start
+        if runtime.sanity and ctx.rank == 0:
+            from wsr_bench.evaluate.sanity import run_sanity_checks
 
-        result.sanity = run_sanity_checks(model, x, y, eps=ctx.eps, result=result, device=device,
-                                          seed=options.seed, norm=options.norm, attacks=options.attack,
-                                          aa_version=options.aa_version)
+            result.sanity = run_sanity_checks(model, x, y, options, result=result, device=device)
+    finally:
+        for m, layout, training in layouts:  # the caller's models as they were found (but on ``device``)
+            set_memory_format(m, layout).train(training)
     return result
 
 
@@ -249,7 +257,7 @@ def _open_shared_state(ctx: EvalContext, folder: str | Path, info: dict[str, Any
         o = ctx.options
         settings = {"n": len(ctx.x), "data_sha256": tensor_sha256(ctx.x, ctx.y),
                     "weights_sha256": model_sha256(ctx.model.model), "eps": ctx.eps, "attacks": list(o.attack),
-                    "norm": o.norm, "batch_size": o.batch_size, "chain_attacks": o.chain_attacks,
+                    "norm": o.threat_model, "batch_size": o.batch_size, "chain_attacks": o.chain_attacks,
                     **o.result_settings(),
                     "surrogate_sha256": None if ctx.surrogate is None else model_sha256(ctx.surrogate),
                     **(info or {})}
@@ -319,7 +327,7 @@ def _run_attacks(ctx: EvalContext) -> SpectrumResult:
         break_eps=blocked, break_eps_per_attack=per_attack_break, min_norm=min_norm,
         passes=sum(ctx.passes.values(), PassCount()), passes_per_attack={"clean": ctx.passes["clean"], **passes},
         n_examples=n,
-        attacks=attacks, norm=o.norm, steps=o.steps, attack_all=bool(o.attack_all), chain_attacks=chain,
+        attacks=attacks, threat_model=o.threat_model, steps=o.steps, attack_all=bool(o.attack_all), chain_attacks=chain,
         seed=o.seed, n_verified=ctx.n_verified, n_classes=ctx.n_classes,
         sweep=strategy if any(t.strategy in ("downward", "bisect") for t in traces.values()) else "upward",
         sweep_per_attack={a: t.strategy for a, t in traces.items()},
@@ -378,7 +386,7 @@ def _sweep_min_norm(ctx: EvalContext, skip: torch.Tensor) -> tuple[Trace, torch.
     """One FAB min-norm run gives every sample's breaking radius, hence its first breaking eps on the grid (the
     trace counts it as run at every eps on the samples it attacked); returns the trace and the radii."""
     o = ctx.options
-    attack = build_min_norm_attack(ctx.model, norm=ctx.options.norm, steps=o.minnorm_steps,
+    attack = build_min_norm_attack(ctx.model, norm=ctx.options.threat_model, steps=o.minnorm_steps,
                                    n_target_classes=o.minnorm_targets, seed=o.seed)
 
     def radii(ids: torch.Tensor) -> dict[str, Any]:
@@ -386,7 +394,7 @@ def _sweep_min_norm(ctx: EvalContext, skip: torch.Tensor) -> tuple[Trace, torch.
         r, adv = attack.radii(xb, yb)
         found = torch.isfinite(r)
         if found.any():
-            verify_adversarial(adv[found], xb[found], float(r[found].max()), ctx.options.norm, "minnorm")
+            verify_adversarial(adv[found], xb[found], float(r[found].max()), ctx.options.threat_model, "minnorm")
             ctx.verified_here += int(found.sum())
         return {"radius": r.cpu()}
 

@@ -98,7 +98,7 @@ def _screen_attack(ctx: EvalContext, eps: float):
     L1's large-eps schedule, ``rand``'s EOT), under the name "apgd-ce"."""
     o = ctx.options
     atk = make_attack(ctx, "apgd-ce", eps)
-    return dataclasses.replace(atk, run=autoattack_screen_run(ctx.model, eps, norm=o.norm, seed=o.seed,
+    return dataclasses.replace(atk, run=autoattack_screen_run(ctx.model, eps, norm=o.threat_model, seed=o.seed,
                                                               version=o.aa_version))
 
 
@@ -110,7 +110,7 @@ def _chain_attack(ctx: EvalContext, name: str, eps: float):
     if name != "autoattack":
         return atk
     o = ctx.options
-    return dataclasses.replace(atk, run=autoattack_run(ctx.model, eps, norm=o.norm, seed=o.seed,
+    return dataclasses.replace(atk, run=autoattack_run(ctx.model, eps, norm=o.threat_model, seed=o.seed,
                                                        version=o.aa_version, skip=("apgd-ce",)))
 
 

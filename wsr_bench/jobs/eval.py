@@ -7,11 +7,19 @@ The recipe checks every argument before the (long) evaluation starts (the entry 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wsr_bench.evaluate.options import SpectrumOptions, resolve_options
-from wsr_bench.jobs.evaluating import EntryLabels, EvaluateStage
+from wsr_bench.evaluate.options import (
+    EntryLabels,
+    EvalRuntime,
+    SpectrumOptions,
+    resolve_options,
+    resolve_runtime,
+    split_fields,
+)
+from wsr_bench.jobs.evaluating import EvaluateStage
 from wsr_bench.jobs.model_source import ModelSpec
 from wsr_bench.jobs.stage import JobContext, StageLog
 
@@ -19,35 +27,40 @@ if TYPE_CHECKING:
     from wsr_bench.leaderboard.schema import LeaderboardEntry
 
 
+@dataclass(frozen=True, kw_only=True)
+class EvalTarget:
+    """What ``wsr-bench eval`` evaluates and where its entry goes (its flags beside the evaluation's settings)."""
+
+    model: str                              # a timm name, ``robustbench:<Name>``, a published tag or an exported folder
+    dataset: str = "digits"
+    n_examples: int | None = 256            # the first N test images (None: all)
+    image_size: int | None = None           # None: what an exported folder records, else the dataset's default
+    data_root: str | Path = "data"
+    checkpoint: str | Path | None = None    # a weights file to load into the model
+    model_dir: str | Path = "models"        # where exported model folders are looked up
+    name: str | None = None                 # the entry's model name (None: the model's own)
+    recipe: str = ""                        # the entry's training recipe
+    out: str | Path | None = None           # the entry file (None: not written)
+    force: bool = False                     # overwrite an existing entry
+    keep_state: bool = False                # keep ``out.state/`` once the entry is written
+
+
 def run_eval(
-    model: str,
+    target: EvalTarget | str,
     options: SpectrumOptions | None = None,
     *,
-    dataset: str = "digits",
-    n_examples: int | None = 256,
-    image_size: int | None = None,
-    data_root: str | Path = "data",
-    checkpoint: str | Path | None = None,
-    model_dir: str | Path = "models",
-    name: str | None = None,
-    recipe: str = "",
-    out: str | Path | None = None,
-    force: bool = False,
-    keep_state: bool = False,
-    device: str | None = None,
-    memory_format: str = "channels_last",
-    sanity: bool = True,
-    progress: bool = True,
+    runtime: EvalRuntime | None = None,
     **fields: Any,
 ) -> LeaderboardEntry:
-    """``wsr-bench eval``: load ``model`` (timm name, ``robustbench:<Name>`` or exported folder) and ``dataset``,
-    evaluate the spectrum and write the entry to ``out`` (refused if it exists, unless ``force``).
+    """``wsr-bench eval``: load ``target.model`` (timm name, ``robustbench:<Name>`` or exported folder) and its
+    dataset, evaluate the spectrum and write the entry to ``target.out`` (refused if it exists, unless ``force``).
 
-    ``options`` and the keyword ``fields`` say what to compute, as for
-    :func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum`; its seed also picks the dataset's splits. The first
-    ``n_examples`` test images are loaded at ``image_size``; None means the size an exported model folder records
-    it was trained at, else the dataset's default size. ``checkpoint``/``model_dir`` locate the weights, ``name``
-    and ``recipe`` label the entry; ``device`` and ``memory_format`` say where and in which layout it runs.
+    ``target`` is an :class:`EvalTarget` (or its model spec, a string); ``options`` says what to compute and
+    ``runtime`` how (:class:`~wsr_bench.evaluate.options.EvalRuntime`; sanity checks and the progress bar on by
+    default here), as for :func:`~wsr_bench.evaluate.spectrum.evaluate_spectrum`; the keyword ``fields`` replace
+    fields of any of the three. The options' seed also picks the dataset's splits. The first ``n_examples`` test
+    images are loaded at ``image_size``; None means the size an exported model folder records it was trained at,
+    else the dataset's default size.
 
     With ``out``, progress is kept per batch in ``out.state/`` (:mod:`wsr_bench.evaluate.resume`): ``resume``
     continues from it (an existing state without ``resume`` is refused), and it is removed once the entry is
@@ -61,36 +74,44 @@ def run_eval(
     from wsr_bench.leaderboard.entry_files import check_writable
     from wsr_bench.rules import MEMORY_FORMATS, check_choice
 
-    options = resolve_options(options, fields)
+    option_fields, runtime_fields, target_fields = split_fields(fields, SpectrumOptions, EvalRuntime, EvalTarget)
+    options = resolve_options(options, option_fields)
+    runtime = resolve_runtime(runtime, runtime_fields, default=EvalRuntime(sanity=True, progress=True))
+    if isinstance(target, str):
+        target = EvalTarget(model=target, **target_fields)
+    elif target_fields:
+        target = replace(target, **target_fields)
+    t, out = target, target.out
     state_dir = None
     if out is not None:
-        check_writable(out, force)
+        check_writable(out, t.force)
         state_dir = state_dir_for(out)
         check_no_stale_state(state_dir, options.resume)
-    elif options.resume or keep_state:
+    elif options.resume or t.keep_state:
         raise ValueError("--resume and --keep-state need --out (the state folder lives beside the entry)")
-    check_choice(memory_format, MEMORY_FORMATS, "--memory-format")
-    if image_size is not None and int(image_size) < 1:
-        raise ValueError(f"--image-size must be >= 1, got {image_size}")
-    check_model_spec(model, model_dir=model_dir, dataset=dataset, threat_model=options.norm)
-    image_size = image_size or exported_image_size(model)
+    check_choice(runtime.memory_format, MEMORY_FORMATS, "--memory-format")
+    if t.image_size is not None and int(t.image_size) < 1:
+        raise ValueError(f"--image-size must be >= 1, got {t.image_size}")
+    model, checkpoint, dataset = t.model, t.checkpoint, t.dataset
+    check_model_spec(model, model_dir=t.model_dir, dataset=dataset, threat_model=options.threat_model)
+    image_size = t.image_size or exported_image_size(model)
     if checkpoint is not None and Path(checkpoint).is_dir():
         raise ValueError(f"checkpoint {checkpoint} is a directory; expected a weights file (.safetensors or torch)")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} not found")
-    _, _, splits = load_eval_data(dataset, n_examples, data_root=data_root, image_size=image_size,
+    _, _, splits = load_eval_data(dataset, t.n_examples, data_root=t.data_root, image_size=image_size,
                                   seed=options.seed)
     evaluation: dict[str, Any] = {"model_spec": str(model), "image_size": int(splits.image_size)}
     if checkpoint is not None:
         evaluation["checkpoint"] = str(checkpoint)
     stage = EvaluateStage(
-        name="eval", source=ModelSpec(str(model), dataset, options.norm, checkpoint=checkpoint and str(checkpoint),
-                                      model_dir=str(model_dir)),
-        options=options, labels=EntryLabels(model_name=name, dataset=dataset, recipe=recipe),
-        entry=None if out is None else Path(out), n_examples=n_examples, memory_format=memory_format, sanity=sanity,
-        state_dir=state_dir, state_info={"model": str(model)}, keep_state=keep_state, force=force,
-        evaluation=evaluation)
-    with joined_process_group(device) as info:  # one process unless launched by torchrun
+        name="eval", source=ModelSpec(str(model), dataset, options.threat_model,
+                                      checkpoint=checkpoint and str(checkpoint), model_dir=str(t.model_dir)),
+        options=options, labels=EntryLabels(model_name=t.name, dataset=dataset, recipe=t.recipe),
+        entry=None if out is None else Path(out), n_examples=t.n_examples,
+        runtime=replace(runtime, state_dir=state_dir, state_info={"model": str(model)}), keep_state=t.keep_state,
+        force=t.force, evaluation=evaluation)
+    with joined_process_group(runtime.device) as info:  # one process unless launched by torchrun
         folder = Path(out).parent if out is not None else Path(".")
-        ctx = JobContext(StageLog(folder, write=False), info.device, progress, splits=splits)
+        ctx = JobContext(StageLog(folder, write=False), info.device, runtime.progress, splits=splits)
         return stage.run(ctx)

@@ -4,11 +4,11 @@ from its per-batch state, which is removed once the entry is written. ``wsr-benc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wsr_bench.evaluate.options import SpectrumOptions
+from wsr_bench.evaluate.options import EntryLabels, EvalRuntime, SpectrumOptions
 from wsr_bench.jobs.model_source import ExportedModel, ModelSpec, PublishedModel
 from wsr_bench.jobs.stage import JobContext, Stage
 
@@ -17,26 +17,14 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EntryLabels:
-    """What an entry says about the model beside its numbers (``model_name``/``architecture`` None: the loaded
-    model's own)."""
-
-    dataset: str
-    recipe: str = ""
-    notes: str = ""
-    model_name: str | None = None
-    architecture: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
 class EvaluateStage(Stage):
     """Evaluate ``source`` on the first ``n_examples`` test images with ``options`` into the entry ``entry`` (None:
-    return the entry without writing it).
+    return the entry without writing it), as ``runtime`` says (its device and progress bar are the job context's).
 
     Done when the entry exists and names the provenance of ``source`` (a published tag's weights sha256). The
-    per-batch progress lives in ``state_dir`` (identified by ``state_info`` and the provenance) and is removed once the
-    entry is written, unless ``keep_state``. ``evaluation`` adds fields to the entry's ``evaluation`` record.
-    Under ``torchrun`` every rank evaluates its share of the batches and rank 0 writes.
+    per-batch progress lives in ``runtime.state_dir`` (identified by ``runtime.state_info`` and the provenance) and is
+    removed once the entry is written, unless ``keep_state``. ``evaluation`` adds fields to the entry's
+    ``evaluation`` record. Under ``torchrun`` every rank evaluates its share of the batches and rank 0 writes.
     """
 
     source: ExportedModel | PublishedModel | ModelSpec
@@ -44,10 +32,7 @@ class EvaluateStage(Stage):
     labels: EntryLabels
     entry: Path | None
     n_examples: int | None = None
-    memory_format: str = "channels_last"
-    sanity: bool = True
-    state_dir: Path | None = None
-    state_info: dict[str, Any] = field(default_factory=dict)
+    runtime: EvalRuntime = EvalRuntime(sanity=True)
     keep_state: bool = False
     force: bool = True
     evaluation: dict[str, Any] = field(default_factory=dict)
@@ -74,16 +59,16 @@ class EvaluateStage(Stage):
         provenance = self.source.provenance()
         model, name, architecture = self.source.load(ctx)
         x, y = ctx.test_images(self.n_examples)
-        state_info = {**self.state_info, **({"sha256": provenance["weights_sha256"]} if provenance else {})}
-        entry = evaluate_to_entry(
-            model, x, y, self.options, model_name=self.labels.model_name or name,
-            architecture=self.labels.architecture or architecture, dataset=self.labels.dataset,
-            recipe=self.labels.recipe, device=ctx.device, memory_format=self.memory_format, sanity=self.sanity,
-            progress=ctx.progress, state_dir=self.state_dir, state_info=state_info, notes=self.labels.notes)
+        state_info = {**(self.runtime.state_info or {}),
+                      **({"sha256": provenance["weights_sha256"]} if provenance else {})}
+        runtime = replace(self.runtime, device=ctx.device, progress=ctx.progress, state_info=state_info)
+        labels = replace(self.labels, model_name=self.labels.model_name or name,
+                         architecture=self.labels.architecture or architecture)
+        entry = evaluate_to_entry(model, x, y, self.options, labels=labels, runtime=runtime)
         entry.evaluation.update({**provenance, **self.evaluation})
         if self.entry is not None and is_main_process():  # under torchrun every rank evaluated its share
             save_entry(entry, self.entry, force=self.force)
-            if self.state_dir is not None and not self.keep_state:
-                remove_state(self.state_dir)
+            if runtime.state_dir is not None and not self.keep_state:
+                remove_state(runtime.state_dir)
         barrier()
         return entry

@@ -13,7 +13,7 @@ import contextlib
 import fcntl
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from wsr_bench.jobs.stage import JobContext, Stage
 from wsr_bench.models import pretrained
 from wsr_bench.rules import GENOTYPE_OF
 
-__all__ = ["PublishStage", "manifest_lock", "publish_weights"]
+__all__ = ["PublishStage", "TagRecord", "manifest_lock", "publish_weights"]
 
 
 def _model_args(model: Any, architecture: str) -> dict[str, Any]:
@@ -60,11 +60,22 @@ def _repo_relative(entry: str | Path | None) -> str | None:
     return path.as_posix()
 
 
-def publish_weights(model: Any, architecture: str, tag: str, *, dataset: str, recipe: str,
-                    entry: str | Path | None = None, clean_accuracy: float | None = None,
-                    avg_robust_accuracy: float | None = None, evaluation: str | None = None,
-                    weights_dir: str | Path | None = None, license: str = "mit",
-                    image_size: int | None = None) -> Path:
+@dataclass(frozen=True, kw_only=True)
+class TagRecord:
+    """What a published tag's manifest record says beside its file, hash and model arguments."""
+
+    dataset: str
+    recipe: str
+    entry: str | Path | None = None          # stored relative to the repository root when it lies inside it
+    clean_accuracy: float | None = None       # the accuracies may come later, in a second call
+    avg_robust_accuracy: float | None = None
+    evaluation: str | None = None             # which evaluation of ``entry`` they come from ("AutoAttack, first ...")
+    license: str = "mit"
+    image_size: int | None = None             # the side of the training images (None: the dataset's)
+
+
+def publish_weights(model: Any, architecture: str, tag: str, record: TagRecord | None = None, *,
+                    weights_dir: str | Path | None = None, **fields: Any) -> Path:
     """Write ``model``'s weights as ``weights_dir/<architecture>.<tag>.safetensors`` and add (or replace) the tag in
     ``weights_dir/manifest.json``; returns the weights file. Both writes are atomic.
 
@@ -73,13 +84,12 @@ def publish_weights(model: Any, architecture: str, tag: str, *, dataset: str, re
             the generic ``wsrnet``); its state dict must load into ``timm.create_model(architecture, **model_args)``.
         architecture: a registered architecture (``wsrnet_basic``, ``preact_resnet18``, ...) or ``wsrnet``.
         tag: the pretrained tag (letters, digits, ``_``, ``-``; not ``untrained``).
-        dataset, recipe, entry, clean_accuracy, avg_robust_accuracy, evaluation, license: manifest fields (``entry``
-            is stored relative to the repository root when it lies inside it; the accuracies may come later, in a
-            second call; ``evaluation`` says which evaluation of ``entry`` they come from, e.g. "AutoAttack, first
-            1,000 test images").
+        record: the manifest fields (:class:`TagRecord`: ``dataset``, ``recipe``, ``entry``, ``clean_accuracy``,
+            ``avg_robust_accuracy``, ``evaluation``, ``license``, ``image_size``); keyword ``fields`` replace them.
         weights_dir: the folder (default: the active one, whose tags are then re-registered with timm).
-        image_size: the side of the training images (default: the dataset's, ``wsr_bench.data.DEFAULT_SIZE``).
     """
+    record = replace(record, **fields) if record is not None else TagRecord(**fields)
+    dataset, image_size = record.dataset, record.image_size
     import timm
     from safetensors.torch import save_file
 
@@ -117,10 +127,11 @@ def publish_weights(model: Any, architecture: str, tag: str, *, dataset: str, re
     tags[name] = {
         "architecture": architecture, "tag": tag, "file": path.name, "sha256": pretrained.file_sha256(path),
         "model_args": args, "num_classes": num_classes, "input_size": [in_chans, int(image_size), int(image_size)],
-        "dataset": dataset, "recipe": recipe, "license": license, "entry": _repo_relative(entry),
-        "clean_accuracy": None if clean_accuracy is None else float(clean_accuracy),
-        "avg_robust_accuracy": None if avg_robust_accuracy is None else float(avg_robust_accuracy),
-        "evaluation": evaluation,
+        "dataset": dataset, "recipe": record.recipe, "license": record.license,
+        "entry": _repo_relative(record.entry),
+        "clean_accuracy": None if record.clean_accuracy is None else float(record.clean_accuracy),
+        "avg_robust_accuracy": None if record.avg_robust_accuracy is None else float(record.avg_robust_accuracy),
+        "evaluation": record.evaluation,
         "params": int(sum(p.numel() for p in rebuilt.parameters())),
     }
     pretrained.write_manifest(folder, tags)

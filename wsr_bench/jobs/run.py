@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wsr_bench.config import ExperimentConfig, dump_config
-from wsr_bench.evaluate.options import SpectrumOptions
+from wsr_bench.evaluate.options import EntryLabels, EvalRuntime, SpectrumOptions
 from wsr_bench.infra.distributed import is_main_process, joined_process_group
 from wsr_bench.infra.runtime import resolve_device
-from wsr_bench.jobs.evaluating import EntryLabels, EvaluateStage
+from wsr_bench.jobs.evaluating import EvaluateStage
 from wsr_bench.jobs.model_source import ExportedModel
 from wsr_bench.jobs.reporting import LeaderboardStage
 from wsr_bench.jobs.searching import SearchStage
@@ -62,8 +62,9 @@ def run_stages_of(cfg: ExperimentConfig, out: Path) -> list[Stage]:
         labels=EntryLabels(model_name=name, dataset=cfg.data.name, recipe=cfg.train.recipe,
                            notes=f"wsr-bench run {cfg.name}: {cfg.train.recipe} eps={cfg.train.eps:.4f}, "
                                  f"{cfg.train.epochs} epochs, C={cfg.model.init_channels}, {cfg.model.layers} cells"),
-        entry=entries / f"{slug(name)}.json", n_examples=cfg.eval.n_examples, memory_format=cfg.memory_format,
-        state_dir=state_dir_for(entries / f"{slug(name)}.json"), state_info={"model": name})
+        entry=entries / f"{slug(name)}.json", n_examples=cfg.eval.n_examples,
+        runtime=EvalRuntime(memory_format=cfg.memory_format, sanity=True,
+                            state_dir=state_dir_for(entries / f"{slug(name)}.json"), state_info={"model": name}))
         for name, train in trains.items()]
     search = SearchStage(name="search", cfg=cfg, folder=out / "search", genotype=genotype)
     found = CopyModelStage(name="model", needs=(f"train:{FOUND_MODEL}",), source=trains[FOUND_MODEL].model_dir,

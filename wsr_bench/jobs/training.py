@@ -41,7 +41,7 @@ class TrainStage(Stage):
         folder = TrainFolder(self.folder)
         model = build_model(self.spec, self.cfg, ctx.splits, width=self.width)
         train_model(self.cfg, model, ctx.splits, folder.root, resume=folder.checkpoint.exists(), device=ctx.device,
-                    progress=ctx.progress, config_path=folder.config)
+                    progress=ctx.progress)
         return folder.model
 
 

@@ -106,7 +106,8 @@ def _options(cfg: ExperimentConfig, attack: str, steps: int):
 def member_stages(cfg: ExperimentConfig, member: ZooModelConfig, out: Path, n_test: int,
                   autoattack: bool = True) -> list[Stage]:
     """The stages that build one zoo model, in order (see the module docstring); ``n_test``: the test images."""
-    from wsr_bench.jobs.evaluating import EntryLabels, EvaluateStage
+    from wsr_bench.evaluate.options import EntryLabels, EvalRuntime
+    from wsr_bench.jobs.evaluating import EvaluateStage
     from wsr_bench.jobs.model_source import PublishedModel
     from wsr_bench.jobs.publishing import PublishStage
     from wsr_bench.jobs.reporting import LeaderboardStage
@@ -140,8 +141,8 @@ def member_stages(cfg: ExperimentConfig, member: ZooModelConfig, out: Path, n_te
             source=PublishedModel(name, weights_dir(cfg)),
             labels=EntryLabels(model_name=name, architecture=_architecture_text(member), dataset=cfg.data.name,
                                recipe=recipe, notes=f"wsr-bench zoo {cfg.name}: published as timm tag {name}"),
-            memory_format=mcfg.memory_format, state_dir=out / "state" / f"{path.parent.name}-{path.name}.state",
-            state_info={"model": name},
+            runtime=EvalRuntime(memory_format=mcfg.memory_format, sanity=True, state_info={"model": name},
+                                state_dir=out / "state" / f"{path.parent.name}-{path.name}.state"),
             # the training seed (cfg.seed seeds training): entries of one member that differ only by it form one
             # leaderboard row (wsr_bench.leaderboard.seeds)
             evaluation={"training_seed": int(mcfg.seed), **({"suite": evaluation} if own_section else {})})

@@ -7,23 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from wsr_bench.config import ExperimentConfig, ZooModelConfig
+from wsr_bench.epsilon import PAPER_SPECTRUM
 from wsr_bench.jobs.zoo import entry_paths
 
-__all__ = ["SUMMARY_BEGIN", "SUMMARY_END", "SUMMARY_EPS", "summary_filled", "write_summary", "zoo_summary"]
+__all__ = ["SUMMARY_BEGIN", "SUMMARY_END", "summary_filled", "write_summary", "zoo_summary"]
 
-
-#: The spectrum points the summary table shows (the paper's four strengths).
-SUMMARY_EPS = (0.03, 0.10, 0.17, 0.25)
 #: The markers delimiting the generated summary in a Markdown file (README.md, docs/zoo.md).
 SUMMARY_BEGIN, SUMMARY_END = "<!-- zoo-table -->", "<!-- /zoo-table -->"
 
 
 def _worst_at(entry, eps: float) -> float | None:
-    curve = entry.curves.get("worst_case") or next(iter(entry.curves.values()))
-    for e, acc in zip(curve.eps, curve.accuracy, strict=True):
-        if abs(e - eps) < 1e-9:
-            return acc
-    return None
+    """The entry's worst-case accuracy at ``eps`` (its only curve where it has no worst case)."""
+    from wsr_bench.leaderboard.schema import WORST_CASE
+
+    return (entry.curves.get(WORST_CASE) or next(iter(entry.curves.values()))).at(eps)
 
 
 def _training_text(cfg: ExperimentConfig, member: ZooModelConfig) -> str:
@@ -56,12 +53,12 @@ def zoo_summary(cfg: ExperimentConfig) -> str:
         e = load_entry(path)
         how = (f"AutoAttack, {e.n_examples:,} images" if path == aa_path
                else f"PGD-{cfg.zoo.pgd_steps}, {e.n_examples:,} images (AutoAttack to come)")
-        accs = " | ".join(pct(_worst_at(e, eps)) for eps in SUMMARY_EPS)
+        accs = " | ".join(pct(_worst_at(e, eps)) for eps in PAPER_SPECTRUM)
         sanity = ", ".join(e.flags) if e.flags else "ok"
         nested = nesting_violations(e)[0]
         rows.append(f"| `{member.name}` | {_training_text(cfg, member)} | {how} | {pct(e.clean_accuracy)} | {accs} | "
                     f"{pct(e.avg_robust_accuracy)} | {sanity} | {'?' if nested is None else nested} |")
-    head = ("| model | training | evaluated with | clean | " + " | ".join(f"{eps:g}" for eps in SUMMARY_EPS)
+    head = ("| model | training | evaluated with | clean | " + " | ".join(f"{eps:g}" for eps in PAPER_SPECTRUM)
             + " | avg | sanity | non-nested |")
     lines = [f"{published} of {len(cfg.zoo.models)} models of `{cfg.name}` published so far (robust accuracy "
              "in %, Linf eps on the [0,1] scale; intervals, training-seed terms, whole-curve tests and every strength "

@@ -62,11 +62,19 @@ def _num(value: Any) -> str:
     return repr(float(value))
 
 
-def _cell(text: Any, sort: Any = None, *, is_text: bool = False, flag: bool = False, interval: str = "",
-          tied: str = "", title: str = "", seed: bool = False, css: str = "") -> dict[str, Any]:
-    shown = "" if is_missing(text) else str(text)
-    return {"text_value": shown, "sort": _num(sort), "text": is_text, "flag": flag, "interval": interval,
-            "tied": tied, "title": title, "seed": seed, "css": css}
+#: a table cell's marks and their defaults (``_cell``'s keywords): a text column, a flagged sanity cell, the 95%
+#: interval shown below, the tie mark, the hover title, the seed-SD mark, an extra CSS class.
+_CELL_MARKS: dict[str, Any] = {"text": False, "flag": False, "interval": "", "tied": "", "title": "", "seed": False,
+                               "css": ""}
+
+
+def _cell(value: Any, sort: Any = None, **marks: Any) -> dict[str, Any]:
+    """A table cell: its text, its sort key and its marks (:data:`_CELL_MARKS`)."""
+    unknown = set(marks) - set(_CELL_MARKS)
+    if unknown:
+        raise TypeError(f"unknown cell mark {sorted(unknown)[0]!r}")
+    shown = "" if is_missing(value) else str(value)
+    return {"text_value": shown, "sort": _num(sort), **_CELL_MARKS, **marks}
 
 
 def _interval(low: Any, high: Any) -> str:
@@ -105,9 +113,9 @@ def _section_view(name: str, part: pd.DataFrame) -> dict[str, Any]:
     rows = []
     for r in part.to_dict("records"):
         params = None if is_missing(r["params"]) else float(r["params"]) / 1e6
-        cells = [_cell(r["model"], is_text=True), _cell(r["source"], is_text=True),
-                 _cell(r["architecture"], is_text=True),
-                 _cell(short_text(r["training"]), is_text=True, title=r["training"], css="recipe"),
+        cells = [_cell(r["model"], text=True), _cell(r["source"], text=True),
+                 _cell(r["architecture"], text=True),
+                 _cell(short_text(r["training"]), text=True, title=r["training"], css="recipe"),
                  _cell("" if params is None else f"{params:.3g}", params),
                  _cell(percent(r["clean"]), r["clean"], interval=_interval(r["clean_ci_low"], r["clean_ci_high"]))]
         cells += [_eps_cell(r, c) for c in cols]
@@ -116,7 +124,7 @@ def _section_view(name: str, part: pd.DataFrame) -> dict[str, Any]:
         cells += [_summary_cell(r, "avg"), _summary_cell(r, "auc"), _cell("" if is_missing(n) else int(n), n),
                   _cell("" if is_missing(seeds) else int(seeds), seeds)]
         flagged = not is_missing(r["sanity"]) and r["sanity"] not in ("ok", "")
-        cells.append(_cell(r["sanity"], is_text=True, flag=flagged, css="sanity"))
+        cells.append(_cell(r["sanity"], text=True, flag=flagged, css="sanity"))
         rows.append({"cells": cells, "reference": is_reference_row(r), "title": r["provenance"] or ""})
     return {"name": name, "columns": columns, "rows": rows}
 

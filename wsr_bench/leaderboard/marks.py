@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from wsr_bench.epsilon import eps_label
+from wsr_bench.epsilon import eps_label, find_eps
 from wsr_bench.leaderboard.seeds import AUC_KEY, AVG, Row
 from wsr_bench.leaderboard.stats import (
     ALPHA,
@@ -82,7 +82,7 @@ def row_interval(row: Row, key: float | str, level: float = LEVEL) -> tuple[floa
         e = row.entry
         if key == 0:
             return tuple(e.clean_accuracy_ci)
-        k = e.worst_case.eps.index(next(x for x in e.worst_case.eps if abs(x - key) < 1e-9))
+        k = find_eps(key, e.worst_case.eps)
         return e.worst_case.ci_low[k], e.worst_case.ci_high[k]
     n = row.entry.n_examples
     image_var = _image_var(row, key, mean, n)

@@ -117,7 +117,7 @@ def parse_reference(d: dict[str, Any], model: str, dataset: str, threat_model: s
         raise ValueError(f"{where}: needs numeric clean_acc and autoattack_acc (or robust_acc with a source)")
     return ReferenceEntry(
         model=model, dataset=dataset, threat_model=threat_model,  # the folder decides (as in RobustBench)
-        eps=parse_eps(d.get("eps", "nan"), max_eps=1e3), clean_accuracy=clean, robust_accuracy=robust,
+        eps=parse_eps(d.get("eps", "nan"), threat_model=None), clean_accuracy=clean, robust_accuracy=robust,
         autoattack_accuracy=aa, architecture=str(d.get("architecture", "")), paper=str(d.get("name", "")),
         link=str(d.get("link", "")), venue=str(d.get("venue", "")), additional_data=bool(d.get("additional_data")),
         provenance=where, source=SOURCE_LABEL if source is None else source, attack=attack, training=training,

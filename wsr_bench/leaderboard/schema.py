@@ -94,9 +94,9 @@ class Curve:
             bounds = [accuracy_interval(a, n) for a in self.accuracy]
             self.ci_low, self.ci_high = [lo for lo, _ in bounds], [hi for _, hi in bounds]
 
-    def at(self, eps: float, tol: float = 1e-4) -> float | None:
-        """Accuracy at ``eps`` (None when that strength was not evaluated)."""
-        i = find_eps(eps, self.eps, tol)
+    def at(self, eps: float) -> float | None:
+        """Accuracy at ``eps`` (None when that strength was not evaluated; :func:`~wsr_bench.epsilon.same_eps`)."""
+        i = find_eps(eps, self.eps)
         return None if i is None else self.accuracy[i]
 
     def to_dict(self) -> dict[str, Any]:

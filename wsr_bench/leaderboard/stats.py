@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from wsr_bench.epsilon import same_eps
+
 #: Confidence level of every interval in entries, tables and plots.
 LEVEL = 0.95
 #: Significance level of "significantly below the top row".
@@ -83,14 +85,14 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     return float(min(1.0, binomtest(only_a, only_a + only_b, 0.5).pvalue))
 
 
-def correct_at(break_eps: Sequence[float | None], eps: float, tol: float = 1e-6) -> list[bool]:
+def correct_at(break_eps: Sequence[float | None], eps: float) -> list[bool]:
     """Per-image correctness at ``eps`` from per-image breaking strengths.
 
     A breaking strength is the smallest evaluated eps at which the image was misclassified (0: already wrong
-    clean; None: never broken), so the image is still correct at ``eps`` exactly when its breaking eps is larger.
-    ``tol`` absorbs float32 rounding of grid values.
+    clean; None: never broken), so the image is still correct at ``eps`` exactly when its breaking eps is larger
+    and not the same strength (:func:`~wsr_bench.epsilon.same_eps` absorbs float32 rounding of grid values).
     """
-    return [b is None or b > eps + tol for b in break_eps]
+    return [b is None or (b > eps and not same_eps(b, eps)) for b in break_eps]
 
 
 def discordant(a: Sequence[bool], b: Sequence[bool]) -> tuple[int, int]:

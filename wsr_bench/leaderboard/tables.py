@@ -204,7 +204,7 @@ def section_entries(entries: Sequence[LeaderboardEntry]) -> list[tuple[str, list
 def eps_columns(df: pd.DataFrame) -> list[str]:
     """The ``acc@...`` columns of ``df``, ordered by eps."""
     cols = [c for c in df.columns if str(c).startswith(EPS_PREFIX)]
-    return sorted(cols, key=lambda c: parse_eps(c[len(EPS_PREFIX):], max_eps=1e3))
+    return sorted(cols, key=lambda c: parse_eps(c[len(EPS_PREFIX):], threat_model=None))
 
 
 def detail_column(acc_column: str, prefix: str) -> str:

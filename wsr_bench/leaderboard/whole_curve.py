@@ -38,14 +38,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wsr_bench.epsilon import PAPER_SPECTRUM, find_eps
+from wsr_bench.epsilon import EPS_TOL, PAPER_SPECTRUM, find_eps
 from wsr_bench.leaderboard.stats import LEVEL, t_interval, t_test
 
 #: Bootstrap resamples of every whole-curve interval, and the seed that makes them reproducible.
 N_BOOT = 9999
 BOOT_SEED = 0
 #: Float slack when reading correctness at a grid eps from a breaking eps (float32 grid values).
-_TOL = 1e-6
+_TOL = EPS_TOL
 
 AUC = "AUC"
 AVERAGE = "avg(" + ",".join(f"{e:g}" for e in PAPER_SPECTRUM) + ")"

@@ -9,6 +9,7 @@ speaks timm's classifier API (``num_classes``, ``forward_features``, ``forward_h
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from timm.layers import drop_path
@@ -55,6 +56,11 @@ def _auxiliary_head(channels: int, num_classes: int, imagenet: bool) -> nn.Modul
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(768, num_classes))
 
 
+#: :class:`DartsNetwork`'s keyword options beside its shape, and their defaults (timm passes them as keywords).
+NETWORK_OPTIONS: dict[str, Any] = {"auxiliary": False, "drop_path_rate": 0.0, "stem": "cifar", "mean": CIFAR_MEAN,
+                                   "std": CIFAR_STD, "global_pool": "avg"}
+
+
 class DartsNetwork(nn.Module):
     """A classification network from a genotype, inputs in [0,1].
 
@@ -72,12 +78,14 @@ class DartsNetwork(nn.Module):
     """
 
     def __init__(self, genotype: Genotype, init_channels: int = 36, layers: int = 20, num_classes: int = 10,
-                 in_chans: int = 3, auxiliary: bool = False, drop_path_rate: float = 0.0, stem: str = "cifar",
-                 mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD,
-                 global_pool: str = "avg", **unused):
+                 in_chans: int = 3, **options: Any):
         super().__init__()
+        unused = set(options) - set(NETWORK_OPTIONS)
         if unused:
             raise TypeError(f"unexpected model arguments: {', '.join(sorted(unused))}")
+        o = {**NETWORK_OPTIONS, **options}
+        auxiliary, drop_path_rate, stem = o["auxiliary"], o["drop_path_rate"], o["stem"]
+        mean, std, global_pool = o["mean"], o["std"], o["global_pool"]
         if stem not in ("cifar", "imagenet") or global_pool != "avg":
             raise ValueError(f"stem must be 'cifar' or 'imagenet' and global_pool 'avg', got {stem!r}, "
                              f"{global_pool!r}")

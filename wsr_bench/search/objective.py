@@ -75,7 +75,7 @@ class RobustObjective:
         return (values * w).sum(-1)
 
 
-def ewss_step(arch_param: nn.Parameter, vle: nn.Module, objective: RobustObjective,
+def ewss_step(arch_weights: nn.Parameter, vle: nn.Module, objective: RobustObjective,
               optimizer: torch.optim.Optimizer, tau: float = 1.0, samples: int = 1,
               generator: torch.Generator | None = None, noise: Tensor | None = None) -> float:
     """One EWSS update of the architecture weights ``A`` (the search phase of Algorithm 1, line 24).
@@ -89,11 +89,11 @@ def ewss_step(arch_param: nn.Parameter, vle: nn.Module, objective: RobustObjecti
         The (mean) estimated objective before the step.
     """
     query = "stored" if noise is not None else "fresh"
-    H = ewss_query_points(arch_param, query, tau, samples, generator, noise)
-    return arch_step(arch_param, H, vle, objective, optimizer)
+    H = ewss_query_points(arch_weights, query, tau, samples, generator, noise)
+    return arch_step(arch_weights, H, vle, objective, optimizer)
 
 
-def ewss_query_points(arch_param: Tensor, query: str, tau: float = 1.0, samples: int = 1,
+def ewss_query_points(arch_weights: Tensor, query: str, tau: float = 1.0, samples: int = 1,
                       generator: torch.Generator | None = None, noise: Tensor | None = None) -> Tensor:
     """Where the EWSS queries the VLE (``search.ewss_query``), as a batch ``(B, cells, E, K)`` differentiable in A:
 
@@ -107,27 +107,27 @@ def ewss_query_points(arch_param: Tensor, query: str, tau: float = 1.0, samples:
       saturated and the gradient is small and set by the draw (benchmarks/results/search_signal.md).
     """
     if query == "expected":
-        return torch.softmax(arch_param, dim=-1).unsqueeze(0)
+        return torch.softmax(arch_weights, dim=-1).unsqueeze(0)
     if query == "stored":
         if noise is None:
             raise ValueError("ewss_query stored needs the Gumbel draw of the stored architecture")
-        return gumbel_softmax(arch_param, tau, hard=False, noise=noise.to(arch_param.device)).unsqueeze(0)
+        return gumbel_softmax(arch_weights, tau, hard=False, noise=noise.to(arch_weights.device)).unsqueeze(0)
     if query != "fresh":
         raise ValueError(f"unknown EWSS query {query!r}; expected stored, fresh or expected")
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    return torch.stack([gumbel_softmax(arch_param, tau, hard=False, generator=generator) for _ in range(samples)])
+    return torch.stack([gumbel_softmax(arch_weights, tau, hard=False, generator=generator) for _ in range(samples)])
 
 
-def arch_step(arch_param: nn.Parameter, H: Tensor, vle: nn.Module, objective: RobustObjective,
+def arch_step(arch_weights: nn.Parameter, H: Tensor, vle: nn.Module, objective: RobustObjective,
               optimizer: torch.optim.Optimizer, maximize: bool = False) -> float:
     """One optimizer step on ``A`` along the gradient of the mean ``objective(vle(H))`` (``H`` a batch of soft
     architecture weights computed from ``A``); ``maximize`` ascends instead (the anti-search control). The VLE's own
     gradients are left untouched. Returns the (mean) estimated objective before the step."""
     # the VLE has no dropout/BN, so its mode does not matter; cuDNN's LSTM backward needs training mode anyway
     value = objective(vle(H)).mean()
-    (grad,) = torch.autograd.grad(-value if maximize else value, [arch_param])
+    (grad,) = torch.autograd.grad(-value if maximize else value, [arch_weights])
     optimizer.zero_grad(set_to_none=True)
-    arch_param.grad = grad
+    arch_weights.grad = grad
     optimizer.step()
     return float(value.detach())

@@ -20,10 +20,11 @@ from wsr_bench.train.driver import (
     run_training,
     train_model,
 )
-from wsr_bench.train.loop import LoopOptions, NonFiniteLossError, eval_epoch, train_epoch
+from wsr_bench.train.loop import EpochRuntime, LoopOptions, NonFiniteLossError, eval_epoch, train_epoch
 from wsr_bench.train.recipes import RECIPES, TrainRecipe, adversarial_examples, attack_batch, recipe_loss
 
-__all__ = ["RECIPES", "LoopOptions", "NonFiniteLossError", "ResumeError", "TrainFolder", "TrainRecipe", "TrainSummary",
+__all__ = ["RECIPES", "EpochRuntime", "LoopOptions", "NonFiniteLossError", "ResumeError", "TrainFolder", "TrainRecipe",
+           "TrainSummary",
            "TrainingDivergedError", "adversarial_examples", "attack_batch",
            "build_model", "build_optimizer", "build_scheduler", "default_model_name", "eval_epoch", "model_identity",
            "recipe_loss", "run_training", "train_epoch", "train_model"]

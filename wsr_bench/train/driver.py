@@ -323,8 +323,11 @@ def _export(run: _Run, history: list[dict[str, Any]]) -> Path:
 
 def train_model(cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out_dir: str | Path,
                 resume: bool = False, device: str | None = None, progress: bool = True,
-                stop_after: int | None = None, config_path: str | Path | None = None) -> TrainSummary:
+                stop_after: int | None = None) -> TrainSummary:
     """Adversarially train ``model`` as ``cfg.train`` says, checkpointing into ``out_dir``; export at the end.
+
+    The resolved ``cfg`` is written to ``out_dir/config.yaml`` (rank 0) once the checkpoint checks have passed, so a
+    refused resume leaves the run folder as it was.
 
     Args:
         cfg: the experiment config (``train``, ``data.batch_size``/``eval_batch_size``, ``model`` drop-path and
@@ -340,8 +343,6 @@ def train_model(cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out
         progress: tqdm bars (rank 0).
         stop_after: stop once this many epochs are done (checkpointed, not exported; resume later), e.g. to
             spread a run over time-limited jobs.
-        config_path: write the resolved ``cfg`` there (rank 0) once the checkpoint checks have passed, so a refused
-            resume leaves the run folder as it was.
 
     Returns:
         A :class:`TrainSummary` (``model`` empty: the caller knows the name).
@@ -357,8 +358,8 @@ def train_model(cfg: ExperimentConfig, model: nn.Module, splits: DataSplits, out
         out.mkdir(parents=True, exist_ok=True)
     run = _Run(cfg, model, splits, out, resolve_device(device or cfg.device), progress)
     start, history = run.restore(resume)
-    if config_path is not None and is_main_process():
-        dump_config(cfg, config_path)
+    if is_main_process():
+        dump_config(cfg, run.folder.config)
     t0 = time.perf_counter()
     epochs = tqdm(range(start, cfg.train.epochs), desc=f"train {run.recipe.label}", initial=start,
                   total=cfg.train.epochs, disable=not (progress and is_main_process()), dynamic_ncols=True)
@@ -412,6 +413,5 @@ def run_training(cfg: ExperimentConfig, out_dir: str | Path, model_name: str | N
         name = model_name or default_model_name(out)
         seed_everything(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
         model = build_model(name, cfg, splits)
-        summary = train_model(cfg, model, splits, out, resume=resume, device=info.device, progress=progress,
-                              config_path=out / "config.yaml")
+        summary = train_model(cfg, model, splits, out, resume=resume, device=info.device, progress=progress)
         return replace(summary, model=name)

@@ -71,15 +71,29 @@ class LoopOptions:
     amp: str = "none"               # none | bf16: autocast of the step's attack and forward (runtime.amp_autocast)
 
 
+@dataclass(frozen=True)
+class EpochRuntime:
+    """What an epoch runs with beside the step settings (:class:`LoopOptions`): none of it changes what a step
+    computes, only where it runs, what surrounds it and what is shown."""
+
+    device: Any = "cpu"                                               # where batches go (a str or torch.device)
+    scheduler: Any = None                                             # steps once per batch after the optimizer
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None     # transform of the clean batch (crop/flip/...)
+    step_callback: StepCallback | None = None                         # step_callback(step, info); truthy: stop
+    progress: bool = False                                            # a tqdm bar (rank 0 only)
+    desc: str = "train"                                               # its label
+
+
+_LOOP_FIELDS = frozenset(f.name for f in dataclasses.fields(LoopOptions))
+
+
 def _clip(model: nn.Module, grad_clip: float | None) -> None:
     if grad_clip:
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
 
 
 def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, recipe: TrainRecipe,
-                options: LoopOptions | None = None, *, device: str | torch.device = "cpu", scheduler: Any = None,
-                augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                step_callback: StepCallback | None = None, progress: bool = False, desc: str = "train",
+                options: LoopOptions | None = None, *, runtime: EpochRuntime | None = None,
                 **fields: Any) -> dict[str, Any]:
     """Train for one pass over ``loader`` with ``recipe``.
 
@@ -88,8 +102,10 @@ def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optim
         loader: yields ``(x, y)`` with x in [0,1].
         optimizer: steps once per batch; ``scheduler`` (optional) steps once per batch after it.
         recipe: a ``TrainRecipe``.
-        options: the step settings (:class:`LoopOptions`); keyword ``fields`` (``grad_clip``, ``aux_weight``,
-            ``max_steps``, ``amp``) replace its fields, e.g. ``train_epoch(model, loader, opt, recipe, grad_clip=5.0)``.
+        options: the step settings (:class:`LoopOptions`).
+        runtime: the rest (:class:`EpochRuntime`): ``device``, ``scheduler``, ``augment``, ``step_callback``,
+            ``progress``, ``desc``. Keyword ``fields`` replace fields of either, e.g.
+            ``train_epoch(model, loader, opt, recipe, grad_clip=5.0, device="cpu")``.
         device: where batches go.
         augment: batch transform applied to the clean batch before the attack (crop/flip/cutout).
         step_callback: called after each step as ``step_callback(step, {"loss", "acc", "n", "lr"})``; a truthy
@@ -103,7 +119,13 @@ def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optim
     Raises:
         NonFiniteLossError: the loss of some step is NaN/inf (that step is not applied; all ranks stop).
     """
-    options = dataclasses.replace(options or LoopOptions(), **fields)
+    loop_fields = {k: v for k, v in fields.items() if k in _LOOP_FIELDS}
+    runtime_fields = {k: v for k, v in fields.items() if k not in loop_fields}
+    runtime = dataclasses.replace(runtime or EpochRuntime(), **runtime_fields)
+    options = dataclasses.replace(options or LoopOptions(), **loop_fields)
+    device, augment, scheduler, progress, desc = (runtime.device, runtime.augment, runtime.scheduler, runtime.progress,
+                                                  runtime.desc)
+    step_callback = runtime.step_callback
     bare = unwrap_model(model)
     forward = _forward_fn(model, bare)
     model.train()
