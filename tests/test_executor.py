@@ -166,3 +166,28 @@ def test_more_workers_than_cores_warns_and_a_failed_stage_is_one_line(tmp_path, 
     assert err[1] == ("error: stage(s) failed: train:racl (RuntimeError: out of memory); not run, as they need a "
                       "failed stage: eval:racl, leaderboard (a rerun continues from what the others left)")
     assert len(err) == 2 and seen["executor"].workers == many and seen["executor"].kind == "local"
+
+
+@pytest.mark.slow
+def test_a_zoo_built_by_workers_is_published_and_loadable_here(tmp_path):
+    """The tag is published by a worker process; the build's own process loads it through timm afterwards, as after
+    a build in one process."""
+    import timm
+    from test_zoo import one_model_zoo
+
+    from wsr_bench.jobs.zoo import build_zoo
+    from wsr_bench.models import pretrained
+
+    try:
+        built = build_zoo(one_model_zoo(tmp_path), tmp_path / "run", progress=False, autoattack=False,
+                          executor=ExecutorOptions(workers=2))
+        assert not built[0].skipped and built[0].pgd_entry.is_file()
+        sha = pretrained.read_manifest(tmp_path / "weights")["darts_v2.tiny_pgd"]["sha256"]
+        assert json.loads(built[0].pgd_entry.read_text())["evaluation"]["weights_sha256"] == sha
+        assert timm.create_model("darts_v2.tiny_pgd", pretrained=True) is not None
+        assert {s for s, _ in _log(tmp_path / "run")} == {"train:darts_v2.tiny_pgd", "publish:darts_v2.tiny_pgd",
+                                                            "eval:darts_v2.tiny_pgd:pgd2",
+                                                            "publish:darts_v2.tiny_pgd:pgd2",
+                                                            "leaderboard:darts_v2.tiny_pgd:pgd2"}
+    finally:
+        pretrained.register_published(pretrained.default_weights_dir())
