@@ -25,6 +25,8 @@ KEYS = {
                         "pgd_acc", "pgd_ms_per_noise"},
     "autoattack_sweep.py": {"benchmark", "conclusion", "config", "machine", "menu", "quick", "runs", "summary",
                             "total_wall_s"},
+    "demo_workers.py": {"benchmark", "conclusion", "config", "goal_met", "identical", "identical_results", "machine",
+                        "projection", "runs", "speedup"},
     "eval_resume_cost.py": {"benchmark", "conclusion", "config", "goal_met_side_by_side", "goal_met_state_code",
                             "machine", "model", "settings"},
     "search_cost.py": {"clock", "cpu_seconds", "extra_runs", "goals", "machine", "marginal_seconds_per_strength",

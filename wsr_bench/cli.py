@@ -1,8 +1,8 @@
 """The ``wsr-bench`` command line: the only argparse in the package. It parses, calls the API, prints.
 
 Subcommands each have an ``_add_<name>_parser(sub)`` and a ``_cmd_<name>(args) -> int``; ``_PARSERS`` lists them.
-Expected errors (``ValueError``, ``FileNotFoundError``, ``KeyboardInterrupt``) become one line ``error: ...`` and
-exit code 2, never a traceback.
+Expected errors (``ValueError``, ``FileNotFoundError``, a job's ``StageFailure``, ``KeyboardInterrupt``) become one
+line ``error: ...`` and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from wsr_bench import __version__
 from wsr_bench.epsilon import PAPER_SPECTRUM, parse_eps_list
 from wsr_bench.infra.threads import configure_cli
+from wsr_bench.jobs.executor import StageFailure
 from wsr_bench.rules import MEMORY_FORMATS
 
 logger = logging.getLogger("wsr_bench")
@@ -145,6 +146,27 @@ def _config_overrides(args: argparse.Namespace) -> list[str]:
     return list(args.overrides) + extra
 
 
+def _add_executor_options(p: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--executor``, for the jobs made of stages (run, zoo): wsr_bench.jobs.executor."""
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="stages at once, each in its own process with its own --threads (default: the config's "
+                        "executor.workers, else cores // threads per stage; 1: one after another in this process)")
+    p.add_argument("--executor", choices=("local", "slurm"),
+                   help="local: worker processes on this machine; slurm: one submitit job per stage with the "
+                        "resources of the config's executor section (pip install 'wsr-bench[slurm]'; docs/cluster.md)"
+                        " (default: the config's executor.kind, local)")
+
+
+def _executor_options(args: argparse.Namespace, cfg):
+    """The job's executor from the config and the flags; prints the more-workers-than-cores warning."""
+    from wsr_bench.jobs.executor import resolve_executor
+
+    options, warning = resolve_executor(cfg.executor, kind=args.executor, workers=args.workers, threads=args.threads)
+    if warning:
+        print(warning, file=sys.stderr)
+    return options
+
+
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="adversarially train a model (PGD-k, TRADES, FGSM-RS, multi-strength); "
                                      "DDP under torchrun")
@@ -225,6 +247,7 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
                        description=f"The whole job of a config; {ALWAYS_CONTINUES}.")
     p.add_argument("config", help="experiment YAML (e.g. configs/demo.yaml)")
     p.add_argument("--out", required=True, help=f"run folder; {ALWAYS_CONTINUES}")
+    _add_executor_options(p)
     _add_job_options(p, "train.epochs=2", resume=None)
     p.set_defaults(func=_cmd_run)
 
@@ -237,8 +260,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from wsr_bench.leaderboard.entry_files import load_entries
 
     t0 = time.perf_counter()
-    res = run_pipeline(load_config(args.config, _config_overrides(args)), args.out, device=args.device,
-                       progress=not args.no_progress)
+    cfg = load_config(args.config, _config_overrides(args))
+    res = run_pipeline(cfg, args.out, device=args.device, progress=not args.no_progress,
+                       executor=_executor_options(args, cfg))
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports
         return 0
     entries = sorted(load_entries(res.leaderboard), key=lambda e: -(e.avg_robust_accuracy or 0.0))
@@ -275,6 +299,7 @@ def _add_zoo_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-autoattack", action="store_true",
                    help="train, publish and PGD-evaluate only; a later run without it adds the AutoAttack entries "
                         "(the expensive part on a CPU)")
+    _add_executor_options(p)
     _add_job_options(p, "train.epochs=2", resume=None)
     p.set_defaults(func=_cmd_zoo)
 
@@ -299,7 +324,7 @@ def _cmd_zoo(args: argparse.Namespace) -> int:
         return 0
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     stages = build_zoo(cfg, args.out, only=only, device=args.device, progress=not args.no_progress,
-                       autoattack=not args.no_autoattack)
+                       autoattack=not args.no_autoattack, executor=_executor_options(args, cfg))
     for s in stages:
         state = "published before" if s.skipped else f"built in {s.cpu_seconds / 3600:.2f} CPU-h"
         print(f"{s.name:<28} {state}  ({s.aa_entry}, {s.pgd_entry})")
@@ -515,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(warning, file=sys.stderr)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, KeyError, StageFailure) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
         return 2

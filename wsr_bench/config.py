@@ -462,6 +462,34 @@ class ZooConfig:
                "zoo.autoattack_examples, zoo.pgd_examples and zoo.pgd_steps must be >= 1")
 
 
+#: where ``wsr-bench run`` / ``zoo`` run their stages: a process pool on this machine, or SLURM jobs via submitit
+EXECUTOR_KINDS = ("local", "slurm")
+
+
+@dataclass
+class ExecutorConfig:
+    """How a job's stages are run (``wsr_bench.jobs.executor``): ``--executor`` and ``--workers`` override ``kind``
+    and ``workers``; the other keys are each SLURM job's resources (one job per stage; ignored locally)."""
+
+    kind: str = "local"             # local (a process pool on this machine) | slurm (one submitit job per stage)
+    workers: int | None = None      # stages at once (null: local, cores // threads per stage; slurm, every ready one)
+    partition: str | None = None    # slurm partition (null: the cluster's default)
+    account: str | None = None      # slurm account (null: the user's default)
+    cpus_per_stage: int = 1         # CPUs of each stage's job (also its torch threads on slurm)
+    gpus_per_stage: int = 0         # GPUs of each stage's job (then run with --device cuda)
+    mem_gb: float | None = None     # memory of each stage's job (null: the partition's default)
+    timeout_min: int = 720          # time limit of each stage's job in minutes (a stage resumes from its checkpoint)
+    folder: str | None = None       # submitit's job files and logs (null: OUT/slurm)
+
+    def validate(self) -> None:
+        check_choice(self.kind, EXECUTOR_KINDS, "executor.kind", error=ConfigError)
+        _check(self.workers is None or self.workers >= 1, f"executor.workers must be >= 1, got {self.workers}")
+        _check(self.cpus_per_stage >= 1, f"executor.cpus_per_stage must be >= 1, got {self.cpus_per_stage}")
+        _check(self.gpus_per_stage >= 0, f"executor.gpus_per_stage must be >= 0, got {self.gpus_per_stage}")
+        _check(self.mem_gb is None or self.mem_gb > 0, f"executor.mem_gb must be > 0, got {self.mem_gb}")
+        _check(self.timeout_min >= 1, f"executor.timeout_min must be >= 1, got {self.timeout_min}")
+
+
 @dataclass
 class ExperimentConfig:
     name: str = "experiment"        # run name, used in logs and leaderboard entries
@@ -476,6 +504,7 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     run: RunConfig = field(default_factory=RunConfig)
     zoo: ZooConfig = field(default_factory=ZooConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     def validate(self) -> None:
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),

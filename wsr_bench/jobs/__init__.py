@@ -6,7 +6,9 @@ search -> ``genotype.json`` (:mod:`~wsr_bench.jobs.searching`), train -> ``model
 (:mod:`~wsr_bench.jobs.evaluating`), publish -> weights and manifest (:mod:`~wsr_bench.jobs.publishing`), and the
 leaderboard pages (:mod:`~wsr_bench.jobs.reporting`). The recipes: ``wsr-bench run`` (:mod:`~wsr_bench.jobs.run`),
 ``wsr-bench zoo`` (:mod:`~wsr_bench.jobs.zoo`, its summary table :mod:`~wsr_bench.jobs.zoo_summary`) and
-``wsr-bench eval`` (:mod:`~wsr_bench.jobs.eval`). Nothing below this layer imports it; only the CLI does.
+``wsr-bench eval`` (:mod:`~wsr_bench.jobs.eval`). ``run`` and ``zoo`` hand their stages to the graph executor
+(:mod:`~wsr_bench.jobs.executor`: worker processes, or SLURM jobs through :mod:`~wsr_bench.jobs.slurm`). Nothing below
+this layer imports it; only the CLI does.
 
 This ``__init__`` imports nothing, so that ``wsr-bench zoo --summary`` stays light.
 """

@@ -50,8 +50,9 @@ class PublishedModel:
 
         from wsr_bench.models import pretrained
 
-        if pretrained.active_weights_dir().resolve() != self.weights_dir.resolve():
-            pretrained.register_published(self.weights_dir)
+        # read now: another process (a worker of the job's executor) may have published the tag since this one
+        # registered the folder
+        pretrained.register_published(self.weights_dir)
         model = timm.create_model(self.name, pretrained=True)
         return model, self.name, pretrained.split_name(self.name)[0]
 

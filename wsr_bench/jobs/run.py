@@ -17,18 +17,19 @@ evaluation also resume mid-way from their own checkpoints)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from wsr_bench.config import ExperimentConfig, dump_config
+from wsr_bench.config import ExecutorConfig, ExperimentConfig, dump_config
 from wsr_bench.evaluate.options import EntryLabels, EvalRuntime, SpectrumOptions
-from wsr_bench.infra.distributed import is_main_process, joined_process_group
+from wsr_bench.infra.distributed import is_distributed, is_main_process, joined_process_group
 from wsr_bench.infra.runtime import resolve_device
 from wsr_bench.jobs.evaluating import EvaluateStage
+from wsr_bench.jobs.executor import ExecutorOptions, run_graph
 from wsr_bench.jobs.model_source import ExportedModel
 from wsr_bench.jobs.reporting import LeaderboardStage
 from wsr_bench.jobs.searching import SearchStage
-from wsr_bench.jobs.stage import JobContext, Stage, StageLog, run_stages
+from wsr_bench.jobs.stage import JobContext, Stage, StageLog
 from wsr_bench.jobs.training import CopyModelStage, TrainStage
 
 FOUND_MODEL = "wsrnet"
@@ -74,17 +75,19 @@ def run_stages_of(cfg: ExperimentConfig, out: Path) -> list[Stage]:
 
 
 def run_pipeline(cfg: ExperimentConfig, out_dir: str | Path, device: str | None = None,
-                 progress: bool = True) -> RunResult:
+                 progress: bool = True, executor: ExecutorOptions | None = None) -> RunResult:
     """Run (or continue) the whole job described by ``cfg`` in ``out_dir``; see the module docstring. ``progress``
-    shows the search's, the trainings' and the evaluations' progress bars."""
+    shows the search's, the trainings' and the evaluations' progress bars (one bar over the stages with several
+    workers). ``executor``: how the stages run (:mod:`wsr_bench.jobs.executor`; default one after another in this
+    process, as under ``torchrun``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with joined_process_group(device or resolve_device(cfg.device)) as info:  # one process unless under torchrun
         if is_main_process():
             dump_config(cfg, out / "config.yaml")
         ctx = JobContext(StageLog(out, write=is_main_process()), info.device, progress, data=cfg.data, seed=cfg.seed)
-        stages = run_stages_of(cfg, out)
-        records = run_stages(stages, ctx)
+        stages = run_stages_of(replace(cfg, executor=ExecutorConfig()), out)  # how it runs is no stage's setting
+        records = run_graph(stages, ctx, None if is_distributed() else executor)
         entries = {s.name.removeprefix("eval:"): s.entry for s in stages if isinstance(s, EvaluateStage)}
         return RunResult(out, out / "genotype.json", out / "model", out / "leaderboard", entries,
                          {r.stage: r.seconds for r in records})

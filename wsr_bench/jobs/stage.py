@@ -6,8 +6,8 @@ A :class:`Stage` declares its ``name``, the names of the stages it ``needs`` (wh
 ``run(ctx)`` makes them. Stages are plain frozen dataclasses (configs, paths, strings), so they pickle and could run
 in another process: everything a process holds in memory (the device, the loaded data, the timing log) lives in the
 :class:`JobContext` each process builds for itself, never in a stage. The needs form a graph; :func:`run_stages`
-walks it in the order given (each stage after those it needs), which is all a job needs today; running independent
-stages side by side is another executor over the same stages.
+walks it in the order given (each stage after those it needs); :mod:`wsr_bench.jobs.executor` runs independent
+stages side by side (worker processes, or SLURM jobs) over the same stages.
 
 Every stage, run or skipped, appends one record to the job's JSONL log (``OUT/stages.jsonl``, :class:`StageLog`):
 ``{"stage", "skipped", "seconds", "cpu_seconds", "time"}``.
@@ -119,16 +119,25 @@ class Stage:
 
 def run_stage(stage: Stage, ctx: JobContext) -> StageRecord:
     """Run ``stage`` unless it is done, timing it into ``ctx.log``; returns its record."""
+    record = time_stage(stage, ctx)
+    ctx.log.append(record)
+    return record
+
+
+def time_stage(stage: Stage, ctx: JobContext, quiet: bool = False) -> StageRecord:
+    """Run ``stage`` unless it is done and return its record, without writing it to the log (an executor's: the
+    job's parent process writes the log and, ``quiet``, says what each stage does)."""
     if stage.is_done():
-        logger.info("stage %s: already done, skipped", stage.name)
+        if not quiet:
+            logger.info("stage %s: already done, skipped", stage.name)
         record = StageRecord(stage.name, True)
     else:
-        logger.info("stage %s: running", stage.name)
+        if not quiet:
+            logger.info("stage %s: running", stage.name)
         t0, c0 = time.perf_counter(), time.process_time()
         stage.run(ctx)
         record = StageRecord(stage.name, False, round(time.perf_counter() - t0, 1),
                              round(time.process_time() - c0, 1))
-    ctx.log.append(record)
     return record
 
 

@@ -36,9 +36,13 @@ class TrainStage(Stage):
         return (self.model_dir / "model.safetensors").is_file() and (self.model_dir / "config.json").is_file()
 
     def run(self, ctx: JobContext) -> Path:
+        from wsr_bench.infra.runtime import seed_everything
         from wsr_bench.train.driver import TrainFolder, build_model, train_model
 
         folder = TrainFolder(self.folder)
+        # the initial weights from the config's seed, as wsr-bench train draws them: not from whatever the stages
+        # before this one in the same process left in the random generators (stages run in any process, any order)
+        seed_everything(self.cfg.seed)
         model = build_model(self.spec, self.cfg, ctx.splits, width=self.width)
         train_model(self.cfg, model, ctx.splits, folder.root, resume=folder.checkpoint.exists(), device=ctx.device,
                     progress=ctx.progress)

@@ -21,7 +21,9 @@ otherwise its stages run, each skipping itself when its output checks out:
 
 Every stage appends its wall and CPU seconds to ``OUT/stages.jsonl`` (``zoo_cost`` sums them per model), so the cost
 of a build spread over several processes and sessions is still known. Two processes may build disjoint ``--only``
-lists side by side: manifest updates are serialised by a lock file.
+lists side by side: manifest updates are serialised by a lock file. With ``--workers N`` (or ``--executor slurm``)
+the stages of every model still to build form one graph and independent ones run side by side
+(:mod:`wsr_bench.jobs.executor`).
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsr_bench.config import ExperimentConfig, ZooModelConfig, dump_config
-from wsr_bench.jobs.stage import JobContext, Stage, StageLog, run_stages
+from wsr_bench.config import ExecutorConfig, ExperimentConfig, ZooModelConfig, dump_config
+from wsr_bench.jobs.executor import ExecutorOptions, run_graph
+from wsr_bench.jobs.stage import JobContext, Stage, StageLog
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +173,8 @@ def _published(stages: Sequence[Stage]) -> bool:
 
 
 def build_zoo(cfg: ExperimentConfig, out_dir: str | Path, *, only: Sequence[str] | None = None,
-              device: str | None = None, progress: bool = True, autoattack: bool = True) -> list[ZooModel]:
+              device: str | None = None, progress: bool = True, autoattack: bool = True,
+              executor: ExecutorOptions | None = None) -> list[ZooModel]:
     """Build (or continue) the zoo of ``cfg.zoo`` with run folders under ``out_dir``; see the module docstring.
 
     Args:
@@ -179,6 +183,8 @@ def build_zoo(cfg: ExperimentConfig, out_dir: str | Path, *, only: Sequence[str]
         device: ``cpu`` / ``cuda[:N]`` (default: the config's).
         autoattack: also run the AutoAttack sweep (the expensive part on a CPU: about 10,000 passes per image that
             resists it); off, a model is trained, published and PGD-evaluated, and a later run adds AutoAttack.
+        executor: how the stages of every model to build run, as one graph (:mod:`wsr_bench.jobs.executor`;
+            default one after another in this process).
 
     Returns:
         One :class:`ZooModel` per model built or skipped, in the config's order.
@@ -191,18 +197,26 @@ def build_zoo(cfg: ExperimentConfig, out_dir: str | Path, *, only: Sequence[str]
     dump_config(cfg, out / "config.yaml")
     ctx = JobContext(StageLog(out), resolve_device(device or cfg.device), progress, data=cfg.data, seed=cfg.seed)
     n_test = len(ctx.splits.test)
+    stage_cfg = dataclasses.replace(cfg, executor=ExecutorConfig())  # how it runs is no stage's setting
+    built: dict[str, list[Stage]] = {}
+    for member in members:
+        stages = member_stages(stage_cfg, member, out, n_test, autoattack)
+        if _published(stages):
+            logger.info("zoo: %s is published, skipped", member.name)
+            continue
+        logger.info("zoo: building %s (%s)", member.name, recipe_text(member_config(cfg, member), member))
+        built[member.name] = stages
+    records = {r.stage: r for r in run_graph([s for stages in built.values() for s in stages], ctx, executor)}
+    if built and executor is not None and (executor.workers or 2) > 1:  # published in other processes: register
+        from wsr_bench.models import pretrained  # them here too, as a build in this process does
+
+        pretrained.register_published(weights_dir(cfg))
     results = []
     for member in members:
         aa_path, pgd_path = entry_paths(cfg, member.name)
-        stages = member_stages(cfg, member, out, n_test, autoattack)
-        if _published(stages):
-            logger.info("zoo: %s is published, skipped", member.name)
-            results.append(ZooModel(member.name, True, aa_path, pgd_path))
-            continue
-        logger.info("zoo: building %s (%s)", member.name, recipe_text(member_config(cfg, member), member))
-        records = run_stages(stages, ctx)
-        results.append(ZooModel(member.name, False, aa_path, pgd_path, round(sum(r.seconds for r in records), 1),
-                                round(sum(r.cpu_seconds for r in records), 1)))
+        mine = [records[s.name] for s in built.get(member.name, ())]
+        results.append(ZooModel(member.name, member.name not in built, aa_path, pgd_path,
+                                round(sum(r.seconds for r in mine), 1), round(sum(r.cpu_seconds for r in mine), 1)))
     return results
 
 
