@@ -37,6 +37,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -254,11 +255,8 @@ def run_graph(stages: Sequence[Stage], ctx: JobContext, options: ExecutorOptions
     check_order(stages)
     options = options or ExecutorOptions()
     show = ctx.progress if progress is None else progress
-    after = ordering(stages)
-    pending, records = list(stages), {}
-    failed: dict[str, str] = {}
-    blocked: list[str] = []
-    running: dict[Any, Stage] = {}
+    g = GraphState(list(stages), ordering(stages))
+    pending, running, records, failed, blocked = g.pending, g.running, g.records, g.failed, g.blocked
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     bar = show and (options.workers or 2) > 1  # one worker: the stage's own bars, as before
@@ -268,7 +266,7 @@ def run_graph(stages: Sequence[Stage], ctx: JobContext, options: ExecutorOptions
     try:
         redirect.__enter__()
         while pending or running:
-            progressed = _start_ready(pending, running, records, failed, blocked, after, backend, ctx, display)
+            progressed = _start_ready(g, backend, ctx, display)
             if not running:
                 if not progressed and pending:  # cannot happen after check_order; never spin
                     raise RuntimeError(f"stages that can never start: {', '.join(s.name for s in pending)}")
@@ -294,11 +292,24 @@ def run_graph(stages: Sequence[Stage], ctx: JobContext, options: ExecutorOptions
     return [records[s.name] for s in stages]
 
 
-def _start_ready(pending: list[Stage], running: dict[Any, Stage], records: dict[str, StageRecord],
-                 failed: dict[str, str], blocked: list[str], after: dict[str, set[str]], backend: Backend,
-                 ctx: JobContext, display: Display) -> bool:
+@dataclass
+class GraphState:
+    """Where a graph run stands: the stages not started (``pending``, in list order), the running ones by backend
+    handle, the finished ones' records, the failed ones' errors, the stages left out because a need failed, and
+    ``after`` (each stage's must-finish-first set, from :func:`ordering`)."""
+
+    pending: list[Stage]
+    after: dict[str, set[str]]
+    running: dict[Any, Stage] = field(default_factory=dict)
+    records: dict[str, StageRecord] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    blocked: list[str] = field(default_factory=list)
+
+
+def _start_ready(g: GraphState, backend: Backend, ctx: JobContext, display: Display) -> bool:
     """Skip the done stages, leave out those whose needs failed, and start ready stages (list order) while the
     backend has room. Returns whether anything changed."""
+    pending, running, records, failed, blocked, after = g.pending, g.running, g.records, g.failed, g.blocked, g.after
     changed, again = False, True
     while again:
         again = False
