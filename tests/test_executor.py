@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from _executor_stages import FailStage, WriteStage
+from test_pipeline import TINY
 
 from wsr_bench.cli import main
 from wsr_bench.config import ExecutorConfig
@@ -22,14 +23,6 @@ from wsr_bench.jobs.executor import (
     run_graph,
 )
 from wsr_bench.jobs.stage import JobContext, StageLog
-
-TINY = ["data.name=synthetic", "data.image_size=8", "data.limit=24", "data.batch_size=12",
-        "search.init_channels=4", "search.layers=3", "search.population=2", "search.search_steps=1",
-        "search.train_steps=1", "search.attack_steps=1", "search.vle.warmup_passes=3", "search.vle.passes=2",
-        "search.ane.batch=4", "search.ane.fill_batches=1", "search.progress=false", "search.estimator=wa",
-        "model.init_channels=4", "model.layers=3", "train.epochs=1", "train.steps=1", "train.eval_examples=8",
-        "train.eval_steps=1", "eval.n_examples=12", "eval.steps=2", "eval.eps=[0.03, 0.25]", "eval.warm_start_steps=1",
-        "run.baselines=[racl]"]
 
 
 def _log(folder):

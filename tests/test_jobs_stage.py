@@ -5,30 +5,13 @@ from __future__ import annotations
 
 import json
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from _executor_stages import WriteStage
 
 from wsr_bench.config import load_config
-from wsr_bench.jobs.stage import JobContext, Stage, StageLog, check_order, run_stages
-
-
-@dataclass(frozen=True, kw_only=True)
-class WriteStage(Stage):
-    """Writes ``text`` to ``path`` (done when the file holds it)."""
-
-    path: Path
-    text: str
-
-    def outputs(self) -> tuple[Path, ...]:
-        return (self.path,)
-
-    def is_done(self) -> bool:
-        return self.path.is_file() and self.path.read_text() == self.text
-
-    def run(self, ctx: JobContext) -> None:
-        self.path.write_text(self.text)
+from wsr_bench.jobs.stage import JobContext, StageLog, check_order, run_stages
 
 
 def test_a_done_stage_skips_itself_and_every_stage_is_logged(tmp_path):
