@@ -60,8 +60,8 @@ def _stop_after(k):
 def test_wsr_run_writes_every_output(wsr_run, tiny_yaml):
     out, genotype = wsr_run
     assert Genotype.from_json((out / "genotype.json").read_text()) == genotype
-    tensors = load_file(str(out / "alpha.safetensors"))
-    assert tensors["alpha"].shape == (2, 14, 8)
+    tensors = load_file(str(out / "arch_weights.safetensors"))
+    assert tensors["arch_weights"].shape == (2, 14, 8)
     assert (out / "arch_weights.png").read_bytes()[:4] == b"\x89PNG"
     assert load_config(out / "config.yaml") == load_config(tiny_yaml)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -72,7 +72,7 @@ def test_wsr_run_writes_every_output(wsr_run, tiny_yaml):
     assert search["objective_pred"] is not None and search["ane_loss"] is not None and search["vle_loss"] >= 0
     assert "search 2" in (out / "search.log").read_text()
     # EWSS moved A away from its near-zero initialisation
-    assert tensors["alpha"].abs().max() > 0.01
+    assert tensors["arch_weights"].abs().max() > 0.01
 
 
 def test_interrupted_run_resumes_to_the_same_genotype(wsr_run, tiny_yaml, tmp_path):
@@ -85,8 +85,8 @@ def test_interrupted_run_resumes_to_the_same_genotype(wsr_run, tiny_yaml, tmp_pa
         run_search(cfg, tmp_path)
     run_search(cfg, tmp_path, resume=True)
     assert (tmp_path / "genotype.json").read_text() == (reference / "genotype.json").read_text()
-    assert torch.equal(load_file(str(tmp_path / "alpha.safetensors"))["alpha"],
-                       load_file(str(reference / "alpha.safetensors"))["alpha"])
+    assert torch.equal(load_file(str(tmp_path / "arch_weights.safetensors"))["arch_weights"],
+                       load_file(str(reference / "arch_weights.safetensors"))["arch_weights"])
     tasks = [json.loads(line)["task"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert tasks == list(range(7))
 
@@ -109,7 +109,7 @@ def test_naive_search_resumes_and_writes_the_same_files(tiny_yaml, tmp_path):
         run_search(cfg, tmp_path / "a", callback=_stop_after(2))
     resumed = run_search(cfg, tmp_path / "a", resume=True)
     assert run_search(cfg, tmp_path / "b") == resumed
-    for name in ("genotype.json", "alpha.safetensors", "metrics.jsonl", "search.log", "arch_weights.png",
+    for name in ("genotype.json", "arch_weights.safetensors", "metrics.jsonl", "search.log", "arch_weights.png",
                  "config.yaml", "checkpoint.pt"):
         assert (tmp_path / "a" / name).exists(), name
     last = json.loads((tmp_path / "a" / "metrics.jsonl").read_text().splitlines()[-1])

@@ -39,8 +39,8 @@ def test_signal_recipe_measures_extra_draws_and_resumes_exactly(tiny_yaml, tmp_p
     with pytest.raises(_Stop):
         run_search(cfg, tmp_path / "cut", callback=_stop_after(5))  # after the first search step
     assert run_search(cfg, tmp_path / "cut", resume=True) == ref
-    assert torch.equal(load_file(str(tmp_path / "cut" / "alpha.safetensors"))["alpha"],
-                       load_file(str(tmp_path / "ref" / "alpha.safetensors"))["alpha"])
+    assert torch.equal(load_file(str(tmp_path / "cut" / "arch_weights.safetensors"))["arch_weights"],
+                       load_file(str(tmp_path / "ref" / "arch_weights.safetensors"))["arch_weights"])
 
 
 def test_anti_search_steps_the_other_way(tiny_yaml, tmp_path):

@@ -202,7 +202,7 @@ def _add_search_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search an architecture: Wsr-NAS (AN-Estimator + EWSS) or the naive "
                                       "multi-strength baseline, as the config's search.method says")
     p.add_argument("config", help="experiment YAML (data/search sections), e.g. configs/demo.yaml")
-    p.add_argument("--out", required=True, help="run folder (genotype.json, alpha.safetensors, metrics.jsonl, "
+    p.add_argument("--out", required=True, help="run folder (genotype.json, arch_weights.safetensors, metrics.jsonl, "
                                                 "search.log, arch_weights.png, checkpoint.pt)")
     _add_job_options(p, "search.search_steps=2", resume="OUT/checkpoint.pt")
     p.set_defaults(func=_cmd_search)

@@ -299,7 +299,7 @@ class SearchEngine:
 
     # ------------------------------------------------------------------------------------------- the loop
     def run(self, resume: bool = False, callback: TaskCallback | None = None) -> Genotype:
-        """Run (or resume) every task, then write ``genotype.json``, ``alpha.safetensors`` and the plot.
+        """Run (or resume) every task, then write ``genotype.json``, ``arch_weights.safetensors`` and the plot.
 
         Args:
             resume: continue from ``checkpoint.pt`` (a fresh start when there is none yet).

@@ -4,7 +4,7 @@ A run folder holds ``config.yaml`` (resolved config), ``search.log`` (human read
 per task of Algorithm 1), ``checkpoint.pt`` (everything needed to continue: super-network, optimizers, ``A``, the
 estimators and their memories, RNG states, task counter; rewritten atomically after every task) and, when the
 search ends, ``genotype.json``, ``genotype.png`` (the cells drawn), ``search_report.json`` (collapse diagnostics),
-``alpha.safetensors`` and ``arch_weights.png``.
+``arch_weights.safetensors`` and ``arch_weights.png``.
 
 Resuming loads the checkpoint and drops metric records of tasks after it (a run killed between writing a record and
 its checkpoint would otherwise log that task twice), so a resumed run leaves the same files as an uninterrupted one.
@@ -50,7 +50,7 @@ class SearchFolder(RunFolder):
     def __init__(self, root: str | Path):
         super().__init__(root)
         self.genotype = self.root / "genotype.json"
-        self.arch_weights_file = self.root / "alpha.safetensors"  # A, under the file name DARTS users know
+        self.arch_weights_file = self.root / "arch_weights.safetensors"  # the architecture weights A
         self.plot = self.root / "arch_weights.png"
         self.report = self.root / "search_report.json"
         self.cells_plot = self.root / "genotype.png"
@@ -83,11 +83,11 @@ class SearchFolder(RunFolder):
         return state
 
     def write_results(self, genotype: Genotype, arch_weights: torch.Tensor, history: torch.Tensor) -> None:
-        """Write ``genotype.json``, ``alpha.safetensors`` and ``arch_weights.png`` (each atomically)."""
+        """Write ``genotype.json``, ``arch_weights.safetensors`` and ``arch_weights.png`` (each atomically)."""
         from safetensors.torch import save_file
 
         atomic_write_text(self.genotype, genotype.to_json() + "\n")
-        tensors = {"alpha": arch_weights.detach().float().cpu().contiguous(),
+        tensors = {"arch_weights": arch_weights.detach().float().cpu().contiguous(),
                    "probabilities": torch.softmax(arch_weights.detach().float().cpu(), -1).contiguous()}
         atomic_write_with(self.arch_weights_file, lambda tmp: save_file(tensors, str(tmp), metadata={
             "primitives": ",".join(PRIMITIVES), "layout": "(cell: normal|reduce, edge, primitive)"}))
