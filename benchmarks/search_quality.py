@@ -213,40 +213,42 @@ def run_search_job(raw: dict[str, Any], out: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ train + attack
-def train_and_attack(name: str, arch: str | dict[str, Any], settings: dict[str, Any], workdir: str,
-                     seed: int, data_seed: int | None = None) -> dict[str, Any]:
-    """Worker: build ``arch`` at the benchmark's size, adversarially train it, attack it over the spectrum.
-
-    ``seed`` seeds the model's initialisation, the order of the training data and the attacks; ``data_seed`` (default:
-    ``seed``) the split of the training set into the halves the training images are taken from (and, for the
-    embedded digits, the test split), so that training seeds of one architecture can share their images."""
+def standalone_splits(settings: dict[str, Any], seed: int, data_seed: int | None = None) -> Any:
+    """The data of a stand-alone training: ``settings``' dataset at its image size, split with ``data_seed`` (default
+    ``seed``), the training halves cut to ``train_images`` // 2 each."""
     import torch
 
-    import wsr_bench.models  # noqa: F401  (timm registration)
-    from wsr_bench.config import config_from_dict
-    from wsr_bench.data.datasets import as_tensors, load_dataset
-    from wsr_bench.evaluate.spectrum import evaluate_spectrum
-    from wsr_bench.infra.runtime import resolve_device
-    from wsr_bench.models.catalog import create
-    from wsr_bench.train import train_model
+    from wsr_bench.data.datasets import load_dataset
 
-    torch.set_num_threads(1)
     s = settings
-    dataset = s.get("dataset", "fashion_mnist")
-    splits = load_dataset(dataset, image_size=s["image_size"], seed=seed if data_seed is None else data_seed)
+    splits = load_dataset(s.get("dataset", "fashion_mnist"), image_size=s["image_size"],
+                          seed=seed if data_seed is None else data_seed)
     half = s["train_images"] // 2
     splits.train_t = torch.utils.data.Subset(splits.train_t, range(min(half, len(splits.train_t))))
     splits.train_v = torch.utils.data.Subset(splits.train_v, range(min(half, len(splits.train_v))))
+    return splits
+
+
+def train_and_attack_model(name: str, model: Any, splits: Any, settings: dict[str, Any], workdir: str,
+                           seed: int) -> dict[str, Any]:
+    """Adversarially train ``model`` (in place, resumable in ``workdir/train/<name>``) with the benchmark's recipe
+    (PGD-``train_steps`` at ``train_eps``, cosine ``lr`` over ``epochs``), then attack it over the spectrum on the
+    first ``test_images`` test images; every per-image score, with the CPU time of each phase."""
+
+    from wsr_bench.config import config_from_dict
+    from wsr_bench.data.datasets import as_tensors
+    from wsr_bench.evaluate.spectrum import evaluate_spectrum
+    from wsr_bench.infra.runtime import resolve_device
+    from wsr_bench.train import train_model
+
+    s = settings
     cfg = config_from_dict({
         "name": name, "seed": seed, "device": "auto",
-        "data": {"name": dataset, "image_size": s["image_size"], "batch_size": s["batch_size"]},
+        "data": {"name": s.get("dataset", "fashion_mnist"), "image_size": s["image_size"],
+                 "batch_size": s["batch_size"]},
         "model": {"init_channels": s["init_channels"], "layers": s["layers"]},
         "train": {"recipe": "pgd", "epochs": s["epochs"], "lr": s["lr"], "eps": s["train_eps"],
                   "steps": s["train_steps"], "eval_examples": 0}})
-    torch.manual_seed(seed)
-    kwargs = dict(init_channels=s["init_channels"], layers=s["layers"], num_classes=10, in_chans=splits.in_chans,
-                  mean=splits.mean, std=splits.std)
-    model = create("wsrnet", genotype=arch, **kwargs) if isinstance(arch, dict) else create(arch, **kwargs)
     t0, c0 = time.perf_counter(), time.process_time()
     train_model(cfg, model, splits, Path(workdir) / "train" / name, resume=True, device=cfg.device, progress=False)
     t1, c1 = time.perf_counter(), time.process_time()
@@ -259,6 +261,28 @@ def train_and_attack(name: str, arch: str | dict[str, Any], settings: dict[str, 
             "scores": scores, "params": sum(p.numel() for p in model.parameters()),
             "train_seconds": t1 - t0, "eval_seconds": time.perf_counter() - t1, "train_cpu_seconds": c1 - c0,
             "eval_cpu_seconds": time.process_time() - c1}
+
+
+def train_and_attack(name: str, arch: str | dict[str, Any], settings: dict[str, Any], workdir: str,
+                     seed: int, data_seed: int | None = None) -> dict[str, Any]:
+    """Worker: build ``arch`` at the benchmark's size, adversarially train it, attack it over the spectrum.
+
+    ``seed`` seeds the model's initialisation, the order of the training data and the attacks; ``data_seed`` (default:
+    ``seed``) the split of the training set into the halves the training images are taken from (and, for the
+    embedded digits, the test split), so that training seeds of one architecture can share their images."""
+    import torch
+
+    import wsr_bench.models  # noqa: F401  (timm registration)
+    from wsr_bench.models.catalog import create
+
+    torch.set_num_threads(1)
+    s = settings
+    splits = standalone_splits(s, seed, data_seed)
+    torch.manual_seed(seed)
+    kwargs = dict(init_channels=s["init_channels"], layers=s["layers"], num_classes=10, in_chans=splits.in_chans,
+                  mean=splits.mean, std=splits.std)
+    model = create("wsrnet", genotype=arch, **kwargs) if isinstance(arch, dict) else create(arch, **kwargs)
+    return train_and_attack_model(name, model, splits, s, workdir, seed)
 
 
 # ------------------------------------------------------------------------------------------------ statistics

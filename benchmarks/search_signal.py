@@ -28,11 +28,15 @@ Parts (each cached in ``--workdir``, resumable after a kill, merged into one res
   retrained at the scale the ``scale`` pilot chose (6 epochs) at 2 seeds (the pilot's models are reused); the
   one-shot scores of the recipe's and of each fidelity variant's seed-0 super-network ranked against it, the
   target's own reliability over every architecture, and the found-minus-anti difference at that scale.
+- ``finetune``: a measurement other than the raw one-shot loss: every architecture of the stand-alone set as a
+  one-hot sub-network at the super-network's size, adversarially trained for 1 epoch with the stand-alone recipe from
+  the recipe's seed-0 super-network's weights and, as the control at the same cost, from a fresh initialisation;
+  both ranked against the ``target`` (with the raw one-shot scores beside them).
 - ``controls``: the anti-search (the recipe maximising its objective) and size-matched random cells (uniform draws
   accepted within +-5% of a found cell's parameter count), their parameter-free edge counts against expectation,
   and the method-level differences that have been trained so far.
 
-Run: ``python benchmarks/search_signal.py [--part official|planted|recipe|fidelity|scale|target|controls|all]
+Run: ``python benchmarks/search_signal.py [--part official|planted|recipe|fidelity|scale|target|finetune|controls|all]
 [--workers 2]``;
 ``--smoke`` runs every part at toy sizes on digits in seconds.
 """
@@ -60,7 +64,7 @@ from _common import load_average, machine_record, smoke_out  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PARTS = ("official", "planted", "recipe", "fidelity", "scale", "target", "controls")
+PARTS = ("official", "planted", "recipe", "fidelity", "scale", "target", "finetune", "controls")
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
@@ -80,6 +84,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "scale": {"architectures": 6, "seeds": [0, 1], "variants": {"epochs_6": {"epochs": 6}}},
         # the stand-alone target at the scale the pilot chose (one of ``scale``'s variants), seed-major
         "target": {"scale": "epochs_6", "seeds": [0, 1]},
+        # a measurement other than the raw one-shot loss: each architecture as a one-hot sub-network at the
+        # super-network's size, its weights inherited from the recipe's seed-0 super-network or freshly initialised
+        # (the control at the same cost), adversarially trained for ``epochs`` with the stand-alone recipe
+        "finetune": {"supernet": "recipe", "epochs": [1], "arms": ["inherit", "scratch"]},
     },
     "smoke": {
         "official_seeds": 2, "recipe_seeds": 2, "anti_seeds": 1, "draws": 4, "draw_seed": 123,
@@ -97,6 +105,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                      "variants": {"train_limit_64": {"search": {"train_limit": 64}}}},
         "scale": {"architectures": 3, "seeds": [0, 1], "variants": {"epochs_2": {"epochs": 2}}},
         "target": {"scale": "epochs_2", "seeds": [0, 1]},
+        "finetune": {"supernet": "recipe", "epochs": [1], "arms": ["inherit", "scratch"]},
     },
 }
 
@@ -254,6 +263,42 @@ def planted_job(raw: dict[str, Any], landscape: dict[str, Any], out: str) -> dic
 def retrain_job(name: str, genotype: dict[str, Any], retrain: dict[str, Any], workdir: str, seed: int):
     """Worker: the power benchmark's stand-alone training and PGD spectrum (``search_quality.train_and_attack``)."""
     return sq.train_and_attack(name, genotype, retrain, workdir, seed, data_seed=retrain["data_seed"])
+
+
+def finetune_job(raw: dict[str, Any], search_dir: str | None, archs: dict[str, dict[str, Any]],
+                 settings: dict[str, Any], cache_dir: str) -> list[str]:
+    """Worker: every architecture of ``archs`` (name -> genotype) as a one-hot sub-network at the super-network's
+    size, with the weights of the final super-network of the search in ``search_dir`` (inherited) or, when it is
+    ``None``, of a freshly initialised one (the search's own initialisation: the control at the same cost); each is
+    adversarially trained for ``settings['epochs']`` as the stand-alone models are (``search_quality``'s recipe,
+    images and spectrum) and written to ``cache_dir/<name>.json`` as it lands. Returns the names."""
+    import torch
+
+    from wsr_bench.config import config_from_dict
+    from wsr_bench.infra.atomic import atomic_write_json
+    from wsr_bench.infra.checkpoint import load_checkpoint
+    from wsr_bench.search.wsr_nas import WsrSearch
+    from wsr_bench.search_space.supernet import FixedArchitecture
+
+    torch.set_num_threads(1)
+    cache = Path(cache_dir)
+    todo = {k: v for k, v in archs.items() if not (cache / f"{k}.json").is_file()}
+    if not todo:
+        return []
+    s, seed = settings, settings["data_seed"]
+    splits = sq.standalone_splits(s, seed)
+    with tempfile.TemporaryDirectory(prefix="finetune_") as tmp:
+        engine = WsrSearch(config_from_dict(copy.deepcopy(raw)), tmp)
+        if search_dir is not None:
+            engine.load_state_dict(load_checkpoint(Path(search_dir) / "checkpoint.pt"))
+        for name, geno in todo.items():
+            H = sq.genotype_to_onehot(geno, engine.supernet.nodes)
+            model = FixedArchitecture(copy.deepcopy(engine.supernet), H)
+            torch.manual_seed(seed)
+            res = sq.train_and_attack_model(name, model, splits, s, str(cache / "work"), seed)
+            res["params"] = None  # the whole super-network's; the architecture's own is the stand-alone set's
+            atomic_write_json(cache / f"{name}.json", sq.json_ready(res))
+    return list(todo)
 
 
 # ------------------------------------------------------------------------------------------------ measures of A
@@ -651,6 +696,43 @@ def fidelity_searches(r: Runner) -> dict[str, list[dict[str, Any]]]:
         for k in f["seeds"]}).values()) for name, variant in f["variants"].items()}
 
 
+def standalone_set(r: Runner) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]],
+                                        dict[str, dict[str, Any]]]:
+    """The recipe's searches, the fidelity variants' and the stand-alone set every one-shot tau is read over (the
+    power benchmark's 17 architectures and the found cells of the recipe, the anti-search and each variant)."""
+    s = r.s
+    recipe = r.searches("recipe", list(range(s["recipe_seeds"])), lambda k: recipe_config(s, k))
+    anti = r.searches("anti", list(range(s["anti_seeds"])), lambda k: recipe_config(s, k, "maximize"))
+    variants = fidelity_searches(r)
+    cells = standalone_scores(r, {"recipe": recipe, "anti": anti, **variants},
+                              {"recipe": s["retrain_found"], "anti": s["retrain_anti"],
+                               **{k: s["fidelity"]["retrain_found"] for k in variants}})
+    return recipe, variants, cells
+
+
+def target_scores(r: Runner, cells: dict[str, dict[str, Any]], seeds: list[int]
+                  ) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
+    """The stand-alone target of ``cells`` at ``target.scale`` with ``seeds`` (trained when not cached): the
+    retraining settings, every model's result, and the per-seed average robust accuracy (architectures sorted by
+    name x seeds)."""
+    t = r.s["target"]
+    retrain = {**r.s["retrain"], **r.s["scale"]["variants"][t["scale"]]}
+    names = sorted(cells)
+    jobs = {f"scale-{t['scale']}-{a}-seed{k}": (retrain_job, f"{a}-seed{k}", cells[a]["genotype"], retrain,
+                                                str(r.workdir / "scale" / t["scale"]), k) for k in seeds for a in names}
+    done = r.map(jobs)
+    per_seed = np.array([[float(np.mean(done[f"scale-{t['scale']}-{a}-seed{k}"]["scores"])) for k in seeds]
+                         for a in names])
+    return retrain, done, per_seed
+
+
+def cached_target_seeds(r: Runner, cells: dict[str, dict[str, Any]]) -> list[int]:
+    """The target's seeds whose every model is already trained (the finetune part ranks against those)."""
+    t = r.s["target"]
+    return [k for k in t["seeds"] if all((r.workdir / "cache" / f"scale-{t['scale']}-{a}-seed{k}.json").is_file()
+                                         for a in cells)]
+
+
 def part_target(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
     """The one-shot Kendall tau against the stand-alone target at the scale ``scale`` chose: the stand-alone set of
     ``recipe`` and ``fidelity`` retrained at ``target.scale`` with ``seeds`` (default ``target.seeds``; seed-major, so a
@@ -662,12 +744,7 @@ def part_target(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
 
     s, t, f = r.s, r.s["target"], r.s["fidelity"]
     seeds = list(t["seeds"] if seeds is None else seeds)
-    recipe = r.searches("recipe", list(range(s["recipe_seeds"])), lambda k: recipe_config(s, k))
-    anti = r.searches("anti", list(range(s["anti_seeds"])), lambda k: recipe_config(s, k, "maximize"))
-    variants = fidelity_searches(r)
-    cells = standalone_scores(r, {"recipe": recipe, "anti": anti, **variants},
-                              {"recipe": s["retrain_found"], "anti": s["retrain_anti"],
-                               **{k: f["retrain_found"] for k in variants}})
+    recipe, variants, cells = standalone_set(r)
     names = sorted(cells)
     supernets = [("recipe seed 0", recipe_config(s, 0), str(r.workdir / "recipe" / "seed0"), "oneshot")]
     supernets += [(f"fidelity {name} seed {f['seeds'][0]}", recipe_config(s, f["seeds"][0], variant=variant),
@@ -675,12 +752,7 @@ def part_target(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
                   for name, variant in f["variants"].items()]
     oneshot = {label: oneshot_scores(r, {n: cells[n]["genotype"] for n in names}, raw, d, cache)
                for label, raw, d, cache in supernets}
-    retrain = {**s["retrain"], **s["scale"]["variants"][t["scale"]]}
-    jobs = {f"scale-{t['scale']}-{a}-seed{k}": (retrain_job, f"{a}-seed{k}", cells[a]["genotype"], retrain,
-                                                str(r.workdir / "scale" / t["scale"]), k) for k in seeds for a in names}
-    done = r.map(jobs)
-    per_seed = np.array([[float(np.mean(done[f"scale-{t['scale']}-{a}-seed{k}"]["scores"])) for k in seeds]
-                         for a in names])
+    retrain, done, per_seed = target_scores(r, cells, seeds)
     target = per_seed.mean(1)
     short = [cells[a]["avg_robust_acc"] for a in names]
     by_kind: dict[str, list[float]] = {}
@@ -706,6 +778,60 @@ def part_target(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
                                                    for label, one in oneshot.items()}}
                    for i, a in enumerate(names)},
     }
+
+
+def part_finetune(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
+    """A measurement other than the raw one-shot loss, against the 6-epoch target: every architecture of the
+    stand-alone set as a one-hot sub-network at the super-network's size, (a) with the weights of the recipe's
+    seed-0 super-network and (b) freshly initialised, each adversarially trained for ``finetune.epochs`` with the
+    stand-alone recipe, then attacked with the stand-alone spectrum. Does inheriting the super-network's weights
+    rank the architectures as stand-alone training does, and better than the same training from scratch? Ranked
+    against the target's ``seeds`` (default: those fully trained)."""
+    from scipy.stats import kendalltau
+
+    s, c = r.s, r.s["finetune"]
+    _, _, cells = standalone_set(r)
+    names = sorted(cells)
+    seeds = cached_target_seeds(r, cells) if seeds is None else list(seeds)
+    if not seeds:
+        raise SystemExit("finetune: no target seed is trained yet (run --part target first)")
+    _, _, per_seed = target_scores(r, cells, seeds)
+    target = per_seed.mean(1)
+    raw = recipe_config(s, 0)
+    search_dir = str(r.workdir / c["supernet"] / "seed0")
+    base = {**s["retrain"], "dataset": raw["data"]["name"], "init_channels": raw["search"]["init_channels"],
+            "layers": raw["search"]["layers"]}
+    oneshot = oneshot_scores(r, {n: cells[n]["genotype"] for n in names}, raw, search_dir, "oneshot")
+    rows = [{"arm": "oneshot", "epochs": 0, "scores": {a: oneshot[a]["avg_robust_acc"] for a in names},
+             "clean_acc": float(np.mean([oneshot[a]["clean_acc"] for a in names])),
+             "model_cpu_seconds": float(np.mean([oneshot[a]["cpu_seconds"] for a in names]))}]
+    for epochs in c["epochs"]:
+        for arm in c["arms"]:
+            cache = r.workdir / f"finetune-{arm}-e{epochs}"
+            todo = {a: cells[a]["genotype"] for a in names if not (cache / f"{a}.json").is_file()}
+            if todo:
+                chunks = [ch for ch in (sorted(todo)[i::max(r.workers, 1)] for i in range(max(r.workers, 1))) if ch]
+                with sq.executor(r.workers and len(chunks)) as pool:
+                    for f in [pool.submit(finetune_job, raw, search_dir if arm == "inherit" else None,
+                                          {a: todo[a] for a in ch}, {**base, "epochs": epochs}, str(cache))
+                              for ch in chunks]:
+                        f.result()
+            got = {a: json.loads((cache / f"{a}.json").read_text()) for a in names}
+            rows.append({"arm": arm, "epochs": epochs, "scores": {a: float(np.mean(got[a]["scores"])) for a in names},
+                         "clean_acc": float(np.mean([got[a]["clean_acc"] for a in names])),
+                         "model_cpu_seconds": float(np.mean([got[a]["train_cpu_seconds"] + got[a]["eval_cpu_seconds"]
+                                                             for a in names]))})
+    params = [cells[a]["params"] for a in names]
+    short = [cells[a]["avg_robust_acc"] for a in names]
+    for row in rows:
+        x = [row["scores"][a] for a in names]
+        row["tau"] = sq.kendall_bootstrap(x, target.tolist(), n_boot=s["bootstrap"])
+        row["tau_vs_power_scale"] = sq.kendall_bootstrap(x, short, n_boot=s["bootstrap"])
+        row["tau_vs_params"] = float(kendalltau(x, params)[0])
+    return {"supernet": f"{c['supernet']} seed 0", "target_seeds": seeds, "n": len(names),
+            "settings": {"train_images": base["train_images"], "train_eps": base["train_eps"], "lr": base["lr"],
+                         "init_channels": base["init_channels"], "layers": base["layers"]},
+            "rows": rows}
 
 
 Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8
@@ -885,6 +1011,27 @@ def render(res: dict[str, Any]) -> str:
                               f"(p {f(v['p'], '.2g')})" for k, v in tg.items()
                               if k.endswith("_minus_anti") and k != "found_minus_anti")
                   + f". CPU s per model {f(tg['model_cpu_seconds'], '.0f')}.", ""]
+    if res.get("finetune"):
+        ft = res["finetune"]
+        st = ft["settings"]
+        lines += [f"## Fine-tuned sub-networks against the stand-alone target ({ft['n']} architectures, target seeds "
+                  f"{ft['target_seeds']})", "",
+                  f"Each architecture as a one-hot sub-network at the super-network's size (C={st['init_channels']}, "
+                  f"{st['layers']} cells), adversarially trained with the stand-alone recipe (PGD at "
+                  f"{st['train_eps']:g}, lr {st['lr']:g}, {st['train_images']:,} images per epoch) from the "
+                  f"{ft['supernet']} super-network's weights (inherit) or from a fresh initialisation (scratch); "
+                  "epochs 0 is the raw one-shot measurement.", "",
+                  "| arm | epochs | Kendall tau vs the target (95% bootstrap) | vs the 3-epoch power-scale scores | "
+                  "vs parameters | mean clean acc | mean avg robust acc | CPU s per model |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for row in ft["rows"]:
+            a, b = row["tau"], row["tau_vs_power_scale"]
+            lines.append(f"| {row['arm']} | {row['epochs']} | {f(a['tau'])} ({f(a['ci_low'])} to "
+                         f"{f(a['ci_high'])}) | {f(b['tau'])} ({f(b['ci_low'])} to {f(b['ci_high'])}) | "
+                         f"{f(row['tau_vs_params'])} | {f(row['clean_acc'])} | "
+                         f"{f(float(np.mean(list(row['scores'].values()))))} | "
+                         f"{f(row['model_cpu_seconds'], '.0f')} |")
+        lines.append("")
     if res.get("planted"):
         lines += ["## Planted landscape (share of edges recovered; chance 1/7 = 0.143)", "",
                   "| recipe | method | steps | shared | " + " | ".join(
@@ -966,6 +1113,8 @@ def main(argv: list[str] | None = None) -> int:
             res["scale"] = part_scale(runner)
         elif part == "target":
             res["target"] = part_target(runner, args.target_seeds)
+        elif part == "finetune":
+            res["finetune"] = part_finetune(runner, args.target_seeds)
         else:
             res["controls"] = part_controls(runner, res.get("recipe"))
         res.setdefault("wall_seconds", {})[part] = time.perf_counter() - t0
