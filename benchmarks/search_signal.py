@@ -87,7 +87,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         # a measurement other than the raw one-shot loss: each architecture as a one-hot sub-network at the
         # super-network's size, its weights inherited from the recipe's seed-0 super-network or freshly initialised
         # (the control at the same cost), adversarially trained for ``epochs`` with the stand-alone recipe
-        "finetune": {"supernet": "recipe", "epochs": [1], "arms": ["inherit", "scratch"]},
+        "finetune": {"supernet": "recipe", "epochs": [1, 3], "arms": ["inherit", "scratch"]},
     },
     "smoke": {
         "official_seeds": 2, "recipe_seeds": 2, "anti_seeds": 1, "draws": 4, "draw_seed": 123,
@@ -780,6 +780,33 @@ def part_target(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
     }
 
 
+def op_mix_calibration(genotypes: list[Any], target: np.ndarray, ridge: float) -> dict[str, Any]:
+    """Could a few stand-alone trainings calibrate a search? Leave-one-out: a ridge regression (the recipe's own
+    ``vle.ridge``) of the target on each cell's op counts (7 ops x normal/reduce, the recipe's per-cell op costs),
+    fitted on every other architecture, predicts the one left out; also the per-cell op costs fitted on all."""
+    from wsr_bench.search_space.ops import PRIMITIVES
+
+    ops = [o for o in PRIMITIVES if o != "none"]
+    x = np.array([[sum(op == o for op, _ in g[c]) for c in ("normal", "reduce") for o in ops] for g in genotypes],
+                 float)
+    y = np.asarray(target, float)
+
+    def fit(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        mu = xs.mean(0)
+        w = np.linalg.solve((xs - mu).T @ (xs - mu) + ridge * np.eye(xs.shape[1]), (xs - mu).T @ (ys - ys.mean()))
+        return w, mu, float(ys.mean())
+
+    predicted = []
+    for i in range(len(y)):
+        keep = np.arange(len(y)) != i
+        w, mu, y0 = fit(x[keep], y[keep])
+        predicted.append(float(y0 + (x[i] - mu) @ w))
+    w, _, _ = fit(x, y)
+    return {"model": "ridge on per-cell op counts, leave-one-out", "ridge": ridge, "predicted": predicted,
+            "op_points": {f"{cell}/{o}": 100 * float(w[k * len(ops) + j]) for k, cell in enumerate(("normal", "reduce"))
+                          for j, o in enumerate(ops)}}
+
+
 def part_finetune(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
     """A measurement other than the raw one-shot loss, against the 6-epoch target: every architecture of the
     stand-alone set as a one-hot sub-network at the super-network's size, (a) with the weights of the recipe's
@@ -828,7 +855,9 @@ def part_finetune(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
         row["tau"] = sq.kendall_bootstrap(x, target.tolist(), n_boot=s["bootstrap"])
         row["tau_vs_power_scale"] = sq.kendall_bootstrap(x, short, n_boot=s["bootstrap"])
         row["tau_vs_params"] = float(kendalltau(x, params)[0])
-    return {"supernet": f"{c['supernet']} seed 0", "target_seeds": seeds, "n": len(names),
+    calibration = op_mix_calibration([cells[a]["genotype"] for a in names], target, raw["search"]["vle"]["ridge"])
+    calibration["tau"] = sq.kendall_bootstrap(calibration.pop("predicted"), target.tolist(), n_boot=s["bootstrap"])
+    return {"supernet": f"{c['supernet']} seed 0", "target_seeds": seeds, "n": len(names), "calibration": calibration,
             "settings": {"train_images": base["train_images"], "train_eps": base["train_eps"], "lr": base["lr"],
                          "init_channels": base["init_channels"], "layers": base["layers"]},
             "rows": rows}
@@ -1031,6 +1060,13 @@ def render(res: dict[str, Any]) -> str:
                          f"{f(row['tau_vs_params'])} | {f(row['clean_acc'])} | "
                          f"{f(float(np.mean(list(row['scores'].values()))))} | "
                          f"{f(row['model_cpu_seconds'], '.0f')} |")
+        cal = ft.get("calibration")
+        if cal:
+            t = cal["tau"]
+            lines += ["", f"- Stand-alone calibration, no super-network ({cal['model']}, ridge {cal['ridge']:g}): "
+                      f"Kendall tau {f(t['tau'])} ({f(t['ci_low'])} to {f(t['ci_high'])}) against the target; the "
+                      "fitted op effects (points per edge): " + ", ".join(
+                          f"{k} {v:+.2f}" for k, v in sorted(cal["op_points"].items(), key=lambda kv: -kv[1])) + "."]
         lines.append("")
     if res.get("planted"):
         lines += ["## Planted landscape (share of edges recovered; chance 1/7 = 0.143)", "",
