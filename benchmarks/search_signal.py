@@ -780,6 +780,18 @@ def part_target(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
     }
 
 
+def partial_reliability(r: Runner, cells: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The target's reliability (:func:`one_way_icc`) over the architectures whose every ``target.seeds`` model is
+    trained so far (None with fewer than 3): what a second seed says before it covers the whole set."""
+    t = r.s["target"]
+    done = [a for a in sorted(cells) if all((r.workdir / "cache" / f"scale-{t['scale']}-{a}-seed{k}.json").is_file()
+                                            for k in t["seeds"])]
+    if len(done) < 3 or len(t["seeds"]) < 2:
+        return None
+    _, _, per_seed = target_scores(r, {a: cells[a] for a in done}, list(t["seeds"]))
+    return {"architectures": done, "n": len(done), "seeds": list(t["seeds"]), **one_way_icc(per_seed)}
+
+
 def op_mix_calibration(genotypes: list[Any], target: np.ndarray, ridge: float) -> dict[str, Any]:
     """Could a few stand-alone trainings calibrate a search? Leave-one-out: a ridge regression (the recipe's own
     ``vle.ridge``) of the target on each cell's op counts (7 ops x normal/reduce, the recipe's per-cell op costs),
@@ -858,6 +870,7 @@ def part_finetune(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
     calibration = op_mix_calibration([cells[a]["genotype"] for a in names], target, raw["search"]["vle"]["ridge"])
     calibration["tau"] = sq.kendall_bootstrap(calibration.pop("predicted"), target.tolist(), n_boot=s["bootstrap"])
     return {"supernet": f"{c['supernet']} seed 0", "target_seeds": seeds, "n": len(names), "calibration": calibration,
+            "target_reliability": partial_reliability(r, cells),
             "settings": {"train_images": base["train_images"], "train_eps": base["train_eps"], "lr": base["lr"],
                          "init_channels": base["init_channels"], "layers": base["layers"]},
             "rows": rows}
@@ -1060,6 +1073,13 @@ def render(res: dict[str, Any]) -> str:
                          f"{f(row['tau_vs_params'])} | {f(row['clean_acc'])} | "
                          f"{f(float(np.mean(list(row['scores'].values()))))} | "
                          f"{f(row['model_cpu_seconds'], '.0f')} |")
+        rel = ft.get("target_reliability")
+        if rel:
+            lines += ["", f"- The target's reliability over the {rel['n']} architectures with seeds {rel['seeds']} "
+                      f"trained so far: one seed's ICC {f(rel['icc'], '.2f')}, split-half tau "
+                      f"{f(rel['split_half_tau'], '.2f')}, between-architecture SD "
+                      f"{f(100 * math.sqrt(rel['between_var']), '.2f')} points, seed SD "
+                      f"{f(100 * math.sqrt(rel['within_var']), '.2f')} points."]
         cal = ft.get("calibration")
         if cal:
             t = cal["tau"]
