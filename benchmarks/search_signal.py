@@ -87,7 +87,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
         # a measurement other than the raw one-shot loss: each architecture as a one-hot sub-network at the
         # super-network's size, its weights inherited from the recipe's seed-0 super-network or freshly initialised
         # (the control at the same cost), adversarially trained for ``epochs`` with the stand-alone recipe
-        "finetune": {"supernet": "recipe", "epochs": [1, 3], "arms": ["inherit", "scratch"]},
+        "finetune": {"supernet": "recipe", "epochs": [1, 3], "arms": ["inherit", "scratch"],
+                     "calibration_sizes": [6, 12, 18]},
     },
     "smoke": {
         "official_seeds": 2, "recipe_seeds": 2, "anti_seeds": 1, "draws": 4, "draw_seed": 123,
@@ -105,7 +106,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                      "variants": {"train_limit_64": {"search": {"train_limit": 64}}}},
         "scale": {"architectures": 3, "seeds": [0, 1], "variants": {"epochs_2": {"epochs": 2}}},
         "target": {"scale": "epochs_2", "seeds": [0, 1]},
-        "finetune": {"supernet": "recipe", "epochs": [1], "arms": ["inherit", "scratch"]},
+        "finetune": {"supernet": "recipe", "epochs": [1], "arms": ["inherit", "scratch"], "calibration_sizes": [2]},
     },
 }
 
@@ -792,10 +793,15 @@ def partial_reliability(r: Runner, cells: dict[str, dict[str, Any]]) -> dict[str
     return {"architectures": done, "n": len(done), "seeds": list(t["seeds"]), **one_way_icc(per_seed)}
 
 
-def op_mix_calibration(genotypes: list[Any], target: np.ndarray, ridge: float) -> dict[str, Any]:
+def op_mix_calibration(genotypes: list[Any], target: np.ndarray, ridge: float, sizes: tuple[int, ...] = (),
+                       repeats: int = 200, seed: int = 0) -> dict[str, Any]:
     """Could a few stand-alone trainings calibrate a search? Leave-one-out: a ridge regression (the recipe's own
     ``vle.ridge``) of the target on each cell's op counts (7 ops x normal/reduce, the recipe's per-cell op costs),
-    fitted on every other architecture, predicts the one left out; also the per-cell op costs fitted on all."""
+    fitted on every other architecture, predicts the one left out; also the per-cell op costs fitted on all. For each
+    of ``sizes`` (how many stand-alone trainings a search could afford), ``repeats`` random splits fit on that many
+    architectures and rank the rest: the mean Kendall tau and its 5-95% range over splits."""
+    from scipy.stats import kendalltau
+
     from wsr_bench.search_space.ops import PRIMITIVES
 
     ops = [o for o in PRIMITIVES if o != "none"]
@@ -813,8 +819,20 @@ def op_mix_calibration(genotypes: list[Any], target: np.ndarray, ridge: float) -
         keep = np.arange(len(y)) != i
         w, mu, y0 = fit(x[keep], y[keep])
         predicted.append(float(y0 + (x[i] - mu) @ w))
+    rng = np.random.default_rng(seed)
+    curve = []
+    for k in (k for k in sizes if 2 <= k <= len(y) - 2):
+        taus = []
+        for _ in range(repeats):
+            order = rng.permutation(len(y))
+            w, mu, y0 = fit(x[order[:k]], y[order[:k]])
+            taus.append(float(kendalltau(y0 + (x[order[k:]] - mu) @ w, y[order[k:]])[0]))
+        taus = np.nan_to_num(np.array(taus))
+        curve.append({"trained": k, "ranked": len(y) - k, "tau_mean": float(taus.mean()),
+                      "tau_p05": float(np.percentile(taus, 5)), "tau_p95": float(np.percentile(taus, 95))})
     w, _, _ = fit(x, y)
     return {"model": "ridge on per-cell op counts, leave-one-out", "ridge": ridge, "predicted": predicted,
+            "curve": curve,
             "op_points": {f"{cell}/{o}": 100 * float(w[k * len(ops) + j]) for k, cell in enumerate(("normal", "reduce"))
                           for j, o in enumerate(ops)}}
 
@@ -867,7 +885,8 @@ def part_finetune(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
         row["tau"] = sq.kendall_bootstrap(x, target.tolist(), n_boot=s["bootstrap"])
         row["tau_vs_power_scale"] = sq.kendall_bootstrap(x, short, n_boot=s["bootstrap"])
         row["tau_vs_params"] = float(kendalltau(x, params)[0])
-    calibration = op_mix_calibration([cells[a]["genotype"] for a in names], target, raw["search"]["vle"]["ridge"])
+    calibration = op_mix_calibration([cells[a]["genotype"] for a in names], target, raw["search"]["vle"]["ridge"],
+                                     sizes=tuple(c["calibration_sizes"]))
     calibration["tau"] = sq.kendall_bootstrap(calibration.pop("predicted"), target.tolist(), n_boot=s["bootstrap"])
     return {"supernet": f"{c['supernet']} seed 0", "target_seeds": seeds, "n": len(names), "calibration": calibration,
             "target_reliability": partial_reliability(r, cells),
@@ -1087,6 +1106,11 @@ def render(res: dict[str, Any]) -> str:
                       f"Kendall tau {f(t['tau'])} ({f(t['ci_low'])} to {f(t['ci_high'])}) against the target; the "
                       "fitted op effects (points per edge): " + ", ".join(
                           f"{k} {v:+.2f}" for k, v in sorted(cal["op_points"].items(), key=lambda kv: -kv[1])) + "."]
+            if cal.get("curve"):
+                lines.append("- The same calibration fitted on fewer stand-alone trainings (random splits, mean "
+                             "Kendall tau on the rest, 5-95% range): " + "; ".join(
+                                 f"{c['trained']} trained: {f(c['tau_mean'])} ({f(c['tau_p05'])} to "
+                                 f"{f(c['tau_p95'])}, {c['ranked']} ranked)" for c in cal["curve"]) + ".")
         lines.append("")
     if res.get("planted"):
         lines += ["## Planted landscape (share of edges recovered; chance 1/7 = 0.143)", "",
