@@ -64,7 +64,7 @@ from _common import load_average, machine_record, smoke_out  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PARTS = ("official", "planted", "recipe", "fidelity", "scale", "target", "finetune", "controls")
+PARTS = ("official", "planted", "recipe", "fidelity", "scale", "target", "finetune", "calibrated", "controls")
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
@@ -89,6 +89,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
         # (the control at the same cost), adversarially trained for ``epochs`` with the stand-alone recipe
         "finetune": {"supernet": "recipe", "epochs": [1, 3], "arms": ["inherit", "scratch"],
                      "calibration_sizes": [6, 12, 18]},
+        # does the op-count calibration extrapolate? the cells it rates best and worst (``reference``'s inputs, one
+        # op per cell type), retrained like the target
+        "calibrated": {"reference": "wsrnet_basic"},
     },
     "smoke": {
         "official_seeds": 2, "recipe_seeds": 2, "anti_seeds": 1, "draws": 4, "draw_seed": 123,
@@ -107,6 +110,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "scale": {"architectures": 3, "seeds": [0, 1], "variants": {"epochs_2": {"epochs": 2}}},
         "target": {"scale": "epochs_2", "seeds": [0, 1]},
         "finetune": {"supernet": "recipe", "epochs": [1], "arms": ["inherit", "scratch"], "calibration_sizes": [2]},
+        "calibrated": {"reference": "recipe-seed0"},
     },
 }
 
@@ -895,6 +899,61 @@ def part_finetune(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
             "rows": rows}
 
 
+def calibrated_cells(op_points: dict[str, float], reference: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The cells the op-count calibration rates best and worst: ``reference``'s inputs with every edge of a cell given
+    the op of the highest (lowest) fitted effect for that cell type. Both lie beyond every architecture the fit saw,
+    so training them tests whether the fitted effects add up, which a search calibrated this way would rely on."""
+    out = {}
+    for label, pick in (("best", max), ("worst", min)):
+        g = {**copy.deepcopy(reference), "name": f"calibrated-{label}"}
+        for cell in ("normal", "reduce"):
+            op = pick(sq.NON_NONE_OPS, key=lambda o, cell=cell: op_points[f"{cell}/{o}"])
+            g[cell] = [[op, src] for _, src in reference[cell]]
+        out[g["name"]] = g
+    return out
+
+
+def part_calibrated(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
+    """Does the stand-alone calibration extrapolate? The op effects fitted on the whole target (see
+    :func:`op_mix_calibration`) name a best and a worst cell (:func:`calibrated_cells`); both are retrained like the
+    target, with its ``seeds`` (default: those fully trained). Their difference against the one the fit predicts,
+    with a z from the target's seed variance, and where the best cell ranks among the target's architectures."""
+    from scipy.stats import norm
+
+    s = r.s
+    _, _, cells = standalone_set(r)
+    names = sorted(cells)
+    seeds = cached_target_seeds(r, cells) if seeds is None else list(seeds)
+    if not seeds:
+        raise SystemExit("calibrated: no target seed is trained yet (run --part target first)")
+    _, _, per_seed = target_scores(r, cells, seeds)
+    target = per_seed.mean(1)
+    ridge = recipe_config(s, 0)["search"]["vle"]["ridge"]
+    cal = op_mix_calibration([cells[a]["genotype"] for a in names], target, ridge)
+    made = calibrated_cells(cal["op_points"], cells[s["calibrated"]["reference"]]["genotype"])
+    retrain, _, scores = target_scores(r, {n: {"genotype": g} for n, g in made.items()}, seeds)
+
+    def effect(g: dict[str, Any]) -> float:
+        return sum(cal["op_points"][f"{c}/{op}"] for c in ("normal", "reduce") for op, _ in g[c])
+
+    base = float(np.mean([effect(cells[a]["genotype"]) for a in names]))
+    within = one_way_icc(per_seed)["within_var"] if len(seeds) > 1 else None
+    out = {n: {"genotype": g, "params": cell_params(g, retrain), "per_seed": scores[i].tolist(),
+               "points": 100 * float(scores[i].mean()),
+               "predicted_points": 100 * float(target.mean()) + effect(g) - base,
+               "target_architectures_below": int(np.sum(target < scores[i].mean()))}
+           for i, (n, g) in enumerate(sorted(made.items()))}
+    diff = out["calibrated-best"]["points"] - out["calibrated-worst"]["points"]
+    se = 100 * math.sqrt(2 * within / len(seeds)) if within else None
+    return {"reference": s["calibrated"]["reference"], "seeds": seeds, "n_target": len(names),
+            "target_points": {"mean": 100 * float(target.mean()), "min": 100 * float(target.min()),
+                              "max": 100 * float(target.max())},
+            "cells": out,
+            "best_minus_worst": {"points": diff, "predicted_points": out["calibrated-best"]["predicted_points"]
+                                 - out["calibrated-worst"]["predicted_points"], "se_points": se,
+                                 "p": float(2 * norm.sf(abs(diff) / se)) if se else None}}
+
+
 Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8
 
 
@@ -1112,6 +1171,22 @@ def render(res: dict[str, Any]) -> str:
                                  f"{c['trained']} trained: {f(c['tau_mean'])} ({f(c['tau_p05'])} to "
                                  f"{f(c['tau_p95'])}, {c['ranked']} ranked)" for c in cal["curve"]) + ".")
         lines.append("")
+    if res.get("calibrated"):
+        cb = res["calibrated"]
+        tp, bw = cb["target_points"], cb["best_minus_worst"]
+        lines += [f"## Does the stand-alone calibration extrapolate? (seeds {cb['seeds']})", "",
+                  f"The op effects fitted on all {cb['n_target']} target architectures name a best and a worst cell "
+                  f"({cb['reference']}'s inputs, one op per cell type), retrained like the target (target mean "
+                  f"{tp['mean']:.2f}, range {tp['min']:.2f} to {tp['max']:.2f} points).", "",
+                  "| cell | normal op | reduce op | parameters | avg robust acc (points) | predicted | per seed | "
+                  "target architectures below |", "|---|---|---|---|---|---|---|---|"]
+        for n, c in cb["cells"].items():
+            lines.append(f"| {n} | {c['genotype']['normal'][0][0]} | {c['genotype']['reduce'][0][0]} | "
+                         f"{c['params']:,} | {c['points']:.2f} | {c['predicted_points']:.2f} | "
+                         + ", ".join(f"{100 * x:.2f}" for x in c["per_seed"])
+                         + f" | {c['target_architectures_below']} of {cb['n_target']} |")
+        lines += ["", f"- Best minus worst: {bw['points']:+.2f} points (predicted {bw['predicted_points']:+.2f}; "
+                  f"seed-noise SE {f(bw['se_points'], '.2f')}, p {f(bw['p'], '.2g')}).", ""]
     if res.get("planted"):
         lines += ["## Planted landscape (share of edges recovered; chance 1/7 = 0.143)", "",
                   "| recipe | method | steps | shared | " + " | ".join(
@@ -1195,6 +1270,8 @@ def main(argv: list[str] | None = None) -> int:
             res["target"] = part_target(runner, args.target_seeds)
         elif part == "finetune":
             res["finetune"] = part_finetune(runner, args.target_seeds)
+        elif part == "calibrated":
+            res["calibrated"] = part_calibrated(runner, args.target_seeds)
         else:
             res["controls"] = part_controls(runner, res.get("recipe"))
         res.setdefault("wall_seconds", {})[part] = time.perf_counter() - t0
