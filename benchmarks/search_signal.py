@@ -91,7 +91,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                      "calibration_sizes": [6, 12, 18]},
         # does the op-count calibration extrapolate? the cells it rates best and worst (``reference``'s inputs, one
         # op per cell type), retrained like the target
-        "calibrated": {"reference": "wsrnet_basic"},
+        "calibrated": {"reference": "wsrnet_basic", "param_tolerance": 0.05, "matched_draws": 200000},
     },
     "smoke": {
         "official_seeds": 2, "recipe_seeds": 2, "anti_seeds": 1, "draws": 4, "draw_seed": 123,
@@ -110,7 +110,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "scale": {"architectures": 3, "seeds": [0, 1], "variants": {"epochs_2": {"epochs": 2}}},
         "target": {"scale": "epochs_2", "seeds": [0, 1]},
         "finetune": {"supernet": "recipe", "epochs": [1], "arms": ["inherit", "scratch"], "calibration_sizes": [2]},
-        "calibrated": {"reference": "recipe-seed0"},
+        "calibrated": {"reference": "recipe-seed0", "param_tolerance": 0.2, "matched_draws": 2000},
     },
 }
 
@@ -913,6 +913,41 @@ def calibrated_cells(op_points: dict[str, float], reference: dict[str, Any]) -> 
     return out
 
 
+def size_matched_calibrated_cells(op_points: dict[str, float], reference: dict[str, Any], target_params: float,
+                                  retrain: dict[str, Any], tolerance: float, draws: int, seed: int = 0
+                                  ) -> dict[str, dict[str, Any]]:
+    """The best and worst cells by the fitted op effects among ``draws`` uniform op assignments on ``reference``'s
+    inputs whose parameter count lies within ``tolerance`` of ``target_params``: the same question as
+    :func:`calibrated_cells` with size taken out. With the inputs fixed, a cell's parameters are a sum over its
+    edges, so each (cell, edge, op) is built once and the draws are scored in numpy."""
+    ops, cells = sq.NON_NONE_OPS, ("normal", "reduce")
+    base_g = {**copy.deepcopy(reference), **{c: [[ops[0], src] for _, src in reference[c]] for c in cells}}
+    base = cell_params(base_g, retrain)
+    cost = np.zeros((2, len(reference["normal"]), len(ops)))
+    for ci, c in enumerate(cells):
+        for e in range(len(reference[c])):
+            for oi, op in enumerate(ops[1:], start=1):
+                g = copy.deepcopy(base_g)
+                g[c][e][0] = op
+                cost[ci, e, oi] = cell_params(g, retrain) - base
+    gain = np.array([[op_points[f"{c}/{o}"] for o in ops] for c in cells])
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(ops), size=(draws, 2, cost.shape[1]))
+    params = base + np.take_along_axis(np.broadcast_to(cost, (draws, *cost.shape)), pick[..., None], -1).sum((1, 2, 3))
+    effect = gain[np.arange(2)[None, :, None], pick].sum((1, 2))
+    ok = np.flatnonzero(np.abs(params - target_params) <= tolerance * target_params)
+    if not len(ok):
+        raise RuntimeError(f"no op assignment within {tolerance:.0%} of {target_params:.0f} parameters in "
+                           f"{draws} draws")
+    out = {}
+    for label, k in (("best", ok[np.argmax(effect[ok])]), ("worst", ok[np.argmin(effect[ok])])):
+        name = f"calibrated-matched-{label}"
+        out[name] = {**copy.deepcopy(reference), "name": name,
+                     **{c: [[ops[pick[k, ci, e]], src] for e, (_, src) in enumerate(reference[c])]
+                        for ci, c in enumerate(cells)}}
+    return out
+
+
 def part_calibrated(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
     """Does the stand-alone calibration extrapolate? The op effects fitted on the whole target (see
     :func:`op_mix_calibration`) name a best and a worst cell (:func:`calibrated_cells`); both are retrained like the
@@ -930,7 +965,13 @@ def part_calibrated(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]
     target = per_seed.mean(1)
     ridge = recipe_config(s, 0)["search"]["vle"]["ridge"]
     cal = op_mix_calibration([cells[a]["genotype"] for a in names], target, ridge)
-    made = calibrated_cells(cal["op_points"], cells[s["calibrated"]["reference"]]["genotype"])
+    cb = s["calibrated"]
+    reference = cells[cb["reference"]]["genotype"]
+    retrain = {**s["retrain"], **s["scale"]["variants"][s["target"]["scale"]]}
+    made = {**calibrated_cells(cal["op_points"], reference),
+            **size_matched_calibrated_cells(cal["op_points"], reference, float(np.mean([cells[a]["params"]
+                                                                                        for a in names])),
+                                            retrain, cb["param_tolerance"], cb["matched_draws"])}
     retrain, _, scores = target_scores(r, {n: {"genotype": g} for n, g in made.items()}, seeds)
 
     def effect(g: dict[str, Any]) -> float:
@@ -943,15 +984,20 @@ def part_calibrated(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]
                "predicted_points": 100 * float(target.mean()) + effect(g) - base,
                "target_architectures_below": int(np.sum(target < scores[i].mean()))}
            for i, (n, g) in enumerate(sorted(made.items()))}
-    diff = out["calibrated-best"]["points"] - out["calibrated-worst"]["points"]
     se = 100 * math.sqrt(2 * within / len(seeds)) if within else None
+
+    def contrast(best: str, worst: str) -> dict[str, Any]:
+        diff = out[best]["points"] - out[worst]["points"]
+        return {"points": diff, "predicted_points": out[best]["predicted_points"] - out[worst]["predicted_points"],
+                "se_points": se, "p": float(2 * norm.sf(abs(diff) / se)) if se else None}
+
     return {"reference": s["calibrated"]["reference"], "seeds": seeds, "n_target": len(names),
             "target_points": {"mean": 100 * float(target.mean()), "min": 100 * float(target.min()),
                               "max": 100 * float(target.max())},
-            "cells": out,
-            "best_minus_worst": {"points": diff, "predicted_points": out["calibrated-best"]["predicted_points"]
-                                 - out["calibrated-worst"]["predicted_points"], "se_points": se,
-                                 "p": float(2 * norm.sf(abs(diff) / se)) if se else None}}
+            "mean_target_params": float(np.mean([cells[a]["params"] for a in names])),
+            "param_tolerance": cb["param_tolerance"], "cells": out,
+            "best_minus_worst": contrast("calibrated-best", "calibrated-worst"),
+            "matched_best_minus_worst": contrast("calibrated-matched-best", "calibrated-matched-worst")}
 
 
 Z_POWER = 1.959964 + 0.841621  # two-sided alpha 0.05, power 0.8
@@ -1171,6 +1217,12 @@ def render(res: dict[str, Any]) -> str:
                                  f"{c['trained']} trained: {f(c['tau_mean'])} ({f(c['tau_p05'])} to "
                                  f"{f(c['tau_p95'])}, {c['ranked']} ranked)" for c in cal["curve"]) + ".")
         lines.append("")
+    def op_mix(edges: list[list[Any]]) -> str:
+        counts: dict[str, int] = {}
+        for op, _ in edges:
+            counts[op] = counts.get(op, 0) + 1
+        return ", ".join(f"{n}x {op}" for op, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
     if res.get("calibrated"):
         cb = res["calibrated"]
         tp, bw = cb["target_points"], cb["best_minus_worst"]
@@ -1178,15 +1230,19 @@ def render(res: dict[str, Any]) -> str:
                   f"The op effects fitted on all {cb['n_target']} target architectures name a best and a worst cell "
                   f"({cb['reference']}'s inputs, one op per cell type), retrained like the target (target mean "
                   f"{tp['mean']:.2f}, range {tp['min']:.2f} to {tp['max']:.2f} points).", "",
-                  "| cell | normal op | reduce op | parameters | avg robust acc (points) | predicted | per seed | "
+                  "| cell | normal ops | reduce ops | parameters | avg robust acc (points) | predicted | per seed | "
                   "target architectures below |", "|---|---|---|---|---|---|---|---|"]
         for n, c in cb["cells"].items():
-            lines.append(f"| {n} | {c['genotype']['normal'][0][0]} | {c['genotype']['reduce'][0][0]} | "
+            lines.append(f"| {n} | {op_mix(c['genotype']['normal'])} | {op_mix(c['genotype']['reduce'])} | "
                          f"{c['params']:,} | {c['points']:.2f} | {c['predicted_points']:.2f} | "
                          + ", ".join(f"{100 * x:.2f}" for x in c["per_seed"])
                          + f" | {c['target_architectures_below']} of {cb['n_target']} |")
+        mw = cb["matched_best_minus_worst"]
         lines += ["", f"- Best minus worst: {bw['points']:+.2f} points (predicted {bw['predicted_points']:+.2f}; "
-                  f"seed-noise SE {f(bw['se_points'], '.2f')}, p {f(bw['p'], '.2g')}).", ""]
+                  f"seed-noise SE {f(bw['se_points'], '.2f')}, p {f(bw['p'], '.2g')}).",
+                  f"- Size-matched (the best and worst of uniform op assignments on the same inputs within "
+                  f"{cb['param_tolerance']:.0%} of the target's mean {cb['mean_target_params']:,.0f} parameters): "
+                  f"{mw['points']:+.2f} points (predicted {mw['predicted_points']:+.2f}; p {f(mw['p'], '.2g')}).", ""]
     if res.get("planted"):
         lines += ["## Planted landscape (share of edges recovered; chance 1/7 = 0.143)", "",
                   "| recipe | method | steps | shared | " + " | ".join(
