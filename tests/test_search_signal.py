@@ -188,3 +188,33 @@ def test_op_mix_calibration_recovers_planted_op_effects_and_its_curve_rises():
     assert cal["curve"][1]["tau_mean"] > cal["curve"][0]["tau_mean"] > 0.3
     null = module.op_mix_calibration(genotypes, np.random.default_rng(1).normal(0, 1, 30), ridge=10.0)
     assert abs(kendalltau(null["predicted"], np.random.default_rng(1).normal(0, 1, 30))[0]) < 0.4
+
+
+def test_size_matched_calibrated_cells_keep_the_inputs_the_size_and_the_order():
+    """The size-matched best and worst cells keep the reference's inputs, their real parameter counts (the model
+    built) lie within the tolerance (so the per-edge parameter sum they were chosen by is exact), and the best has
+    the larger fitted effect; the unmatched ones use one op per cell type."""
+    import random
+
+    module = _search_signal_module()
+    retrain = module.sq.SETTINGS["power_smoke"]
+    reference = module.sq.random_genotype(random.Random(3), "ref")
+    ops = module.sq.NON_NONE_OPS
+    points = {f"{c}/{o}": (k - 3.0) * (1 if c == "normal" else -1) for c in ("normal", "reduce")
+              for k, o in enumerate(ops)}
+    size = module.cell_params(reference, retrain)
+    made = module.size_matched_calibrated_cells(points, reference, size, retrain, tolerance=0.1, draws=3000)
+
+    def effect(g):
+        return sum(points[f"{c}/{op}"] for c in ("normal", "reduce") for op, _ in g[c])
+
+    best, worst = made["calibrated-matched-best"], made["calibrated-matched-worst"]
+    for g in (best, worst):
+        assert [src for _, src in g["normal"]] == [src for _, src in reference["normal"]]
+        assert abs(module.cell_params(g, retrain) - size) <= 0.1 * size
+    assert effect(best) > effect(worst)
+    plain = module.calibrated_cells(points, reference)
+    assert {op for op, _ in plain["calibrated-best"]["normal"]} == {ops[-1]}
+    assert {op for op, _ in plain["calibrated-worst"]["reduce"]} == {ops[-1]}
+    with pytest.raises(RuntimeError, match="no op assignment"):
+        module.size_matched_calibrated_cells(points, reference, 10 * size, retrain, tolerance=0.01, draws=50)
