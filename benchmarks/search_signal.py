@@ -738,6 +738,19 @@ def cached_target_seeds(r: Runner, cells: dict[str, dict[str, Any]]) -> list[int
                                          for a in cells)]
 
 
+def trained_target(r: Runner, part: str, seeds: list[int] | None
+                   ) -> tuple[dict[str, dict[str, Any]], list[str], list[int], np.ndarray]:
+    """The stand-alone set, its sorted names, the target ``seeds`` (default: those fully trained) and their
+    per-seed scores, for a part that ranks against the target without training it (``part`` names it in the error
+    when no seed is trained yet)."""
+    _, _, cells = standalone_set(r)
+    seeds = cached_target_seeds(r, cells) if seeds is None else list(seeds)
+    if not seeds:
+        raise SystemExit(f"{part}: no target seed is trained yet (run --part target first)")
+    _, _, per_seed = target_scores(r, cells, seeds)
+    return cells, sorted(cells), seeds, per_seed
+
+
 def part_target(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
     """The one-shot Kendall tau against the stand-alone target at the scale ``scale`` chose: the stand-alone set of
     ``recipe`` and ``fidelity`` retrained at ``target.scale`` with ``seeds`` (default ``target.seeds``; seed-major, so a
@@ -851,12 +864,7 @@ def part_finetune(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
     from scipy.stats import kendalltau
 
     s, c = r.s, r.s["finetune"]
-    _, _, cells = standalone_set(r)
-    names = sorted(cells)
-    seeds = cached_target_seeds(r, cells) if seeds is None else list(seeds)
-    if not seeds:
-        raise SystemExit("finetune: no target seed is trained yet (run --part target first)")
-    _, _, per_seed = target_scores(r, cells, seeds)
+    cells, names, seeds, per_seed = trained_target(r, "finetune", seeds)
     target = per_seed.mean(1)
     raw = recipe_config(s, 0)
     search_dir = str(r.workdir / c["supernet"] / "seed0")
@@ -956,12 +964,7 @@ def part_calibrated(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]
     from scipy.stats import norm
 
     s = r.s
-    _, _, cells = standalone_set(r)
-    names = sorted(cells)
-    seeds = cached_target_seeds(r, cells) if seeds is None else list(seeds)
-    if not seeds:
-        raise SystemExit("calibrated: no target seed is trained yet (run --part target first)")
-    _, _, per_seed = target_scores(r, cells, seeds)
+    cells, names, seeds, per_seed = trained_target(r, "calibrated", seeds)
     target = per_seed.mean(1)
     ridge = recipe_config(s, 0)["search"]["vle"]["ridge"]
     cal = op_mix_calibration([cells[a]["genotype"] for a in names], target, ridge)
