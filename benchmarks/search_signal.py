@@ -1090,6 +1090,9 @@ def render(res: dict[str, Any]) -> str:
              f"Machine: {res['machine'].get('processor')}, {res['machine'].get('cpu_count')} cores, torch "
              f"{res['machine'].get('torch')}, load {res['machine'].get('load_start')} at the start; every job "
              "single-threaded.", ""]
+    notes = [v["note"] for k, v in sorted(res.items()) if k.startswith("machine_") and isinstance(v, dict)
+             and v.get("note")]  # parts merged in from later runs say where and how they ran
+    lines += [*(f"- {n}" for n in notes), *([""] if notes else [])]
     for kind, title in (("official", "The official recipe (power-benchmark size, T x arch_lr = 0.006)"),
                         ("recipe", "configs/search_signal.yaml"),):
         r = res.get(kind)
