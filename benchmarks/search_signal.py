@@ -90,8 +90,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "finetune": {"supernet": "recipe", "epochs": [1, 3], "arms": ["inherit", "scratch"],
                      "calibration_sizes": [6, 12, 18]},
         # does the op-count calibration extrapolate? the cells it rates best and worst (``reference``'s inputs, one
-        # op per cell type), retrained like the target
-        "calibrated": {"reference": "wsrnet_basic", "param_tolerance": 0.05, "matched_draws": 200000},
+        # op per cell type), retrained like the target; the size-matched pair also with ``matched_seeds`` (seeds 2-5
+        # were added after its first 2 seeds gave +0.52 points, p 0.11, before any of them was trained)
+        "calibrated": {"reference": "wsrnet_basic", "param_tolerance": 0.05, "matched_draws": 200000,
+                       "matched_seeds": [0, 1, 2, 3, 4, 5]},
     },
     "smoke": {
         "official_seeds": 2, "recipe_seeds": 2, "anti_seeds": 1, "draws": 4, "draw_seed": 123,
@@ -110,7 +112,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "scale": {"architectures": 3, "seeds": [0, 1], "variants": {"epochs_2": {"epochs": 2}}},
         "target": {"scale": "epochs_2", "seeds": [0, 1]},
         "finetune": {"supernet": "recipe", "epochs": [1], "arms": ["inherit", "scratch"], "calibration_sizes": [2]},
-        "calibrated": {"reference": "recipe-seed0", "param_tolerance": 0.2, "matched_draws": 2000},
+        "calibrated": {"reference": "recipe-seed0", "param_tolerance": 0.2, "matched_draws": 2000,
+                       "matched_seeds": [0, 1, 2]},
     },
 }
 
@@ -958,10 +961,12 @@ def size_matched_calibrated_cells(op_points: dict[str, float], reference: dict[s
 
 def part_calibrated(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]:
     """Does the stand-alone calibration extrapolate? The op effects fitted on the whole target (see
-    :func:`op_mix_calibration`) name a best and a worst cell (:func:`calibrated_cells`); both are retrained like the
-    target, with its ``seeds`` (default: those fully trained). Their difference against the one the fit predicts,
-    with a z from the target's seed variance, and where the best cell ranks among the target's architectures."""
-    from scipy.stats import norm
+    :func:`op_mix_calibration`) name a best and a worst cell (:func:`calibrated_cells`) and a size-matched pair
+    (:func:`size_matched_calibrated_cells`); all are retrained like the target, with its ``seeds`` (default: those fully
+    trained), the matched pair with ``calibrated.matched_seeds`` when set. Each difference against the one the fit
+    predicts, with a z from the target's pooled seed variance and a Welch t-test on the cells' own seeds, and where each
+    cell ranks among the target's architectures."""
+    from scipy.stats import norm, ttest_ind
 
     s = r.s
     cells, names, seeds, per_seed = trained_target(r, "calibrated", seeds)
@@ -971,34 +976,42 @@ def part_calibrated(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]
     cb = s["calibrated"]
     reference = cells[cb["reference"]]["genotype"]
     retrain = {**s["retrain"], **s["scale"]["variants"][s["target"]["scale"]]}
-    made = {**calibrated_cells(cal["op_points"], reference),
-            **size_matched_calibrated_cells(cal["op_points"], reference, float(np.mean([cells[a]["params"]
-                                                                                        for a in names])),
-                                            retrain, cb["param_tolerance"], cb["matched_draws"])}
-    retrain, _, scores = target_scores(r, {n: {"genotype": g} for n, g in made.items()}, seeds)
+    mean_params = float(np.mean([cells[a]["params"] for a in names]))
+    groups = [(calibrated_cells(cal["op_points"], reference), seeds),
+              (size_matched_calibrated_cells(cal["op_points"], reference, mean_params, retrain,
+                                             cb["param_tolerance"], cb["matched_draws"]),
+               list(cb.get("matched_seeds") or seeds))]
 
     def effect(g: dict[str, Any]) -> float:
         return sum(cal["op_points"][f"{c}/{op}"] for c in ("normal", "reduce") for op, _ in g[c])
 
     base = float(np.mean([effect(cells[a]["genotype"]) for a in names]))
+    out = {}
+    for made, cell_seeds in groups:
+        retrain, _, scores = target_scores(r, {n: {"genotype": g} for n, g in made.items()}, cell_seeds)
+        for i, (n, g) in enumerate(sorted(made.items())):
+            out[n] = {"genotype": g, "params": cell_params(g, retrain), "seeds": cell_seeds,
+                      "per_seed": scores[i].tolist(), "points": 100 * float(scores[i].mean()),
+                      "predicted_points": 100 * float(target.mean()) + effect(g) - base,
+                      "target_architectures_below": int(np.sum(target < scores[i].mean()))}
+    out = dict(sorted(out.items()))
     within = one_way_icc(per_seed)["within_var"] if len(seeds) > 1 else None
-    out = {n: {"genotype": g, "params": cell_params(g, retrain), "per_seed": scores[i].tolist(),
-               "points": 100 * float(scores[i].mean()),
-               "predicted_points": 100 * float(target.mean()) + effect(g) - base,
-               "target_architectures_below": int(np.sum(target < scores[i].mean()))}
-           for i, (n, g) in enumerate(sorted(made.items()))}
-    se = 100 * math.sqrt(2 * within / len(seeds)) if within else None
 
     def contrast(best: str, worst: str) -> dict[str, Any]:
-        diff = out[best]["points"] - out[worst]["points"]
-        return {"points": diff, "predicted_points": out[best]["predicted_points"] - out[worst]["predicted_points"],
-                "se_points": se, "p": float(2 * norm.sf(abs(diff) / se)) if se else None}
+        b, w = out[best], out[worst]
+        diff = b["points"] - w["points"]
+        se = 100 * math.sqrt(within * (1 / len(b["seeds"]) + 1 / len(w["seeds"]))) if within else None
+        welch = (float(ttest_ind(b["per_seed"], w["per_seed"], equal_var=False).pvalue)
+                 if min(len(b["seeds"]), len(w["seeds"])) > 1 else None)
+        return {"points": diff, "predicted_points": b["predicted_points"] - w["predicted_points"],
+                "se_points": se, "p": float(2 * norm.sf(abs(diff) / se)) if se else None, "welch_p": welch,
+                "seeds": [len(b["seeds"]), len(w["seeds"])]}
 
     return {"reference": s["calibrated"]["reference"], "seeds": seeds, "n_target": len(names),
             "target_points": {"mean": 100 * float(target.mean()), "min": 100 * float(target.min()),
                               "max": 100 * float(target.max())},
-            "mean_target_params": float(np.mean([cells[a]["params"] for a in names])),
-            "param_tolerance": cb["param_tolerance"], "cells": out,
+            "mean_target_params": mean_params, "param_tolerance": cb["param_tolerance"],
+            "matched_seeds": groups[1][1], "cells": out,
             "best_minus_worst": contrast("calibrated-best", "calibrated-worst"),
             "matched_best_minus_worst": contrast("calibrated-matched-best", "calibrated-matched-worst")}
 
@@ -1244,11 +1257,18 @@ def render(res: dict[str, Any]) -> str:
                          + ", ".join(f"{100 * x:.2f}" for x in c["per_seed"])
                          + f" | {c['target_architectures_below']} of {cb['n_target']} |")
         mw = cb["matched_best_minus_worst"]
+        def seeds_of(c: dict[str, Any]) -> str:
+            n = c.get("seeds")
+            return f"{n[0]} against {n[1]} seeds; " if n else ""
+
         lines += ["", f"- Best minus worst: {bw['points']:+.2f} points (predicted {bw['predicted_points']:+.2f}; "
-                  f"seed-noise SE {f(bw['se_points'], '.2f')}, p {f(bw['p'], '.2g')}).",
+                  f"{seeds_of(bw)}seed-noise SE {f(bw['se_points'], '.2f')}, p {f(bw['p'], '.2g')}"
+                  + (f", Welch p {bw['welch_p']:.2g}" if bw.get("welch_p") is not None else "") + ").",
                   f"- Size-matched (the best and worst of uniform op assignments on the same inputs within "
                   f"{cb['param_tolerance']:.0%} of the target's mean {cb['mean_target_params']:,.0f} parameters): "
-                  f"{mw['points']:+.2f} points (predicted {mw['predicted_points']:+.2f}; p {f(mw['p'], '.2g')}).", ""]
+                  f"{mw['points']:+.2f} points (predicted {mw['predicted_points']:+.2f}; {seeds_of(mw)}"
+                  f"seed-noise SE {f(mw['se_points'], '.2f')}, p {f(mw['p'], '.2g')}"
+                  + (f", Welch p {mw['welch_p']:.2g}" if mw.get("welch_p") is not None else "") + ").", ""]
     if res.get("planted"):
         lines += ["## Planted landscape (share of edges recovered; chance 1/7 = 0.143)", "",
                   "| recipe | method | steps | shared | " + " | ".join(
