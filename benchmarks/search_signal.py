@@ -1245,7 +1245,9 @@ def render(res: dict[str, Any]) -> str:
     if res.get("calibrated"):
         cb = res["calibrated"]
         tp, bw = cb["target_points"], cb["best_minus_worst"]
-        lines += [f"## Does the stand-alone calibration extrapolate? (seeds {cb['seeds']})", "",
+        matched = cb.get("matched_seeds", cb["seeds"])
+        lines += [f"## Does the stand-alone calibration extrapolate? (seeds {cb['seeds']}"
+                  + (f"; the size-matched pair {matched}" if matched != cb["seeds"] else "") + ")", "",
                   f"The op effects fitted on all {cb['n_target']} target architectures name a best and a worst cell "
                   f"({cb['reference']}'s inputs, one op per cell type), retrained like the target (target mean "
                   f"{tp['mean']:.2f}, range {tp['min']:.2f} to {tp['max']:.2f} points).", "",
