@@ -53,6 +53,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -357,8 +358,6 @@ def op_mix_overlap(a: Any, b: Any) -> float:
     """The share of edges two genotypes have in common when only each cell's mix of ops counts (the histogram
     intersection of the ops of the normal cells plus that of the reduce cells, over 16 edges): what seeds can agree
     on when their per-edge choices differ but their op preferences per cell do not."""
-    from collections import Counter
-
     shared = sum(sum((Counter(op for op, _ in ca) & Counter(op for op, _ in cb)).values())
                  for ca, cb in zip(sq._cells(a), sq._cells(b), strict=True))
     return shared / sum(len(c) for c in sq._cells(a))
@@ -718,13 +717,18 @@ def standalone_set(r: Runner) -> tuple[list[dict[str, Any]], dict[str, list[dict
     return recipe, variants, cells
 
 
+def target_retrain(s: dict[str, Any]) -> dict[str, Any]:
+    """The retraining settings of the stand-alone target: ``retrain`` with the scale ``target.scale`` names."""
+    return {**s["retrain"], **s["scale"]["variants"][s["target"]["scale"]]}
+
+
 def target_scores(r: Runner, cells: dict[str, dict[str, Any]], seeds: list[int]
                   ) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
     """The stand-alone target of ``cells`` at ``target.scale`` with ``seeds`` (trained when not cached): the
     retraining settings, every model's result, and the per-seed average robust accuracy (architectures sorted by
     name x seeds)."""
     t = r.s["target"]
-    retrain = {**r.s["retrain"], **r.s["scale"]["variants"][t["scale"]]}
+    retrain = target_retrain(r.s)
     names = sorted(cells)
     jobs = {f"scale-{t['scale']}-{a}-seed{k}": (retrain_job, f"{a}-seed{k}", cells[a]["genotype"], retrain,
                                                 str(r.workdir / "scale" / t["scale"]), k) for k in seeds for a in names}
@@ -975,7 +979,7 @@ def part_calibrated(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]
     cal = op_mix_calibration([cells[a]["genotype"] for a in names], target, ridge)
     cb = s["calibrated"]
     reference = cells[cb["reference"]]["genotype"]
-    retrain = {**s["retrain"], **s["scale"]["variants"][s["target"]["scale"]]}
+    retrain = target_retrain(s)
     mean_params = float(np.mean([cells[a]["params"] for a in names]))
     groups = [(calibrated_cells(cal["op_points"], reference), seeds),
               (size_matched_calibrated_cells(cal["op_points"], reference, mean_params, retrain,
@@ -988,7 +992,7 @@ def part_calibrated(r: Runner, seeds: list[int] | None = None) -> dict[str, Any]
     base = float(np.mean([effect(cells[a]["genotype"]) for a in names]))
     out = {}
     for made, cell_seeds in groups:
-        retrain, _, scores = target_scores(r, {n: {"genotype": g} for n, g in made.items()}, cell_seeds)
+        _, _, scores = target_scores(r, {n: {"genotype": g} for n, g in made.items()}, cell_seeds)
         for i, (n, g) in enumerate(sorted(made.items())):
             out[n] = {"genotype": g, "params": cell_params(g, retrain), "seeds": cell_seeds,
                       "per_seed": scores[i].tolist(), "points": 100 * float(scores[i].mean()),
@@ -1237,10 +1241,7 @@ def render(res: dict[str, Any]) -> str:
                                  f"{f(c['tau_p95'])}, {c['ranked']} ranked)" for c in cal["curve"]) + ".")
         lines.append("")
     def op_mix(edges: list[list[Any]]) -> str:
-        counts: dict[str, int] = {}
-        for op, _ in edges:
-            counts[op] = counts.get(op, 0) + 1
-        return ", ".join(f"{n}x {op}" for op, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        return ", ".join(f"{n}x {op}" for op, n in Counter(op for op, _ in edges).most_common())
 
     if res.get("calibrated"):
         cb = res["calibrated"]
@@ -1259,6 +1260,7 @@ def render(res: dict[str, Any]) -> str:
                          + ", ".join(f"{100 * x:.2f}" for x in c["per_seed"])
                          + f" | {c['target_architectures_below']} of {cb['n_target']} |")
         mw = cb["matched_best_minus_worst"]
+
         def seeds_of(c: dict[str, Any]) -> str:
             n = c.get("seeds")
             return f"{n[0]} against {n[1]} seeds; " if n else ""
